@@ -1,0 +1,36 @@
+# Quick start: `make mini` (the paper in miniature on CPU) and `make test`.
+# Offline: SEKD_DATA_MIRROR=<dir holding human_written_data/> make mini
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | cksum | cut -d' ' -f1)
+SNAKEMAKE := $(VENV)/bin/snakemake
+CORES ?= 2
+
+.PHONY: venv mini test test-fast lint format clean-results
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+mini: $(STAMP)  ## the miniature study's results/table1.csv
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) results/table1.csv --configfile config/mini.yaml
+
+test: $(STAMP)  ## every test, the end-to-end workflow run included
+	$(VENV)/bin/pytest
+
+test-fast: $(STAMP)  ## unit tests only
+	$(VENV)/bin/pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check workflow tests bench
+	$(VENV)/bin/ruff format --check workflow tests bench
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+	$(SNAKEMAKE) --lint --configfile config/mini.yaml
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format workflow tests bench
+	$(VENV)/bin/snakefmt Snakefile workflow/rules

@@ -1,0 +1,58 @@
+# Data (§4.1): fetch the ALMA human-written files (checked by sha256), then slice and format them.
+
+
+rule fetch_data:
+    output:
+        raw_file("{relpath}"),
+    params:
+        sha256=lambda wc: config["data"]["sha256"][wc.relpath],
+    log:
+        "results/logs/fetch_data/{relpath}.log",
+    benchmark:
+        "results/benchmarks/fetch_data/{relpath}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/fetch_data.py"
+
+
+rule prepare_train:
+    input:
+        lambda wc: [raw_file(p) for p in alma.train_files(wc.pair)],
+    output:
+        "results/data/train/{pair}.jsonl",
+    params:
+        max_pairs=config["data"]["max_train_pairs"],
+        seed=config["data"]["slice_seed"],
+    log:
+        "results/logs/prepare_train/{pair}.log",
+    benchmark:
+        "results/benchmarks/prepare_train/{pair}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/prepare_train.py"
+
+
+rule prepare_eval:
+    input:
+        lambda wc: raw_file(
+            alma.valid_file(wc.direction)
+            if wc.evalset == "valid"
+            else alma.test_file(wc.direction)
+        ),
+    output:
+        "results/data/{evalset}/{direction}.jsonl",
+    params:
+        max_sentences=lambda wc: config["data"][
+            "max_valid_sentences" if wc.evalset == "valid" else "max_test_sentences"
+        ],
+        seed=config["data"]["slice_seed"],
+    log:
+        "results/logs/prepare_eval/{evalset}/{direction}.log",
+    benchmark:
+        "results/benchmarks/prepare_eval/{evalset}/{direction}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/prepare_eval.py"

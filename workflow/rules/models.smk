@@ -1,0 +1,46 @@
+# The shared tokenizer and, for the miniature, the tiny base models built from config.
+
+
+rule tokenizer:
+    input:
+        train_files() if config["tokenizer"]["train"] else [],
+    output:
+        directory("results/tokenizer"),
+    params:
+        train=config["tokenizer"]["train"],
+        pretrained=(
+            config["models"][config["tokenizer"]["from_model"]]["pretrained"]
+            if config["tokenizer"]["from_model"]
+            else None
+        ),
+        trust_remote_code=(
+            config["models"][config["tokenizer"]["from_model"]]["trust_remote_code"]
+            if config["tokenizer"]["from_model"]
+            else False
+        ),
+        languages=languages_for(train_directions()),
+    log:
+        "results/logs/tokenizer.log",
+    benchmark:
+        "results/benchmarks/tokenizer.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/tokenizer.py"
+
+
+rule init_model:
+    input:
+        tokenizer="results/tokenizer",
+    output:
+        directory("results/models/base/{model}"),
+    params:
+        init=lambda wc: config["models"][wc.model]["init"],
+    log:
+        "results/logs/init_model/{model}.log",
+    benchmark:
+        "results/benchmarks/init_model/{model}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/init_model.py"

@@ -1,0 +1,49 @@
+# Training (§4.2): SFT of teachers and student; KD of the student from its base model.
+
+
+rule sft:
+    input:
+        tokenizer="results/tokenizer",
+        train=train_files(),
+        valid=expand(
+            "results/data/valid/{direction}.jsonl",
+            direction=config["data"]["valid_directions"],
+        ),
+        base=lambda wc: base_model_input(wc.model),
+    output:
+        directory("results/models/sft/{model}/seed{seed}"),
+    params:
+        base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
+        job=lambda wc: training_slice(wc.model),
+    threads: 1
+    log:
+        "results/logs/sft/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/sft/{model}/seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule kd:
+    input:
+        tokenizer="results/tokenizer",
+        train=train_files(),
+        base=base_model_input("student"),
+        teacher="results/models/sft/{teacher}/seed{seed}",
+    output:
+        directory("results/models/kd/{teacher}/{variant}/seed{seed}"),
+    params:
+        base=lambda wc, input: input.base[0] if input.base else base_model("student"),
+        job=lambda wc: training_slice("student"),
+        teacher_dtype=lambda wc: config["models"][wc.teacher]["dtype"],
+    threads: 1
+    log:
+        "results/logs/kd/{teacher}/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/kd/{teacher}/{variant}/seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,17 @@
+"""Rule init_model: a tiny Llama-architecture model built from config with seeded weights."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from sekd import models
+from sekd import tokenizer as tokenizers
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    init = snakemake.params.init
+    tok = tokenizers.load(snakemake.input.tokenizer)
+    model = models.build_tiny_llama(init, tok, seed=init.get("seed", 0))
+    models.save(model, tok, snakemake.output[0])
+    n = sum(p.numel() for p in model.parameters())
+    print(f"{snakemake.wildcards.model}: {n:,} parameters")

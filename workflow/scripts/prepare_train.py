@@ -1,0 +1,16 @@
+"""Rule prepare_train: a language pair's training pairs as examples in both directions (§4.1)."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from sekd import data
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    pairs = data.read_parallel(*snakemake.input)
+    pairs = data.take_slice(pairs, snakemake.params.max_pairs, snakemake.params.seed)
+    examples = data.build_train_examples({snakemake.wildcards.pair: pairs})
+    count = data.write_jsonl(examples, snakemake.output[0])
+    logging.getLogger("sekd").info("%d pairs -> %d examples", len(pairs), count)

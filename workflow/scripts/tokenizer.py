@@ -1,0 +1,26 @@
+"""Rule tokenizer: the shared tokenizer, pretrained (the paper) or BPE trained on the data."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from sekd import data, prompts
+from sekd import tokenizer as tokenizers
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    spec = snakemake.params.train
+    if spec:
+        records = [r for path in snakemake.input for r in data.read_jsonl(path)]
+        languages = snakemake.params.languages
+        texts = (
+            prompts.build_prompt(r["source"], r["direction"], languages) + r["target"]
+            for r in records
+        )
+        tok = tokenizers.train_bpe(texts, spec["vocab_size"], spec["min_frequency"])
+    else:
+        tok = tokenizers.load_pretrained(
+            snakemake.params.pretrained, snakemake.params.trust_remote_code
+        )
+    tok.save_pretrained(snakemake.output[0])
+    print(f"tokenizer: {len(tok)} entries, eos={tok.eos_token!r}, pad={tok.pad_token!r}")

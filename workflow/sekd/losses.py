@@ -1,0 +1,337 @@
+"""Token-level distillation losses of Self-Evolution KD (Song et al., COLING 2025, §3 and §4).
+
+Per target token i: q = softmax(student logits), p = softmax(teacher logits), y = one-hot(label),
+ỹ = (1-λ)·y + λ·p (eq. 4), and KL(a||b) = Σ_v a_v (log a_v - log b_v) with 0·log 0 = 0: the true
+KL, the target's entropy included (never the cross-entropy form). Every objective is a per-token
+loss averaged over the N non-ignored tokens of the whole batch (the 1/N of eqs. 1, 2 and 9).
+
+    sft              -log q[label]                                              eq. 2
+    forward_kd       (1-λ)·SFT + λ·KL(p||q)                                     eq. 3
+    reverse_kd       (1-λ)·SFT + λ·KL(q||p)                                     §4 Baselines
+    noevo_kd         KL(ỹ||q) on every token (all "easy")                       eq. 8, §4
+    skew_kd          KL(ỹ||βq + (1-β)ỹ) on every token (all "hard")             eqs. 6-7, §4
+    sekd             d = KL(ỹ||q) (eq. 5); d > Γ: eq. 7, else eq. 8; eq. 9      eqs. 4-9
+    sekd_topk        as sekd, hard = the ⌈K%·N⌉ tokens of the batch with largest d   §5.2.1
+    skew_teacher_kd  (1-λ)·SFT + λ·KL(p||βq + (1-β)p)                           eq. 10
+
+Gradients flow through q only: the teacher logits are detached on entry, and ỹ, d and the
+hard/easy split are constants. Adding an objective is an entry in `sekd.objectives` plus one
+function here under `@register_objective(name)`.
+
+Conventions:
+- Logits come aligned with the labels (position t predicts labels[:, t]; the caller shifts);
+  label -100 is ignored. "The batch" of sekd_topk is the batch given to one call.
+- Everything is computed in fp32 log space from `log_softmax` (bf16/fp16 inputs are upcast), on
+  the [N, V] rows of the non-ignored tokens only. KL terms are taken only where the target is > 0,
+  and every unselected `torch.where` branch is kept finite so no NaN reaches the backward pass.
+  The skewed proxy is log(βq + (1-β)t) = logaddexp(log β + log q, log(1-β) + log t), exact for
+  β = 0 (proxy = target: loss 0, gradient 0) and β = 1 (proxy = q).
+- Teacher vocabulary: student and teacher must share the tokenizer. If the teacher has more
+  logits than the student (embedding rows padded, e.g. to a multiple of 64), they are cut to the
+  student's first V before the softmax, i.e. p is renormalised over the shared ids; fewer is an
+  error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sekd.objectives import OBJECTIVES as OBJECTIVE_INFO
+from sekd.objectives import ObjectiveInfo
+
+IGNORE_INDEX = -100
+HPARAMS = ("lam", "beta", "gamma", "top_k_percent")
+
+# An objective: fn(log_q [n,V], log_p [n,V] | None, labels [n], *, lam, beta, gamma, top_k_percent)
+#   -> (per-token loss [n], hard [n] bool | None, difficulty d [n] | None)
+PerToken = tuple[Tensor, Tensor | None, Tensor | None]
+ObjectiveFn = Callable[..., PerToken]
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    info: ObjectiveInfo  # name, table label, needs_teacher, hparams (sekd.objectives)
+    fn: ObjectiveFn
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def label(self) -> str:
+        return self.info.label
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.info.needs_teacher
+
+    @property
+    def hparams(self) -> tuple[str, ...]:
+        return self.info.hparams
+
+
+@dataclass(frozen=True)
+class DistillOutput:
+    loss: Tensor  # 0-dim fp32: loss_sum / num_tokens (0, still in the graph, if no tokens)
+    loss_sum: Tensor  # 0-dim fp32: sum of the per-token losses
+    num_tokens: int  # N, the non-ignored tokens
+    hard_mask: Tensor | None  # bool [B,T] hard-to-learn tokens, False where ignored
+    difficulty: Tensor | None  # detached fp32 [B,T], d_i of eq. 5, 0 where ignored
+
+
+OBJECTIVES: dict[str, ObjectiveSpec] = {}
+
+
+def register_objective(name: str) -> Callable[[ObjectiveFn], ObjectiveFn]:
+    """Register the per-token loss of objective `name`, whose label and hyper-parameters are
+    declared (torch-free, for the workflow) in `sekd.objectives.OBJECTIVES`."""
+    if name not in OBJECTIVE_INFO:
+        raise ValueError(f"objective {name!r}: declare it in sekd.objectives.OBJECTIVES first")
+    info = OBJECTIVE_INFO[name]
+    unknown = [h for h in info.hparams if h not in HPARAMS]
+    if unknown:
+        raise ValueError(f"unknown hyper-parameters {unknown} for {name!r}; known: {HPARAMS}")
+
+    def decorator(fn: ObjectiveFn) -> ObjectiveFn:
+        if name in OBJECTIVES:
+            raise ValueError(f"objective {name!r} is already registered")
+        OBJECTIVES[name] = ObjectiveSpec(info, fn)
+        return fn
+
+    return decorator
+
+
+# --- numerics: log-probabilities [n, V] in fp32 ------------------------------------------------
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else -math.inf
+
+
+def _nll(log_q: Tensor, labels: Tensor) -> Tensor:
+    """-log q[label] (eq. 2)."""
+    return -log_q.gather(-1, labels[:, None]).squeeze(-1)
+
+
+def _kl(log_t: Tensor, log_m: Tensor) -> Tensor:
+    """KL(t||m) per row, terms only where t > 0; forward and backward finite where t = 0."""
+    t = log_t.exp()
+    pos = t > 0
+    log_t = torch.where(pos, log_t, 0.0)
+    log_m = torch.where(pos, log_m, 0.0)  # t = 0 terms are 0·(0 - 0), even if log m = -inf
+    return (t * (log_t - log_m)).sum(-1)
+
+
+def _log_target(log_p: Tensor, labels: Tensor, lam: float) -> Tensor:
+    """log ỹ, ỹ = (1-λ)·y + λ·p (eq. 4); -inf where ỹ = 0 (λ = 0 off the label)."""
+    log_t = log_p + _log(lam)
+    at_label = log_t.gather(-1, labels[:, None])
+    at_label = torch.logaddexp(at_label, torch.full_like(at_label, _log(1 - lam)))
+    return log_t.scatter(-1, labels[:, None], at_label)
+
+
+def _skew_kl(log_t: Tensor, log_q: Tensor, beta: float | Tensor) -> Tensor:
+    """KL(t || βq + (1-β)t) per row (eqs. 6-7, 10); β a float or a per-row [n] tensor."""
+    beta = torch.as_tensor(beta, dtype=log_q.dtype, device=log_q.device)
+    if beta.dim() == 1:
+        beta = beta[:, None]
+    # log t is replaced by 0 where t = 0 so that the two logaddexp terms are never both -inf
+    # (β = 0 and t = 0), whose backward would be NaN; those entries are dropped by _kl anyway.
+    log_t_safe = torch.where(log_t.exp() > 0, log_t, 0.0)
+    log_m = torch.logaddexp(log_q + beta.log(), log_t_safe + torch.log1p(-beta))
+    return _kl(log_t, log_m)
+
+
+# --- objectives ---------------------------------------------------------------------------------
+# Each gets log_q, log_p (None for sft), labels [n] and every hyper-parameter by keyword.
+
+
+@register_objective("sft")
+def _sft(log_q: Tensor, log_p: None, labels: Tensor, **_: float | None) -> PerToken:
+    """Eq. 2."""
+    return _nll(log_q, labels), None, None
+
+
+@register_objective("forward_kd")
+def _forward_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -> PerToken:
+    """Eq. 3: (1-λ)·SFT + λ·KL(p||q)."""
+    return (1 - lam) * _nll(log_q, labels) + lam * _kl(log_p, log_q), None, None
+
+
+@register_objective("reverse_kd")
+def _reverse_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -> PerToken:
+    """§4 Baselines: (1-λ)·SFT + λ·KL(q||p); the gradient flows through both q's."""
+    return (1 - lam) * _nll(log_q, labels) + lam * _kl(log_q, log_p), None, None
+
+
+def _self_evolution(
+    log_q: Tensor, log_p: Tensor, labels: Tensor, lam: float, beta: float, select: Callable
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Eqs. 4-9: d = KL(ỹ||q) without gradient, hard = select(d); hard tokens get
+    KL(ỹ||βq + (1-β)ỹ) (eq. 7), easy ones KL(ỹ||q) (eq. 8) -- written as the skewed KL with a
+    per-token β_i = β (hard) or 1 (easy), for which the proxy is exactly q."""
+    log_t = _log_target(log_p, labels, lam)
+    d = _kl(log_t, log_q.detach())
+    hard = select(d)
+    return _skew_kl(log_t, log_q, torch.where(hard, beta, 1.0)), hard, d
+
+
+def _no_token(d: Tensor) -> Tensor:
+    return torch.zeros_like(d, dtype=torch.bool)
+
+
+def _every_token(d: Tensor) -> Tensor:
+    return torch.ones_like(d, dtype=torch.bool)
+
+
+@register_objective("noevo_kd")
+def _noevo_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -> PerToken:
+    """§4 Baselines: KL(ỹ||q), every token easy (eq. 8)."""
+    return _self_evolution(log_q, log_p, labels, lam, 1.0, _no_token)
+
+
+@register_objective("skew_kd")
+def _skew_kd(
+    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float, **_
+) -> PerToken:
+    """§4 Baselines: KL(ỹ||βq + (1-β)ỹ), every token hard (eq. 7)."""
+    return _self_evolution(log_q, log_p, labels, lam, beta, _every_token)
+
+
+@register_objective("sekd")
+def _sekd(
+    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float, gamma: float, **_
+) -> PerToken:
+    """Eqs. 4-9: the hard-to-learn tokens are T_h = {i | d_i > Γ} (strict)."""
+    return _self_evolution(log_q, log_p, labels, lam, beta, lambda d: d > gamma)
+
+
+@register_objective("sekd_topk")
+def _sekd_topk(
+    log_q: Tensor,
+    log_p: Tensor,
+    labels: Tensor,
+    *,
+    lam: float,
+    beta: float,
+    top_k_percent: float,
+    **_,
+) -> PerToken:
+    """§5.2.1: the k = ⌈K/100·N⌉ tokens of the batch with the largest d are hard; ties are
+    broken as torch.topk breaks them."""
+    n = labels.numel()
+    k = min(max(math.ceil(top_k_percent * n / 100 - 1e-9), 0), n)  # 1e-9: 20% of 5 is 1, not 2
+
+    def select(d: Tensor) -> Tensor:
+        hard = torch.zeros_like(d, dtype=torch.bool)
+        hard[torch.topk(d, k).indices] = True
+        return hard
+
+    return _self_evolution(log_q, log_p, labels, lam, beta, select)
+
+
+@register_objective("skew_teacher_kd")
+def _skew_teacher_kd(
+    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float, **_
+) -> PerToken:
+    """Eq. 10: (1-λ)·SFT + λ·KL(p||βq + (1-β)p)."""
+    return (1 - lam) * _nll(log_q, labels) + lam * _skew_kl(log_p, log_q, beta), None, None
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def _check_hparams(
+    spec: ObjectiveSpec, lam: float, beta: float, gamma: float, top_k_percent: float | None
+) -> None:
+    for name, value in (("lam", lam), ("beta", beta)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    if not gamma >= 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma!r}")
+    if top_k_percent is None:
+        if "top_k_percent" in spec.hparams:
+            raise ValueError(f"objective {spec.name!r} needs top_k_percent (in [0, 100])")
+    elif not 0 <= top_k_percent <= 100:
+        raise ValueError(f"top_k_percent must be in [0, 100], got {top_k_percent!r}")
+
+
+def _scatter(values: Tensor | None, mask: Tensor) -> Tensor | None:
+    """Per-token values [n] back onto the [B,T] grid, zeros (False) where ignored."""
+    if values is None:
+        return None
+    out = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
+    out[mask] = values.detach()
+    return out
+
+
+def distill_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor | None,
+    labels: Tensor,
+    objective: str,
+    lam: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 0.4,
+    top_k_percent: float | None = None,
+) -> DistillOutput:
+    """The `objective` loss of student logits [B,T,V] against teacher logits [B,T,V_t] (None
+    only for "sft") and labels [B,T] (-100 ignored), averaged over the non-ignored tokens."""
+    spec = OBJECTIVES.get(objective)
+    if spec is None:
+        raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
+    _check_hparams(spec, lam, beta, gamma, top_k_percent)
+    if student_logits.dim() != 3 or labels.shape != student_logits.shape[:2]:
+        raise ValueError(
+            f"student_logits must be [B,T,V] and labels [B,T]; got student_logits "
+            f"{tuple(student_logits.shape)} and labels {tuple(labels.shape)}"
+        )
+    V = student_logits.shape[-1]
+    mask = labels != IGNORE_INDEX
+    targets = labels[mask].long()
+    if ((targets < 0) | (targets >= V)).any():
+        raise ValueError(f"labels must be -100 or in [0, {V}) (the student vocabulary)")
+    log_q = student_logits[mask].float().log_softmax(-1)
+
+    log_p = None
+    if spec.needs_teacher:
+        if teacher_logits is None:
+            raise ValueError(f"objective {objective!r} needs teacher_logits, got None")
+        if teacher_logits.dim() != 3 or teacher_logits.shape[:2] != student_logits.shape[:2]:
+            raise ValueError(
+                f"teacher_logits {tuple(teacher_logits.shape)} must be [B,T,V_t] with the "
+                f"[B,T] of student_logits {tuple(student_logits.shape)}"
+            )
+        if teacher_logits.shape[-1] < V:
+            raise ValueError(
+                f"teacher vocabulary ({teacher_logits.shape[-1]}) is smaller than the student's "
+                f"({V}); student and teacher must share the tokenizer"
+            )
+        log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
+
+    per_token, hard, d = spec.fn(
+        log_q, log_p, targets, lam=lam, beta=beta, gamma=gamma, top_k_percent=top_k_percent
+    )
+    n = targets.numel()
+    loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients
+    return DistillOutput(
+        loss=loss_sum / max(n, 1),
+        loss_sum=loss_sum,
+        num_tokens=n,
+        hard_mask=_scatter(hard, mask),
+        difficulty=_scatter(d, mask),
+    )
+
+
+def progressive_beta(beta_begin: float, beta_end: float, step: int, total_steps: int) -> float:
+    """β at `step` of the progressive strategy (§5.2.2, Fig. 3): linear from β_b at step 0 to
+    β_e at `total_steps`, constant outside; β_e if total_steps <= 0."""
+    if total_steps <= 0:
+        return float(beta_end)
+    frac = min(max(step / total_steps, 0.0), 1.0)
+    return (1 - frac) * beta_begin + frac * beta_end

@@ -1,0 +1,105 @@
+"""Run names for KD variants: the objective plus only the hyper-parameters it reads.
+
+A name like ``sekd-lam0.5-beta0.5-gamma0.4`` is both the output directory of the run and the
+wildcard Snakemake parses back, so changing Γ creates new paths (new jobs) for the runs that read Γ
+and leaves every other run untouched. A progressive β (Fig. 3) is written ``beta0.5to0``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sekd.objectives import OBJECTIVES
+
+TAGS = {"lam": "lam", "beta": "beta", "gamma": "gamma", "top_k_percent": "k"}
+_TAG_TO_HPARAM = {tag: name for name, tag in TAGS.items()}
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+_PART = re.compile(rf"^(?P<tag>[a-z]+?)(?P<a>{_NUMBER})(?:to(?P<b>{_NUMBER}))?$")
+# Wildcard constraint for Snakemake: objective, then -tag<value> parts.
+NAME_PATTERN = r"[a-z_]+(?:-[a-z]+[0-9.]+(?:to[0-9.]+)?)*"
+
+
+def format_number(x: float) -> str:
+    """Shortest stable text for a hyper-parameter value: 0.5 -> '0.5', 1.0 -> '1', 20 -> '20'."""
+    if x < 0:
+        raise ValueError(f"hyper-parameter values are non-negative, got {x}")
+    return f"{float(x):.6f}".rstrip("0").rstrip(".")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One KD configuration. ``hparams`` maps each hyper-parameter the objective reads to a float,
+    or for β to a (begin, end) pair for the progressive schedule."""
+
+    objective: str
+    hparams: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        parts = [self.objective]
+        for key in OBJECTIVES[self.objective].hparams:
+            value = self.hparams[key]
+            if isinstance(value, (tuple, list)):
+                text = f"{format_number(value[0])}to{format_number(value[1])}"
+            else:
+                text = format_number(value)
+            parts.append(f"{TAGS[key]}{text}")
+        return "-".join(parts)
+
+    @property
+    def label(self) -> str:
+        return OBJECTIVES[self.objective].label
+
+    def loss_kwargs(self) -> dict:
+        """Keyword arguments for `sekd.losses.distill_loss` (a progressive β: its start)."""
+        out = {}
+        for key, value in self.hparams.items():
+            out[key] = value[0] if isinstance(value, (tuple, list)) else value
+        return out
+
+    @property
+    def beta_schedule(self) -> tuple[float, float] | None:
+        beta = self.hparams.get("beta")
+        return tuple(beta) if isinstance(beta, (tuple, list)) else None
+
+
+def make_variant(objective: str, defaults: dict, **overrides) -> Variant:
+    """The variant of `objective` with hyper-parameters from `defaults` (the config's `kd`
+    section) and `overrides`; keys the objective does not read are dropped."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; known: {sorted(OBJECTIVES)}")
+    values = {**defaults, **overrides}
+    hparams = {}
+    for key in OBJECTIVES[objective].hparams:
+        if values.get(key) is None:
+            raise ValueError(f"objective {objective!r} needs kd.{key}")
+        value = values[key]
+        if isinstance(value, (tuple, list)):
+            hparams[key] = tuple(float(v) for v in value)
+        else:
+            hparams[key] = float(value)
+    return Variant(objective, hparams)
+
+
+def parse_variant(name: str) -> Variant:
+    """Inverse of `Variant.name`; rejects names that are not canonical."""
+    objective, *parts = name.split("-")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"run name {name!r}: unknown objective {objective!r}")
+    hparams: dict = {}
+    for part in parts:
+        match = _PART.match(part)
+        if not match or match["tag"] not in _TAG_TO_HPARAM:
+            raise ValueError(f"run name {name!r}: cannot parse {part!r}")
+        key = _TAG_TO_HPARAM[match["tag"]]
+        a = float(match["a"])
+        hparams[key] = (a, float(match["b"])) if match["b"] is not None else a
+    if set(hparams) != set(OBJECTIVES[objective].hparams):
+        raise ValueError(
+            f"run name {name!r}: objective {objective!r} takes {OBJECTIVES[objective].hparams}"
+        )
+    variant = Variant(objective, hparams)
+    if variant.name != name:
+        raise ValueError(f"run name {name!r} is not canonical; use {variant.name!r}")
+    return variant
