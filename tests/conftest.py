@@ -1,19 +1,31 @@
-"""Shared fixtures: the read-only ALMA data mirror next to the repository."""
+"""Shared fixtures: the read-only ALMA data mirror next to the repository, and tiny models."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-ALMA_MIRROR = Path(__file__).resolve().parents[1].parent / "shared/data/alma"
+ROOT = Path(__file__).resolve().parents[1]
+ALMA_MIRROR = Path(os.environ.get("SEKD_DATA_MIRROR") or ROOT.parent / "shared/data/alma")
+
+SENTENCES = [
+    ("Das Haus ist klein.", "The house is small."),
+    ("Ich trinke gern Kaffee.", "I like to drink coffee."),
+    ("Der Hund schläft im Garten.", "The dog is sleeping in the garden."),
+    ("Wir fahren morgen nach Berlin.", "We are going to Berlin tomorrow."),
+    ("Das Wetter ist heute schön.", "The weather is nice today."),
+    ("Sie liest ein langes Buch.", "She is reading a long book."),
+]
+LANGUAGES = {"en": "English", "de": "German", "cs": "Czech"}
 
 
 @pytest.fixture(scope="session")
 def alma_mirror() -> Path:
     """Mirror root (holds ``SHA256SUMS`` and ``human_written_data/``); skip if absent."""
     if not (ALMA_MIRROR / "human_written_data").is_dir():
-        pytest.skip(f"ALMA data mirror not found at {ALMA_MIRROR}")
+        pytest.skip(f"ALMA data mirror not found at {ALMA_MIRROR} (set SEKD_DATA_MIRROR)")
     return ALMA_MIRROR
 
 
@@ -21,3 +33,42 @@ def alma_mirror() -> Path:
 def alma_data(alma_mirror: Path) -> Path:
     """The mirror's ``human_written_data/`` root."""
     return alma_mirror / "human_written_data"
+
+
+@pytest.fixture(scope="session")
+def tiny_records() -> list[dict]:
+    """A few German-English training records in both directions."""
+    from sekd.data import build_train_examples
+
+    return build_train_examples({"de-en": SENTENCES})
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_records, tmp_path_factory):
+    """A byte-level BPE trained on the tiny records, saved and reloaded as the workflow does."""
+    from sekd import prompts
+    from sekd import tokenizer as tokenizers
+
+    texts = [
+        prompts.build_prompt(r["source"], r["direction"], LANGUAGES) + r["target"]
+        for r in tiny_records
+    ]
+    path = tmp_path_factory.mktemp("tokenizer")
+    tokenizers.train_bpe(texts * 4, vocab_size=400, min_frequency=1).save_pretrained(path)
+    return tokenizers.load(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_tokenizer, tmp_path_factory) -> Path:
+    """A seeded tiny Llama saved as safetensors."""
+    from sekd import models
+
+    init = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    }
+    path = tmp_path_factory.mktemp("base")
+    models.save(models.build_tiny_llama(init, tiny_tokenizer, seed=0), tiny_tokenizer, path)
+    return path

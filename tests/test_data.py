@@ -309,3 +309,10 @@ def test_no_heavy_imports() -> None:
     code = "import sys, sekd.data, sekd.prompts; assert 'torch' not in sys.modules, 'torch'"
     code += "; assert 'transformers' not in sys.modules, 'transformers'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_filter_by_words_keeps_short_pairs_in_order():
+    pairs = [("a b c", "x"), ("a", "x y z w"), ("a b", "x y"), ("one", "two")]
+    assert data.filter_by_words(pairs, 2) == [("a b", "x y"), ("one", "two")]
+    assert data.filter_by_words(pairs, None) == pairs
+    assert data.filter_by_words(pairs, 4) == pairs

@@ -23,6 +23,7 @@ rule prepare_train:
         "results/data/train/{pair}.jsonl",
     params:
         max_pairs=config["data"]["max_train_pairs"],
+        max_words=config["data"]["max_train_words"],
         seed=config["data"]["slice_seed"],
     log:
         "results/logs/prepare_train/{pair}.log",

@@ -10,6 +10,7 @@ from sekd.logs import logged
 
 with logged(snakemake.log[0]):
     pairs = data.read_parallel(*snakemake.input)
+    pairs = data.filter_by_words(pairs, snakemake.params.max_words)
     pairs = data.take_slice(pairs, snakemake.params.max_pairs, snakemake.params.seed)
     examples = data.build_train_examples({snakemake.wildcards.pair: pairs})
     count = data.write_jsonl(examples, snakemake.output[0])

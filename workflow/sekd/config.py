@@ -70,10 +70,10 @@ def _schema_errors(config: dict, schema: dict) -> list[str]:
                 messages.append(f"config key '{_dotted([*where, key])}': unknown key{hint}")
         elif error.validator == "required":
             messages.append(f"config key '{_dotted(where)}': {error.message}")
-        elif error.validator == "propertyNames":
+        elif "propertyNames" in error.schema_path:
             messages.append(
                 f"config key '{_dotted([*where, error.instance])}': invalid name "
-                f"(must match {error.validator_value.get('pattern', error.validator_value)})"
+                f"(must match {error.validator_value})"
             )
         else:
             messages.append(f"config key '{_dotted(where)}': {error.message}")

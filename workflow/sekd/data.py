@@ -302,6 +302,15 @@ def take_slice(items: Sequence[T], max_items: int | None, seed: int) -> list[T]:
     return [items[i] for i in idx]
 
 
+def filter_by_words(
+    pairs: Sequence[tuple[str, str]], max_words: int | None
+) -> list[tuple[str, str]]:
+    """The pairs whose two sides have at most `max_words` whitespace-separated words (None: all)."""
+    if max_words is None:
+        return list(pairs)
+    return [(s, t) for s, t in pairs if len(s.split()) <= max_words and len(t.split()) <= max_words]
+
+
 def build_train_examples(
     pairs_by_lang_pair: dict[str, list[tuple[str, str]]],
 ) -> list[dict[str, str]]:

@@ -105,6 +105,7 @@ def _make_trainer_class():
             self.model_accepts_loss_kwargs = False
             self._hard_tokens = 0
             self._tokens = 0
+            self._last_beta = None
 
         def current_loss_kwargs(self) -> dict:
             kwargs = self.variant.loss_kwargs()
@@ -124,12 +125,14 @@ def _make_trainer_class():
                         input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
                     ).logits[:, :-1]
             # Position t predicts token t+1.
+            loss_kwargs = self.current_loss_kwargs()
+            self._last_beta = loss_kwargs.get("beta")
             result = distill_loss(
                 outputs.logits[:, :-1],
                 teacher_logits,
                 labels[:, 1:],
                 self.variant.objective,
-                **self.current_loss_kwargs(),
+                **loss_kwargs,
             )
             if model.training and result.hard_mask is not None:
                 self._hard_tokens += int(result.hard_mask.sum())
@@ -141,7 +144,7 @@ def _make_trainer_class():
                 logs["hard_fraction"] = round(self._hard_tokens / self._tokens, 4)
                 self._hard_tokens = self._tokens = 0
             if self.variant.beta_schedule is not None and "loss" in logs:
-                logs["beta"] = round(self.current_loss_kwargs()["beta"], 4)
+                logs["beta"] = round(self._last_beta, 4)  # β of the last step's loss
             super().log(logs, start_time)
 
     return DistillTrainer
@@ -206,6 +209,11 @@ def run(job: TrainJob) -> dict:
     tok = tokenizers.load(job.tokenizer_dir)
     records = [r for path in job.train_files for r in data.read_jsonl(path)]
     train_set = encode_records(records, tok, job.languages, t["max_length"])
+    if not train_set:
+        raise ValueError(
+            f"no training example fits training.max_length={t['max_length']} tokens "
+            "(the prompt alone is longer); raise training.max_length"
+        )
     valid_set = None
     if select_best:
         valid = [r for path in job.valid_files for r in data.read_jsonl(path)]
@@ -221,7 +229,13 @@ def run(job: TrainJob) -> dict:
         teacher.to(args.device)
         if teacher.config.vocab_size < model.config.vocab_size:
             raise ValueError("the teacher's vocabulary is smaller than the student's")
-    log.info("%s: %d training examples", job.variant, len(train_set))
+    log.info(
+        "%s: %d training examples, base model %s, teacher %s",
+        job.variant,
+        len(train_set),
+        job.base_model,
+        job.teacher_model,
+    )
     trainer = _make_trainer_class()(
         model=model,
         args=args,
