@@ -1,0 +1,64 @@
+"""Run names: only the hyper-parameters an objective reads, and a lossless round trip."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from sekd.objectives import OBJECTIVES
+from sekd.variants import NAME_PATTERN, format_number, make_variant, parse_variant
+
+KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
+
+
+@pytest.mark.parametrize("objective", [o for o in OBJECTIVES if o != "sft"])
+def test_round_trip_and_pattern(objective):
+    variant = make_variant(objective, KD)
+    assert parse_variant(variant.name) == variant
+    assert re.fullmatch(NAME_PATTERN, variant.name)
+    assert set(variant.hparams) == set(OBJECTIVES[objective].hparams)
+
+
+def test_names_hold_only_what_the_objective_reads():
+    assert make_variant("forward_kd", KD).name == "forward_kd-lam0.5"
+    assert make_variant("sekd", KD).name == "sekd-lam0.5-beta0.5-gamma0.4"
+    assert make_variant("sekd_topk", KD).name == "sekd_topk-lam0.5-beta0.5-k20"
+    # changing Γ changes the name of sekd runs only
+    assert make_variant("skew_kd", {**KD, "gamma": 0.9}).name == make_variant("skew_kd", KD).name
+
+
+def test_progressive_beta():
+    variant = make_variant("sekd", {**KD, "beta": [0.5, 0.0]})
+    assert variant.name == "sekd-lam0.5-beta0.5to0-gamma0.4"
+    assert variant.beta_schedule == (0.5, 0.0)
+    assert variant.loss_kwargs()["beta"] == 0.5
+    assert parse_variant(variant.name) == variant
+
+
+def test_number_format():
+    assert [format_number(x) for x in (0.5, 1.0, 20, 0.125, 1e-5)] == [
+        "0.5", "1", "20", "0.125", "0.00001"
+    ]  # fmt: skip
+    with pytest.raises(ValueError):
+        format_number(-1)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "magic-lam0.5",
+        "sekd-lam0.5",
+        "sekd-lam0.50-beta0.5-gamma0.4",
+        "forward_kd-x1",
+        "sekd-beta0.5",
+    ],
+)
+def test_bad_names_are_rejected(name):
+    with pytest.raises(ValueError, match="run name"):
+        parse_variant(name)
+
+
+def test_missing_hyper_parameter():
+    with pytest.raises(ValueError, match=r"kd\.gamma"):
+        make_variant("sekd", {"lam": 0.5, "beta": 0.5})
