@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | c
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
 
-.PHONY: venv mini test test-fast lint format clean-results
+.PHONY: venv mini mini-paper artifact test test-fast lint format
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ venv: $(STAMP)
 
 mini: $(STAMP)  ## the miniature study's results/table1.csv
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) results/table1.csv --configfile config/mini.yaml
+
+mini-paper: $(STAMP)  ## the whole study in miniature: both tables, every figure, the report
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) all --configfile config/mini.yaml
+	$(SNAKEMAKE) --profile profiles/local --report results/snakemake-report.zip --configfile config/mini.yaml
+
+artifact: $(STAMP)  ## results/artifact.tar.gz for artifact review (after mini-paper)
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) results/artifact.tar.gz --configfile config/mini.yaml
 
 test: $(STAMP)  ## every test, the end-to-end workflow run included
 	$(VENV)/bin/pytest

@@ -18,10 +18,29 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
+
+
+# Cheap jobs that run on the submitting machine under a cluster executor (profiles/slurm).
+localrules:
+    fetch_data,
+    prepare_train,
+    prepare_eval,
+    tokenizer,
+    init_model,
+    bleu,
+    bleu_vs_teacher,
+    significance,
+    table,
+    figure,
+    report,
+    artifact,
 
 
 rule all:
     input:
-        "results/table1.csv",
-        "results/table1.md",
+        table_outputs(),
+        figure_outputs(),
+        "results/report.html",
     default_target: True

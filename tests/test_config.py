@@ -54,12 +54,18 @@ def test_defaults_are_filled_from_the_schema():
     assert config["models"]["student"]["init"] is None
     minimal = {
         "data": {"sha256": yaml.safe_load(PAPER.read_text())["data"]["sha256"]},
-        "models": {"student": {"pretrained": "x"}, "teacher": {"pretrained": "y"}},
+        "models": {
+            "student": {"pretrained": "x"},
+            "teacher": {"pretrained": "y"},
+            "teacher_l": {"pretrained": "z"},
+        },
         "languages": {"en": "English", "de": "German", "cs": "Czech"},
     }
     config = validate_config(minimal, environ={})
     assert config["training"]["batch_size"] == 128
-    assert config["kd"]["table1_objectives"][-1] == "sekd"
+    assert config["tables"]["table1"]["objectives"][-1] == "sekd"
+    assert config["tables"]["table2"]["teacher"] == "teacher_l"
+    assert config["figures"]["fig5"]["lam"] == [0.3, 0.5, 0.7, 1.0]
     assert config["models"]["student"]["dtype"] == "bfloat16"
     assert config["models"]["student"]["trust_remote_code"] is False
 
@@ -115,9 +121,14 @@ MALFORMED = [
     ("kd.beta", -0.1, "'kd.beta'"),
     ("kd.gamma", "high", "'kd.gamma'"),
     ("kd.top_k_percent", 120, "'kd.top_k_percent'"),
-    ("kd.teacher", "teacher_xl", "'kd.teacher': no model"),
-    ("kd.table1_objectives", ["sekd", "magic_kd"], "'kd.table1_objectives.1'"),
-    ("kd.table1_objectives", [], "'kd.table1_objectives'"),
+    ("tables.table1.teacher", "teacher_xl", "'tables.table1.teacher': no model"),
+    ("tables.table2.objectives", ["sekd", "magic_kd"], "'tables.table2.objectives.1'"),
+    ("tables.table1.objectives", [], "'tables.table1.objectives'"),
+    ("tables.baseline", "sft", "'tables.baseline'"),
+    ("figures.fig2a.gamma", [0.4, "x"], "'figures.fig2a.gamma.1'"),
+    ("figures.fig3.beta_schedules", [[0.5]], "'figures.fig3.beta_schedules.0'"),
+    ("figures.fig5.evalset", "wmt23", "'figures.fig5.evalset'"),
+    ("scoring.comet_batch_size", 0, "'scoring.comet_batch_size'"),
     ("models.student.pretrained", None, "'models.student': set exactly one"),
     ("models.student.init", {"hidden_size": 64}, "'models.student.init'"),
     ("models.student.dtype", "float8", "'models.student.dtype'"),

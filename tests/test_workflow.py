@@ -1,4 +1,5 @@
-"""The workflow through Snakemake on the micro config: Table 1 from real runs, and re-planning.
+"""The workflow through Snakemake on the micro config: the whole study (both tables, every
+figure, the report, the artifact) from real runs, and what a change re-plans.
 
 One module-scoped run (a few minutes on 2 cores) feeds every test here.
 """
@@ -32,6 +33,8 @@ SYSTEMS = [
     "Self-Evolution KD",
 ]
 
+FIGURES = ["fig2a", "fig2b", "fig2c", "fig3", "fig4", "fig5"]
+
 pytestmark = pytest.mark.e2e
 
 
@@ -55,8 +58,8 @@ def planned_jobs(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
-def read_table(workdir: Path) -> list[dict]:
-    with open(workdir / "results" / "table1.csv", newline="") as f:
+def read_table(workdir: Path, name: str = "table1") -> list[dict]:
+    with open(workdir / "results" / f"{name}.csv", newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -64,22 +67,81 @@ def read_table(workdir: Path) -> list[dict]:
 def study(tmp_path_factory, alma_mirror) -> Path:
     os.environ.setdefault("SEKD_DATA_MIRROR", str(alma_mirror))
     workdir = tmp_path_factory.mktemp("study")
-    snakemake(workdir, "results/table1.csv")
+    snakemake(workdir)  # the default target: everything
+    snakemake(workdir, "results/artifact.tar.gz")
     return workdir
 
 
 def test_table1_has_the_papers_shape(study):
     rows = read_table(study)
     assert [r["system"] for r in rows] == SYSTEMS
-    assert list(rows[0]) == [
-        "system", "run", *[f"bleu_{d}" for d in DIRECTIONS], "bleu_avg", "n_seeds"
-    ]  # fmt: skip
+    columns = list(rows[0])
+    assert columns[:7] == ["system", "run", *[f"bleu_{d}" for d in DIRECTIONS], "bleu_avg"]
+    assert {f"comet_{d}" for d in DIRECTIONS} <= set(columns)
+    assert {f"p_{d}" for d in DIRECTIONS} <= set(columns)
     for row in rows:
         values = [float(row[f"bleu_{d}"]) for d in DIRECTIONS]
         assert all(math.isfinite(v) and 0 <= v <= 100 for v in values)
         assert float(row["bleu_avg"]) == pytest.approx(sum(values) / 4, abs=1e-3)
+        assert row["comet_avg"] == ""  # no COMET checkpoint in the miniature: no number
+        assert row["n_seeds"] == "1"
+    # every KD row but the baseline was tested against Forward KD, on every direction
+    for row in rows[3:]:
+        assert all(0 <= float(row[f"p_{d}"]) <= 1 for d in DIRECTIONS)
+    assert all(rows[2][f"p_{d}"] == "" for d in DIRECTIONS)
     md = (study / "results" / "table1.md").read_text()
-    assert "| Self-Evolution KD |" in md and "En→De" in md
+    assert "| Self-Evolution KD |" in md and "En→De BLEU" in md
+    assert "COMET: not computed" in md
+    assert r"\toprule" in (study / "results" / "table1.tex").read_text()
+
+
+def test_table2_uses_the_large_teacher(study):
+    rows = read_table(study, "table2")
+    assert [r["system"] for r in rows] == ["Teacher", *SYSTEMS[2:]]
+    assert rows[0]["run"] == "sft/teacher_l"
+    assert all(r["run"].startswith("kd/teacher_l/") for r in rows[1:])
+
+
+def test_every_figure_with_its_numbers(study):
+    for fig in FIGURES:
+        png = study / "results" / "figures" / f"{fig}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (study / "results" / "figures" / f"{fig}.pdf").read_bytes()[:4] == b"%PDF"
+        with open(study / "results" / "figures" / f"{fig}.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert rows, fig
+    with open(study / "results" / "figures" / "fig2a.csv", newline="") as f:
+        xs = sorted(float(r["x"]) for r in csv.DictReader(f))
+    assert xs == [0.4, 0.6]
+
+
+def test_report_shows_every_table_and_figure(study):
+    html = (study / "results" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert "Table1" in html and "Table2" in html and "28.83" in html  # the paper's number
+
+
+def test_artifact_holds_the_study(study):
+    import hashlib
+    import tarfile
+
+    with tarfile.open(study / "results" / "artifact.tar.gz") as tar:
+        names = {m.name.removeprefix("sekd-artifact/"): m for m in tar.getmembers()}
+        manifest = tar.extractfile(names["MANIFEST.sha256"]).read().decode().splitlines()
+        for line in manifest:
+            digest, name = line.split("  ", 1)
+            assert hashlib.sha256(tar.extractfile(names[name]).read()).hexdigest() == digest
+    listed = {line.split("  ", 1)[1] for line in manifest}
+    assert {"REVISION", "config.resolved.yaml", "environment/pip-freeze.txt"} <= listed
+    assert {
+        "workflow/Snakefile",
+        "workflow/requirements/lock.txt",
+        "workflow/envs/train.yaml",
+    } <= listed
+    assert {"results/table1.csv", "results/figures/fig5.png", "results/report.html"} <= listed
+    assert any(n.startswith("results/logs/kd/") for n in listed)
+    assert any(n.startswith("results/benchmarks/sft/") for n in listed)
+    assert not any(n.startswith("results/models/") for n in listed)
 
 
 def test_every_score_comes_from_real_hypotheses(study):
@@ -101,30 +163,76 @@ def test_every_score_comes_from_real_hypotheses(study):
 
 def test_kd_students_start_from_the_student_base_model(study):
     logs = sorted((study / "results" / "logs" / "kd").rglob("*.log"))
-    assert len(logs) == 5
+    assert len(logs) >= 10
     for log in logs:
         text = log.read_text()
+        teacher = log.relative_to(study / "results" / "logs" / "kd").parts[0]
         assert "base model results/models/base/student" in text
-        assert "teacher results/models/sft/teacher/seed1" in text
-        assert "hard_fraction" in text or "forward_kd" in str(log) or "reverse_kd" in str(log)
+        assert f"teacher results/models/sft/{teacher}/seed1" in text
+        if "/sekd" in str(log) or "/skew_kd" in str(log) or "/noevo" in str(log):
+            assert "hard_fraction" in text
 
 
 def test_up_to_date_workflow_plans_nothing(study):
-    assert planned_jobs(snakemake(study, "-n", "results/table1.csv")) == {}
+    assert planned_jobs(snakemake(study, "-n")) == {}
+
+
+def _override(tmp_path, text: str) -> tuple[str, ...]:
+    path = tmp_path / "override.yaml"
+    path.write_text(text)
+    return (str(path),)
 
 
 def test_changing_the_beam_plans_no_training(study, tmp_path):
-    beam = tmp_path / "beam.yaml"
-    beam.write_text("decoding: {num_beams: 2}\n")
-    jobs = planned_jobs(snakemake(study, "-n", "results/table1.csv", extra_configs=(str(beam),)))
-    assert jobs == {"decode": 28, "bleu": 28, "table1": 1}
+    jobs = planned_jobs(
+        snakemake(study, "-n", extra_configs=_override(tmp_path, "decoding: {num_beams: 2}\n"))
+    )
+    assert jobs["decode"] > 0 and jobs["bleu"] == jobs["decode"]
+    assert not {"sft", "kd", "init_model", "tokenizer"} & set(jobs)
 
 
 def test_changing_gamma_reruns_only_self_evolution_kd(study, tmp_path):
-    gamma = tmp_path / "gamma.yaml"
-    gamma.write_text("kd: {gamma: 0.3}\n")
-    jobs = planned_jobs(snakemake(study, "-n", "results/table1.csv", extra_configs=(str(gamma),)))
-    assert jobs == {"kd": 1, "decode": 4, "bleu": 4, "table1": 1}
+    jobs = planned_jobs(
+        snakemake(
+            study,
+            "-n",
+            "results/table1.csv",
+            extra_configs=_override(tmp_path, "kd: {gamma: 0.3}\n"),
+        )
+    )
+    assert jobs == {"kd": 1, "decode": 4, "bleu": 4, "significance": 1, "table": 1}
+
+
+def test_adding_a_gamma_value_plans_only_that_point(study, tmp_path):
+    extra = _override(tmp_path, "figures: {fig2a: {gamma: [0.4, 0.6, 0.5]}}\n")
+    jobs = planned_jobs(snakemake(study, "-n", "results/figures/fig2a.png", extra_configs=extra))
+    # one KD run, decoded and scored on the two validation directions, and the figure
+    assert jobs == {"kd": 1, "decode": 2, "bleu": 2, "figure": 1}
+
+
+def planned_outputs(output: str) -> set[str]:
+    return {
+        path.strip()
+        for line in output.splitlines()
+        if line.startswith("    output: ")
+        for path in line.removeprefix("    output: ").split(",")
+    }
+
+
+def test_a_held_out_language_pair_is_a_config_change(tmp_path):
+    """is-en (in ALMA, not in the mirror) added to the test set: only its own jobs appear."""
+    extra = _override(
+        tmp_path,
+        "data:\n  test_directions: [en-de, de-en, en-cs, cs-en, is-en]\n"
+        f"  sha256: {{isen/test.is-en.json: {'0' * 64}}}\n",
+    )
+    base = planned_outputs(snakemake(tmp_path / "a", "-n"))
+    grown = planned_outputs(snakemake(tmp_path / "b", "-n", extra_configs=extra))
+    assert base < grown
+    new = grown - base
+    assert all("is-en" in path or "isen" in path for path in new), new
+    assert "resources/alma/isen/test.is-en.json" in new
+    assert "results/hyps/sft/student/seed1/wmt22/is-en.txt" in new
 
 
 def test_bad_config_stops_before_any_job(tmp_path):

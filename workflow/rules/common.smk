@@ -10,6 +10,7 @@ from sekd import data as alma
 from sekd.config import validate_config
 from sekd.errors import ConfigError
 from sekd.objectives import OBJECTIVES
+from sekd.tables import direction_label
 from sekd.variants import NAME_PATTERN, make_variant
 
 try:
@@ -30,8 +31,11 @@ wildcard_constraints:
     pair=r"[a-z]{2,3}-en",
     direction=r"[a-z]{2,3}-[a-z]{2,3}",
     evalset="valid|wmt22",
+    table="table1|table2",
+    fig="fig2a|fig2b|fig2c|fig3|fig4|fig5",
     run=f"sft/{MODEL_NAME}|kd/{MODEL_NAME}/{NAME_PATTERN}",
     relpath=r"[a-z]+/[A-Za-z0-9._-]+",
+
 
 
 SEEDS = config["seeds"]
@@ -50,7 +54,11 @@ def languages_for(directions):
 
 
 def train_directions():
-    return [d for pair in config["data"]["pairs"] for d in (pair, "-".join(pair.split("-")[::-1]))]
+    return [
+        d
+        for pair in config["data"]["pairs"]
+        for d in (pair, "-".join(pair.split("-")[::-1]))
+    ]
 
 
 def train_files():
@@ -92,18 +100,156 @@ def training_slice(model_name):
 def kd_run(objective, teacher=None, **overrides):
     """The run path of a KD variant with the config's `kd` hyper-parameters and overrides."""
     variant = make_variant(objective, config["kd"], **overrides)
-    return f"kd/{teacher or config['kd']['teacher']}/{variant.name}"
+    return f"kd/{teacher or config['tables']['table1']['teacher']}/{variant.name}"
 
 
-def table1_rows():
-    """(label, run) of Table 1: Teacher, Student, then the KD objectives (§5.1)."""
-    rows = [("Teacher", f"sft/{config['kd']['teacher']}"), ("Student", "sft/student")]
-    rows += [(OBJECTIVES[o].label, kd_run(o)) for o in config["kd"]["table1_objectives"]]
+def evalset_directions(evalset):
+    """Directions of an evaluation set: WMT21 validation or WMT22 test."""
+    data = config["data"]
+    return data["valid_directions"] if evalset == "valid" else data["test_directions"]
+
+
+def score_files(run, evalset="wmt22", directions=None, kind="scores"):
+    """{direction: [score file per seed]}; kind: scores (BLEU), comet, scores_vs_teacher."""
+    return {
+        d: [f"results/{kind}/{run}/seed{s}/{evalset}/{d}.json" for s in SEEDS]
+        for d in (directions or evalset_directions(evalset))
+    }
+
+
+TABLES = ["table1", "table2"]
+
+
+def table_rows(table):
+    """(label, run) rows: Teacher (and Student in Table 1), then the KD objectives (§5)."""
+    spec = config["tables"][table]
+    rows = [("Teacher", f"sft/{spec['teacher']}")]
+    if table == "table1":
+        rows.append(("Student", "sft/student"))
+    rows += [
+        (OBJECTIVES[o].label, kd_run(o, spec["teacher"])) for o in spec["objectives"]
+    ]
     return rows
 
 
-def score_files(run, evalset="wmt22", directions=None):
-    return {
-        d: [f"results/scores/{run}/seed{s}/{evalset}/{d}.json" for s in SEEDS]
-        for d in (directions or TEST_DIRECTIONS)
+def table_spec(table):
+    """Everything a table job reads, i.e. its rows with their score files."""
+    with_comet = table == "table1" and config["scoring"]["comet_model"] is not None
+    rows = []
+    for label, run in table_rows(table):
+        rows.append(
+            {
+                "system": label,
+                "run": run,
+                "scores": score_files(run),
+                "comet": score_files(run, kind="comet") if with_comet else None,
+            }
+        )
+    return rows
+
+
+def significance_spec(table):
+    """The baseline and the systems tested against it (first seed's hypotheses, WMT22)."""
+    baseline = OBJECTIVES[config["tables"]["baseline"]].label
+    rows = [(label, run) for label, run in table_rows(table) if run.startswith("kd/")]
+    hyps = lambda run: {
+        d: f"results/hyps/{run}/seed{SEEDS[0]}/wmt22/{d}.txt" for d in TEST_DIRECTIONS
     }
+    return {
+        "baseline": baseline,
+        "systems": {label: hyps(run) for label, run in rows},
+        "references": {d: f"results/data/wmt22/{d}.jsonl" for d in TEST_DIRECTIONS},
+    }
+
+
+FIGURES = ["fig2a", "fig2b", "fig2c", "fig3", "fig4", "fig5"]
+
+
+def figure_spec(fig):
+    """The points of one figure (sekd.figures' input) and how to draw it."""
+    f = config["figures"][fig]
+    kd = config["kd"]
+    evalset = f["evalset"]
+    directions = evalset_directions(evalset)
+
+    def point(series, x, run, reference=False):
+        return {
+            "series": series,
+            "x": x,
+            "run": run,
+            "scores": score_files(run, evalset, directions),
+            "reference": reference,
+        }
+
+    sekd = OBJECTIVES["sekd"].label
+    if fig == "fig2a":
+        points = [point(sekd, g, kd_run("sekd", gamma=g)) for g in f["gamma"]]
+        return {"kind": "line", "xlabel": "Γ", "points": points}
+    if fig == "fig2b":
+        topk = OBJECTIVES["sekd_topk"].label
+        points = [
+            point(topk, k, kd_run("sekd_topk", top_k_percent=k))
+            for k in f["top_k_percent"]
+        ]
+        for objective in ("noevo_kd", "skew_kd", "sekd"):
+            label = OBJECTIVES[objective].label + (
+                " w/ Γ" if objective == "sekd" else ""
+            )
+            points.append(point(label, None, kd_run(objective), reference=True))
+        return {
+            "kind": "line",
+            "xlabel": "K (% of tokens selected as hard)",
+            "points": points,
+        }
+    if fig == "fig2c":
+        points = [point(sekd, b, kd_run("sekd", beta=b)) for b in f["beta"]]
+        return {"kind": "line", "xlabel": "β", "points": points}
+    if fig == "fig3":
+        points = [point(sekd, f"static {kd['beta']:g}", kd_run("sekd"))]
+        for b, e in f["beta_schedules"]:
+            points.append(point(sekd, f"{b:g}→{e:g}", kd_run("sekd", beta=[b, e])))
+        return {"kind": "bar", "xlabel": "β strategy", "points": points}
+    if fig == "fig4":
+        points = []
+        for objective in f["objectives"]:
+            run = kd_run(objective)
+            for d in directions:
+                points.append(
+                    {
+                        "series": OBJECTIVES[objective].label,
+                        "x": direction_label(d),
+                        "run": run,
+                        "scores": score_files(
+                            run, evalset, [d], kind="scores_vs_teacher"
+                        ),
+                    }
+                )
+        return {"kind": "bar", "xlabel": "Direction", "points": points}
+    if fig == "fig5":
+        label = OBJECTIVES["skew_teacher_kd"].label
+        points = [
+            point(label, lam, kd_run("skew_teacher_kd", lam=lam, beta=f["beta"]))
+            for lam in f["lam"]
+        ]
+        points.append(point(sekd, None, kd_run("sekd"), reference=True))
+        return {"kind": "line", "xlabel": "λ", "points": points}
+    raise ValueError(f"unknown figure {fig!r}")
+
+
+def figure_inputs(fig):
+    return sorted(
+        {
+            f
+            for p in figure_spec(fig)["points"]
+            for fs in p["scores"].values()
+            for f in fs
+        }
+    )
+
+
+def figure_outputs():
+    return expand("results/figures/{fig}.{ext}", fig=FIGURES, ext=["png", "pdf", "csv"])
+
+
+def table_outputs():
+    return expand("results/{table}.{ext}", table=TABLES, ext=["csv", "md", "tex"])

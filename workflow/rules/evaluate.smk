@@ -38,3 +38,68 @@ rule bleu:
         "../../envs/score.yaml"
     script:
         "../scripts/bleu.py"
+
+
+rule bleu_vs_teacher:
+    input:
+        hyps="results/hyps/kd/{teacher}/{variant}/seed{seed}/{evalset}/{direction}.txt",
+        teacher="results/hyps/sft/{teacher}/seed{seed}/{evalset}/{direction}.txt",
+    output:
+        "results/scores_vs_teacher/kd/{teacher}/{variant}/seed{seed}/{evalset}/{direction}.json",
+    params:
+        tokenize=config["scoring"]["tokenize"],
+    log:
+        "results/logs/bleu_vs_teacher/{teacher}/{variant}/seed{seed}/{evalset}/{direction}.log",
+    benchmark:
+        "results/benchmarks/bleu_vs_teacher/{teacher}/{variant}/seed{seed}/{evalset}/{direction}.tsv"
+    conda:
+        "../../envs/score.yaml"
+    script:
+        "../scripts/bleu.py"
+
+
+rule comet:
+    input:
+        hyps="results/hyps/{run}/seed{seed}/{evalset}/{direction}.txt",
+        refs="results/data/{evalset}/{direction}.jsonl",
+    output:
+        "results/comet/{run}/seed{seed}/{evalset}/{direction}.json",
+    params:
+        model=config["scoring"]["comet_model"],
+        batch_size=config["scoring"]["comet_batch_size"],
+    threads: 1
+    log:
+        "results/logs/comet/{run}/seed{seed}/{evalset}/{direction}.log",
+    benchmark:
+        "results/benchmarks/comet/{run}/seed{seed}/{evalset}/{direction}.tsv"
+    conda:
+        "../../envs/comet.yaml"
+    script:
+        "../scripts/comet_score.py"
+
+
+rule significance:
+    input:
+        lambda wc: [
+            *[
+                f
+                for h in significance_spec(wc.table)["systems"].values()
+                for f in h.values()
+            ],
+            *significance_spec(wc.table)["references"].values(),
+        ],
+    output:
+        "results/significance/{table}.json",
+    params:
+        spec=lambda wc: significance_spec(wc.table),
+        samples=config["tables"]["bootstrap_samples"],
+        seed=config["tables"]["bootstrap_seed"],
+        tokenize=config["scoring"]["tokenize"],
+    log:
+        "results/logs/significance/{table}.log",
+    benchmark:
+        "results/benchmarks/significance/{table}.tsv"
+    conda:
+        "../../envs/score.yaml"
+    script:
+        "../scripts/significance.py"

@@ -1,23 +1,30 @@
-# Tables (§5): Table 1, SacreBLEU per WMT22 direction and average.
+# Tables (§5): Table 1 (13B teacher) and Table 2 (30B teacher), as CSV, Markdown and LaTeX.
 
 
-rule table1:
+rule table:
     input:
-        [f for row in table1_rows() for fs in score_files(row[1]).values() for f in fs],
-    output:
-        csv=report("results/table1.csv", caption="../report/table1.rst", category="Tables"),
-        md=report("results/table1.md", caption="../report/table1.rst", category="Tables"),
-    params:
-        rows=[
-            {"system": label, "run": run, "scores": score_files(run)}
-            for label, run in table1_rows()
+        scores=lambda wc: [
+            f
+            for row in table_spec(wc.table)
+            for kind in ("scores", "comet")
+            if row[kind]
+            for fs in row[kind].values()
+            for f in fs
         ],
+        significance="results/significance/{table}.json",
+    output:
+        csv=report(
+            "results/{table}.csv", caption="../report/table.rst", category="Tables"
+        ),
+        md="results/{table}.md",
+        tex="results/{table}.tex",
+    params:
+        rows=lambda wc: table_spec(wc.table),
         directions=TEST_DIRECTIONS,
-        title="Table 1: Self-Evolution KD against baselines on WMT22",
     log:
-        "results/logs/table1.log",
+        "results/logs/table/{table}.log",
     benchmark:
-        "results/benchmarks/table1.tsv"
+        "results/benchmarks/table/{table}.tsv"
     conda:
         "../../envs/report.yaml"
     script:

@@ -16,6 +16,13 @@ rule sft:
         base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
         job=lambda wc: training_slice(wc.model),
     threads: 1
+    resources:
+        # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.
+        # mpi: under SLURM the job runs in its batch step (no nested srun) and launches its own
+        # workers; the plugin then needs tasks > 1.
+        mpi="srun",
+        tasks=2,
+        nodes=1,
     log:
         "results/logs/sft/{model}/seed{seed}.log",
     benchmark:
@@ -39,6 +46,13 @@ rule kd:
         job=lambda wc: training_slice("student"),
         teacher_dtype=lambda wc: config["models"][wc.teacher]["dtype"],
     threads: 1
+    resources:
+        # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.
+        # mpi: under SLURM the job runs in its batch step (no nested srun) and launches its own
+        # workers; the plugin then needs tasks > 1.
+        mpi="srun",
+        tasks=2,
+        nodes=1,
     log:
         "results/logs/kd/{teacher}/{variant}/seed{seed}.log",
     benchmark:

@@ -1,4 +1,7 @@
-"""Rule bleu: SacreBLEU of one direction's hypotheses, with the signature."""
+"""Rules bleu and bleu_vs_teacher: SacreBLEU of one direction's hypotheses, with the signature.
+
+bleu_vs_teacher (Fig. 4) scores a student against its teacher's own outputs as references.
+"""
 
 import json
 import sys
@@ -10,7 +13,10 @@ from sekd.logs import logged
 
 with logged(snakemake.log[0]):
     hyps = score.read_lines(snakemake.input.hyps)
-    refs = [r["target"] for r in data.read_jsonl(snakemake.input.refs)]
+    if snakemake.rule == "bleu_vs_teacher":
+        refs = score.read_lines(snakemake.input.teacher)
+    else:
+        refs = [r["target"] for r in data.read_jsonl(snakemake.input.refs)]
     result = score.bleu(hyps, refs, snakemake.params.tokenize)
     result["hypotheses"] = snakemake.input.hyps
     Path(snakemake.output[0]).write_text(json.dumps(result, indent=1) + "\n")

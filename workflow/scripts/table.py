@@ -1,5 +1,6 @@
-"""Rule table1: the table as CSV and Markdown."""
+"""Rule table: one of the paper's tables as CSV, Markdown and LaTeX."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -7,10 +8,24 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from sekd import tables
 from sekd.logs import logged
 
+TITLES = {
+    "table1": "Table 1: Self-Evolution KD against baselines on WMT22 (Llama-13B teacher)",
+    "table2": "Table 2: distillation strategies with the Llama-30B teacher on WMT22",
+}
+
 with logged(snakemake.log[0]):
+    name = snakemake.wildcards.table
     directions = snakemake.params.directions
-    table = tables.bleu_table(snakemake.params.rows, directions)
+    tests = json.loads(Path(snakemake.input.significance).read_text())
+    significance = {}
+    for d in directions:
+        for system, result in tests[d].items():
+            if not system.startswith("_") and result["p_value"] is not None:
+                significance.setdefault(system, {})[d] = result["p_value"]
+    table = tables.results_table(snakemake.params.rows, directions, significance)
     tables.write_csv(table, snakemake.output.csv)
-    markdown = tables.to_markdown(table, directions, snakemake.params.title)
+    markdown = tables.to_markdown(table, directions, TITLES[name])
     Path(snakemake.output.md).write_text(markdown, encoding="utf-8")
+    latex = tables.to_latex(table, directions, TITLES[name], f"tab:{name}")
+    Path(snakemake.output.tex).write_text(latex, encoding="utf-8")
     print(markdown)

@@ -151,8 +151,10 @@ def _consistency_errors(config: dict) -> list[str]:
                 "config key 'tokenizer.from_model': that model has no 'pretrained' tokenizer; "
                 "use 'tokenizer.train' for models built from 'init'"
             )
-    if config["kd"]["teacher"] not in models:
-        errors.append(f"config key 'kd.teacher': no model {config['kd']['teacher']!r}")
+    for name in ("table1", "table2"):
+        teacher = config["tables"][name]["teacher"]
+        if teacher not in models:
+            errors.append(f"config key 'tables.{name}.teacher': no model {teacher!r}")
     training = config["training"]
     if training["batch_size"] % training["per_device_batch_size"]:
         errors.append(

@@ -26,6 +26,11 @@ Conventions:
   and every unselected `torch.where` branch is kept finite so no NaN reaches the backward pass.
   The skewed proxy is log(βq + (1-β)t) = logaddexp(log β + log q, log(1-β) + log t), exact for
   β = 0 (proxy = target: loss 0, gradient 0) and β = 1 (proxy = q).
+- Two implementations give the same results: by default `distill_loss` runs the memory-flat
+  chunked one of `sekd.chunked` (analytic gradients, computed chunk by chunk of tokens in the
+  forward pass); `chunk_size=None` (or `distill_loss_reference`) runs the autograd one below, the
+  reference, which materialises fp32 [N, V] intermediates. Objectives registered here without a
+  kernel in `sekd.chunked.CHUNKED` always take the reference path.
 - Teacher vocabulary: student and teacher must share the tokenizer. If the teacher has more
   logits than the student (embedding rows padded, e.g. to a multiple of 64), they are cut to the
   student's first V before the softmax, i.e. p is renormalised over the shared ids; fewer is an
@@ -37,10 +42,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from sekd.chunked import CHUNKED, auto_chunk_size, chunked_distill
 from sekd.objectives import OBJECTIVES as OBJECTIVE_INFO
 from sekd.objectives import ObjectiveInfo
 
@@ -211,6 +218,12 @@ def _sekd(
     return _self_evolution(log_q, log_p, labels, lam, beta, lambda d: d > gamma)
 
 
+def _topk_count(top_k_percent: float, n: int) -> int:
+    """k = ⌈K/100·N⌉ hard tokens of sekd_topk."""
+    # 1e-9: 20% of 5 is 1, not 2
+    return min(max(math.ceil(top_k_percent * n / 100 - 1e-9), 0), n)
+
+
 @register_objective("sekd_topk")
 def _sekd_topk(
     log_q: Tensor,
@@ -224,8 +237,7 @@ def _sekd_topk(
 ) -> PerToken:
     """§5.2.1: the k = ⌈K/100·N⌉ tokens of the batch with the largest d are hard; ties are
     broken as torch.topk breaks them."""
-    n = labels.numel()
-    k = min(max(math.ceil(top_k_percent * n / 100 - 1e-9), 0), n)  # 1e-9: 20% of 5 is 1, not 2
+    k = _topk_count(top_k_percent, labels.numel())
 
     def select(d: Tensor) -> Tensor:
         hard = torch.zeros_like(d, dtype=torch.bool)
@@ -279,9 +291,19 @@ def distill_loss(
     beta: float = 0.5,
     gamma: float = 0.4,
     top_k_percent: float | None = None,
+    chunk_size: int | Literal["auto"] | None = "auto",
 ) -> DistillOutput:
     """The `objective` loss of student logits [B,T,V] against teacher logits [B,T,V_t] (None
-    only for "sft") and labels [B,T] (-100 ignored), averaged over the non-ignored tokens."""
+    only for "sft") and labels [B,T] (-100 ignored), averaged over the non-ignored tokens.
+
+    `chunk_size`: rows (tokens) per chunk of the memory-flat path (`sekd.chunked`: analytic
+    gradient computed in the forward pass, no [N,V] fp32 intermediates); "auto" picks it from V;
+    None runs the reference autograd implementation below (also the path of objectives that
+    have no chunked kernel). Both give the same DistillOutput up to fp32 rounding."""
+    if chunk_size not in (None, "auto") and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be an int >= 1, 'auto' or None; got {chunk_size!r}")
     spec = OBJECTIVES.get(objective)
     if spec is None:
         raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
@@ -296,9 +318,6 @@ def distill_loss(
     targets = labels[mask].long()
     if ((targets < 0) | (targets >= V)).any():
         raise ValueError(f"labels must be -100 or in [0, {V}) (the student vocabulary)")
-    log_q = student_logits[mask].float().log_softmax(-1)
-
-    log_p = None
     if spec.needs_teacher:
         if teacher_logits is None:
             raise ValueError(f"objective {objective!r} needs teacher_logits, got None")
@@ -312,20 +331,43 @@ def distill_loss(
                 f"teacher vocabulary ({teacher_logits.shape[-1]}) is smaller than the student's "
                 f"({V}); student and teacher must share the tokenizer"
             )
-        log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
 
-    per_token, hard, d = spec.fn(
-        log_q, log_p, targets, lam=lam, beta=beta, gamma=gamma, top_k_percent=top_k_percent
-    )
     n = targets.numel()
-    loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients
+    if chunk_size is not None and objective in CHUNKED:
+        loss, loss_sum, hard, d = chunked_distill(
+            objective,
+            student_logits,
+            teacher_logits if spec.needs_teacher else None,
+            mask,
+            targets,
+            lam=lam,
+            beta=beta,
+            gamma=gamma,
+            num_hard=lambda count: _topk_count(top_k_percent, count),
+            chunk_size=auto_chunk_size(V) if chunk_size == "auto" else chunk_size,
+        )
+    else:  # the reference: autograd through fp32 [N, V] log-probabilities
+        log_q = student_logits[mask].float().log_softmax(-1)
+        log_p = None
+        if spec.needs_teacher:
+            log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
+        per_token, hard, d = spec.fn(
+            log_q, log_p, targets, lam=lam, beta=beta, gamma=gamma, top_k_percent=top_k_percent
+        )
+        loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients
+        loss = loss_sum / max(n, 1)
     return DistillOutput(
-        loss=loss_sum / max(n, 1),
+        loss=loss,
         loss_sum=loss_sum,
         num_tokens=n,
         hard_mask=_scatter(hard, mask),
         difficulty=_scatter(d, mask),
     )
+
+
+def distill_loss_reference(*args, **kwargs) -> DistillOutput:
+    """`distill_loss` through the reference autograd implementation (chunk_size=None)."""
+    return distill_loss(*args, **kwargs, chunk_size=None)
 
 
 def progressive_beta(beta_begin: float, beta_end: float, step: int, total_steps: int) -> float:

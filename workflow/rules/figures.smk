@@ -1,0 +1,24 @@
+# Figures 2-5 (§5.2, §5.3): each point is its own set of KD, decoding and scoring jobs.
+
+
+rule figure:
+    input:
+        lambda wc: figure_inputs(wc.fig),
+    output:
+        png=report(
+            "results/figures/{fig}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/{fig}.pdf",
+        csv="results/figures/{fig}.csv",
+    params:
+        spec=lambda wc: figure_spec(wc.fig),
+    log:
+        "results/logs/figure/{fig}.log",
+    benchmark:
+        "results/benchmarks/figure/{fig}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/figure.py"

@@ -1,0 +1,39 @@
+# The study's report (every table and figure, with what the paper reports) and its archive.
+
+
+rule report:
+    input:
+        tables=table_outputs(),
+        figures=figure_outputs(),
+    output:
+        "results/report.html",
+    params:
+        config=config,
+    log:
+        "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report.py"
+
+
+rule artifact:
+    input:
+        "results/report.html",
+        table_outputs(),
+        figure_outputs(),
+    output:
+        "results/artifact.tar.gz",
+    params:
+        config=config,
+        workflow_dir=workflow.basedir,
+    log:
+        "results/logs/artifact.log",
+    benchmark:
+        "results/benchmarks/artifact.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/artifact.py"

@@ -1,0 +1,23 @@
+"""Rule comet: COMET (Unbabel/wmt22-comet-da or a local checkpoint) of one direction."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from sekd import comet, data, score
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    records = data.read_jsonl(snakemake.input.refs)
+    hyps = score.read_lines(snakemake.input.hyps)
+    model = comet.load_model(snakemake.params.model)
+    result = comet.score(
+        model,
+        [r["source"] for r in records],
+        hyps,
+        [r["target"] for r in records],
+        batch_size=snakemake.params.batch_size,
+    )
+    Path(snakemake.output[0]).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"COMET {result['comet']:.2f}")

@@ -1,0 +1,13 @@
+"""Rule report: results/report.html with every table and figure."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from sekd import report
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    tables = [Path(p) for p in snakemake.input.tables if p.endswith(".csv")]
+    figures = [Path(p) for p in snakemake.input.figures if p.endswith(".png")]
+    report.build(tables, figures, dict(snakemake.params.config), Path(snakemake.output[0]))

@@ -1,0 +1,31 @@
+"""Rule significance: paired bootstrap of every KD row against the baseline, per direction."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from sekd import data, score
+from sekd.logs import logged
+from sekd.significance import paired_bootstrap
+
+with logged(snakemake.log[0]):
+    spec = snakemake.params.spec
+    baseline = spec["baseline"]
+    results = {"baseline": baseline}
+    for direction, ref_file in spec["references"].items():
+        refs = [r["target"] for r in data.read_jsonl(ref_file)]
+        systems = {name: score.read_lines(h[direction]) for name, h in spec["systems"].items()}
+        if baseline not in systems:
+            raise ValueError(f"the baseline {baseline!r} is not a row of this table")
+        others = [(name, hyps) for name, hyps in systems.items() if name != baseline]
+        results[direction] = paired_bootstrap(
+            (baseline, systems[baseline]),
+            others,
+            refs,
+            n_samples=snakemake.params.samples,
+            seed=snakemake.params.seed,
+            tokenize=snakemake.params.tokenize,
+        )
+        print(direction, {k: v for k, v in results[direction].items() if k != "_signature"})
+    Path(snakemake.output[0]).write_text(json.dumps(results, indent=1) + "\n")

@@ -1,0 +1,457 @@
+"""Memory-flat distillation losses: the `sekd.losses` objectives computed chunk by chunk of token
+rows, with the gradient w.r.t. the student logits derived analytically in the forward pass
+(Liger-Kernel style) instead of by autograd.
+
+`chunked_distill` walks the N non-ignored tokens in chunks of at most `chunk_size` rows, read one
+chunk at a time from the [B,T,V] logits (views such as `logits[:, :-1]` are read in place; the
+teacher's columns beyond V are never read). Per chunk, in fp32: log q and q = softmax(student),
+log p and p = softmax(teacher[..., :V]) (or the target ỹ); the per-token losses; and the gradient
+of the mean loss w.r.t. the student logits, written into one [B,T,V] buffer in the student
+logits' dtype (zero on ignored rows). Backward only rescales that buffer, in place, by the
+incoming gradient. Memory beyond the inputs: that buffer (F.cross_entropy's backward allocates
+one too), O(N) per-token vectors and six fp32 [chunk, V] work buffers reused by every chunk.
+
+Gradients. With ℓ = log q = log_softmax(s) and g_v = ∂L/∂ℓ_v for one token, the log-softmax
+backward gives ∂L/∂s_v = g_v - q_v·Σ_u g_u. Per term (e_y the one-hot label, t the KL target,
+m = βq + (1-β)t the skewed proxy, so ∂log m_v/∂ℓ_v = β·q_v/m_v):
+
+    -log q_y            g = -e_y                          (SFT, eq. 2)
+    KL(t||q)            g = -t                            (eqs. 3, 8; forward KD: t = p)
+    KL(t||m)            g = -t·β·q/m                      (eqs. 6-7 with t = ỹ, eq. 10 with t = p)
+    KL(q||p)            g_v = q_v·(log q_v - log p_v + 1)  (reverse KD)
+
+weighted (1-λ) and λ as in `sekd.losses`. The difficulty d = KL(ỹ||q), the hard/easy split and
+the teacher carry no gradient. sekd_topk first runs a gradient-free chunked pass computing d for
+every token (O(N) memory), takes the top-k of the whole batch, then runs the loss pass.
+
+Numerics (equal to the reference up to fp32 rounding; tests/test_losses_chunked.py):
+- Logs are kept in base 2 internally (exp2/log2 are several times faster than exp/log on CPU);
+  log values are converted to nats by one scalar factor in the per-row sums.
+- Logits are clamped below at -1e30 (base 2 units), so that -inf logits give probability 0 and a
+  finite log, and λ = 0 gives log ỹ = -1e30 off the label rather than -inf: every term of a KL
+  whose target is 0 is then 0·finite = 0, which is what the reference's `t > 0` masks compute,
+  without a mask pass.
+- The skewed proxy is m = lerp(t, q, β), clamped below at the smallest normal fp32 (it only
+  changes entries with t < 1e-38, whose terms are below fp32 resolution); β = 1 uses log q itself
+  (proxy = q exactly, also where q underflows), and β = 0 gives exactly 0 loss and gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+# Default rows per chunk: ~CHUNK_ELEMENTS fp32 entries (2 MiB) per work buffer, six of them, so
+# that a chunk's working set stays in the CPU caches (measured fastest on CPU: bench/loss_bench).
+CHUNK_ELEMENTS = 1 << 19
+LN2 = math.log(2.0)
+LOG2E = 1.0 / LN2
+_FLOOR = -1e30  # lower clamp of log2-probabilities and logits (base-2 units)
+_TINY = torch.finfo(torch.float32).tiny  # smallest normal fp32
+
+
+def auto_chunk_size(vocab_size: int) -> int:
+    """Rows per chunk for a vocabulary of `vocab_size`: ~CHUNK_ELEMENTS entries, at least 1."""
+    return max(1, CHUNK_ELEMENTS // max(vocab_size, 1))
+
+
+def _log2(x: float) -> float:
+    return math.log2(x) if x > 0 else -math.inf
+
+
+# --- one chunk ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Chunk:
+    """c token rows: fp32 [c, V] tensors (views of the work buffers), base-2 logs."""
+
+    lq: Tensor  # log2 q
+    q: Tensor
+    lt: Tensor | None  # log2 p, or log2 ỹ (self-evolution); None for sft
+    t: Tensor | None  # p, or ỹ
+    y: Tensor  # labels [c, 1], int64
+    a: Tensor  # scratch
+    b: Tensor  # scratch
+
+    def nll(self) -> Tensor:
+        """-log q[label], nats."""
+        return self.lq.gather(-1, self.y).squeeze(-1).mul_(-LN2)
+
+
+def _softmax2(src: Tensor, log_out: Tensor, prob_out: Tensor, lam: float = 1.0) -> None:
+    """log_out <- log2 softmax(src) + log2 λ, prob_out <- λ·softmax(src); src: logits [c, V]."""
+    if src.dtype == torch.float32:
+        torch.mul(src, LOG2E, out=log_out)
+    else:
+        log_out.copy_(src).mul_(LOG2E)
+    log_out.clamp_min_(_FLOOR)
+    mx = log_out.amax(-1, keepdim=True)
+    torch.sub(log_out, mx, out=prob_out).exp2_()
+    z = prob_out.sum(-1, keepdim=True)
+    log_out.sub_(mx.add_(z.log2()).sub_(max(_log2(lam), _FLOOR)))
+    if lam == 1:
+        prob_out.div_(z)
+    else:
+        prob_out.mul_(z.reciprocal_().mul_(lam))
+
+
+def _rowdot(a: Tensor, b: Tensor, scratch: Tensor) -> Tensor:
+    """Σ_v a·b per row."""
+    return torch.mul(a, b, out=scratch).sum(-1)
+
+
+def _kl(t: Tensor, lt: Tensor, lm: Tensor, scratch: Tensor) -> Tensor:
+    """KL(t||m) per row in nats from base-2 logs; terms with t = 0 are 0·finite = 0."""
+    return _rowdot(t, torch.sub(lt, lm, out=scratch), scratch).mul_(LN2)
+
+
+def _skew(ch: Chunk, beta: float, want_grad: bool) -> tuple[Tensor, Tensor | None]:
+    """(KL(t || m) per row, t·q/m or None), m = βq + (1-β)t, 0 < β < 1. Uses a and b."""
+    m = torch.lerp(ch.t, ch.q, beta, out=ch.a).clamp_min_(_TINY)
+    tw = torch.mul(ch.q, ch.t, out=ch.b).div_(m) if want_grad else None
+    kl = _kl(ch.t, ch.lt, m.log2_(), ch.a)
+    return kl, tw
+
+
+def _grad(ch: Chunk, a: Tensor, tw: Tensor | None, b: float, c: float) -> Tensor:
+    """∂L/∂s = a·q - b·tw - c·e_y (a per row), in place of q."""
+    ds = ch.q.mul_(a[:, None])
+    if tw is not None and b != 0:
+        ds.sub_(tw, alpha=b)
+    if c != 0:
+        ds.scatter_add_(-1, ch.y, torch.full(ch.y.shape, -c, dtype=ds.dtype, device=ds.device))
+    return ds
+
+
+@dataclass(frozen=True)
+class Hyper:
+    lam: float
+    beta: float
+    gamma: float
+    scale: float  # 1/N: the gradient is that of the mean over the batch's tokens
+    want_grad: bool
+
+
+# A kernel: (chunk, hyper, hard [c] | None, d [c] | None) -> (loss [c], ∂(mean loss)/∂s [c, V]
+# or None, hard [c] | None, d [c] | None).
+KernelOut = tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]
+
+
+def _sft(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    """Eq. 2: ∂/∂s = q - e_y."""
+    loss = ch.nll()
+    ds = _grad(ch, torch.full_like(loss, h.scale), None, 0.0, h.scale) if h.want_grad else None
+    return loss, ds, None, None
+
+
+def _teacher_mix(ch: Chunk, h: Hyper, beta: float) -> KernelOut:
+    """(1-λ)·SFT + λ·KL(p || βq + (1-β)p): forward KD (β = 1, eq. 3) and eq. 10."""
+    lam = h.lam
+    if lam == 0:
+        return _sft(ch, h)
+    nll = ch.nll()
+    if beta == 1:  # proxy = q
+        kl, tw = _kl(ch.t, ch.lt, ch.lq, ch.a), ch.t
+    elif beta == 0:  # proxy = p: KL 0, no gradient
+        kl, tw = torch.zeros_like(nll), None
+    else:
+        kl, tw = _skew(ch, beta, h.want_grad)
+    loss = kl if lam == 1 else nll.mul_(1 - lam).add_(kl, alpha=lam)
+    ds = None
+    if h.want_grad:
+        bw = lam * (1.0 if beta == 1 else beta)  # g = -λ·(β)·tw - (1-λ)·e_y
+        stw = tw.sum(-1) if tw is not None else torch.zeros_like(loss)
+        a = stw.mul_(bw).add_(1 - lam).mul_(h.scale)  # -Σ_v g_v, scaled
+        ds = _grad(ch, a, tw, bw * h.scale, (1 - lam) * h.scale)
+    return loss, ds, None, None
+
+
+def _forward_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    return _teacher_mix(ch, h, 1.0)
+
+
+def _skew_teacher_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    return _teacher_mix(ch, h, h.beta)
+
+
+def _reverse_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    """(1-λ)·SFT + λ·KL(q||p); ∂/∂s = q·(λ(ℓ + 1) - Σg) - (1-λ)·e_y, ℓ = log q - log p, with
+    Σg = λ(KL + Σq) - (1-λ)."""
+    lam = h.lam
+    if lam == 0:
+        return _sft(ch, h)
+    nll, q = ch.nll(), ch.q
+    ell = torch.sub(ch.lq, ch.lt, out=ch.b)  # base 2; q = 0 terms: 0·finite
+    kl = _rowdot(q, ell, ch.a).mul_(LN2)
+    loss = kl if lam == 1 else nll.mul_(1 - lam).add_(kl, alpha=lam)
+    ds = None
+    if h.want_grad:
+        sum_g = (kl + q.sum(-1)).mul_(lam).sub_(1 - lam)
+        ds = ell.mul_(lam * LN2 * h.scale).add_(sum_g.neg_().add_(lam).mul_(h.scale)[:, None])
+        ds = ds.mul_(q)
+        if lam != 1:
+            c = (1 - lam) * h.scale
+            ds.scatter_add_(-1, ch.y, torch.full(ch.y.shape, -c, dtype=ds.dtype, device=ds.device))
+    return loss, ds, None, None
+
+
+def _label_target(ch: Chunk, lam: float) -> None:
+    """Set the label entries of (log2 ỹ, ỹ) = (log2 p + log2 λ, λ·p) to ỹ_y = (1-λ) + λ·p_y."""
+    at_label = ch.lt.gather(-1, ch.y)  # log2 p_y + log2 λ (-1e30 if λ = 0)
+    at_label = torch.logaddexp2(at_label, torch.full_like(at_label, _log2(1 - lam)))
+    ch.lt.scatter_(-1, ch.y, at_label)
+    ch.t.scatter_(-1, ch.y, at_label.exp2())
+
+
+def _difficulty(ch: Chunk) -> Tensor:
+    """d = KL(ỹ||q) per row (eq. 5)."""
+    return _kl(ch.t, ch.lt, ch.lq, ch.a)
+
+
+def _self_evolution(
+    ch: Chunk, h: Hyper, mode: str, hard: Tensor | None = None, d: Tensor | None = None
+) -> KernelOut:
+    """Eqs. 4-9 (the chunk holds ỹ). mode: "easy" (every token), "hard" (every token), "gamma"
+    (d > Γ) or "given" (`hard` and `d` precomputed: sekd_topk)."""
+    if d is None:
+        d = _difficulty(ch)
+    if mode == "easy":
+        hard = torch.zeros_like(d, dtype=torch.bool)
+    elif mode == "hard":
+        hard = torch.ones_like(d, dtype=torch.bool)
+    elif mode == "gamma":
+        hard = d > h.gamma
+    beta, t = h.beta, ch.t
+    bw = 1.0  # g = -bw·tw
+    if mode == "easy" or beta == 1:  # KL(ỹ||q) on every token
+        loss, tw = d, t
+    elif beta == 0:  # hard tokens: proxy = ỹ, loss 0, no gradient
+        loss = d.masked_fill(hard, 0.0)
+        tw = t.mul_((~hard)[:, None])
+    else:
+        kl_h, tw = _skew(ch, beta, h.want_grad)  # tw = t·q/m
+        if mode == "hard":
+            loss, bw = kl_h, beta
+        else:
+            loss = torch.where(hard, kl_h, d)
+            if tw is not None:  # hard rows β·t·q/m, easy rows t (lerp by 0 or 1 is exact)
+                tw = torch.lerp(t, tw.mul_(beta), hard[:, None].to(t.dtype), out=ch.b)
+    ds = None
+    if h.want_grad:
+        a = tw.sum(-1).mul_(bw * h.scale)
+        ds = _grad(ch, a, tw, bw * h.scale, 0.0)
+    return loss, ds, hard, d
+
+
+def _noevo_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    return _self_evolution(ch, h, "easy")
+
+
+def _skew_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    return _self_evolution(ch, h, "hard")
+
+
+def _sekd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    return _self_evolution(ch, h, "gamma")
+
+
+def _sekd_topk(ch: Chunk, h: Hyper, hard: Tensor | None, d: Tensor | None) -> KernelOut:
+    return _self_evolution(ch, h, "given", hard, d)
+
+
+@dataclass(frozen=True)
+class ChunkedObjective:
+    kernel: Callable[..., KernelOut]
+    teacher: str | None  # None (sft), "p" (the chunk holds p) or "target" (it holds ỹ)
+    topk: bool = False  # hard = the top-k d of the batch: a first pass computes d
+
+
+CHUNKED: dict[str, ChunkedObjective] = {
+    "sft": ChunkedObjective(_sft, None),
+    "forward_kd": ChunkedObjective(_forward_kd, "p"),
+    "reverse_kd": ChunkedObjective(_reverse_kd, "p"),
+    "noevo_kd": ChunkedObjective(_noevo_kd, "target"),
+    "skew_kd": ChunkedObjective(_skew_kd, "target"),
+    "sekd": ChunkedObjective(_sekd, "target"),
+    "sekd_topk": ChunkedObjective(_sekd_topk, "target", topk=True),
+    "skew_teacher_kd": ChunkedObjective(_skew_teacher_kd, "p"),
+}
+
+
+# --- reading rows -------------------------------------------------------------------------------
+
+
+def _rows_view(x: Tensor, V: int) -> tuple[Tensor, int] | None:
+    """(a 2-D view [R, V] of x [B,T,V_x] whose row b·k + t is x[b, t, :V], k); None if x's
+    strides don't allow one (the vocabulary dim not contiguous)."""
+    B, T, _ = x.shape
+    s0, s1, s2 = x.stride()
+    if s2 != 1 or s1 < V or (B > 1 and s0 % s1):
+        return None
+    k = s0 // s1 if B > 1 else T
+    return x.as_strided(((B - 1) * k + T, V), (s1, 1), x.storage_offset()), k
+
+
+class _Rows:
+    """Rows (b, t), columns :V of a [B,T,V_x] tensor, read or written by chunk."""
+
+    def __init__(self, x: Tensor, V: int):
+        self.x, self.V = x, V
+        view = _rows_view(x, V)
+        self.view, self.k = view if view is not None else (None, 0)
+
+    def span(self, b: int, t: int, c: int) -> Tensor:
+        """Rows (b, t..t+c-1) as a view."""
+        return self.view.narrow(0, b * self.k + t, c)
+
+    def gather(self, b: Tensor, t: Tensor) -> Tensor:
+        if self.view is None:
+            return self.x[b, t, : self.V]
+        return self.view.index_select(0, b * self.k + t)
+
+
+def _plan(pos: Tensor, n: int, chunk: int) -> tuple[list[tuple[int, int, int, int]], bool]:
+    """Chunks as (i, j, b, t): tokens i..j-1 of the row-major order. Contiguous mode (True): each
+    chunk is a run of consecutive positions (b, t..t+j-i-1) of one sequence, read and written as
+    views; used unless the ignored tokens fragment the runs so much that it would take more than
+    twice the chunks of the gather mode (False: any j - i tokens, gathered by index)."""
+    gather = [(i, min(i + chunk, n), 0, 0) for i in range(0, n, chunk)]
+    if n == 0:
+        return gather, False
+    b, t = pos[:, 0], pos[:, 1]
+    breaks = ((b[1:] != b[:-1]) | (t[1:] != t[:-1] + 1)).nonzero().squeeze(1) + 1
+    starts = [0, *breaks.tolist()]
+    if len(starts) > 2 * len(gather):
+        return gather, False
+    first = pos[starts].tolist()
+    spans = []
+    for r, (i0, (b0, t0)) in enumerate(zip(starts, first, strict=True)):
+        i1 = starts[r + 1] if r + 1 < len(starts) else n
+        spans += [(i, min(i + chunk, i1), b0, t0 + i - i0) for i in range(i0, i1, chunk)]
+    if len(spans) > 2 * len(gather):
+        return gather, False
+    return spans, True
+
+
+# --- driver -------------------------------------------------------------------------------------
+
+
+class _ChunkedLossFn(torch.autograd.Function):
+    """Outputs (mean loss, loss sum) computed by `compute`, whose stored gradient of the mean loss
+    w.r.t. `student` is returned, rescaled, in backward."""
+
+    @staticmethod
+    def forward(ctx, student: Tensor, compute: Callable):  # type: ignore[override]
+        loss, loss_sum, grad, n = compute()
+        ctx.n = n
+        ctx.save_for_backward(grad)
+        return loss, loss_sum
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_loss: Tensor, g_sum: Tensor):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        scale = g_loss + g_sum * ctx.n
+        # In place: a second backward through the same graph (retain_graph) is then refused by
+        # autograd's saved-tensor version check, unless the scale was 1.
+        if bool(scale != 1):
+            grad.mul_(scale)
+        return grad, None
+
+
+def chunked_distill(
+    objective: str,
+    student: Tensor,
+    teacher: Tensor | None,
+    mask: Tensor,
+    targets: Tensor,
+    *,
+    lam: float,
+    beta: float,
+    gamma: float,
+    num_hard: Callable[[int], int] | None,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """(mean loss, loss sum, hard [N] | None, d [N] | None) of `objective` (a key of CHUNKED) on
+    the tokens where `mask` [B,T] is True (row-major order), `targets` [N] their labels. The
+    arguments are assumed validated (`sekd.losses.distill_loss`). `num_hard(N)` is the number of
+    hard tokens of sekd_topk."""
+    obj = CHUNKED[objective]
+    V = student.shape[-1]
+    n = targets.numel()
+    dev = student.device
+    want_grad = torch.is_grad_enabled() and student.requires_grad
+    h = Hyper(lam, beta, gamma, 1.0 / max(n, 1), want_grad)
+    aux: dict[str, Tensor | None] = {}
+
+    def compute() -> tuple[Tensor, Tensor, Tensor | None, int]:
+        pos = mask.nonzero()
+        s_rows = _Rows(student, V)
+        t_rows = _Rows(teacher.detach(), V) if obj.teacher else None
+        spans, contiguous = _plan(pos, n, chunk_size)
+        contiguous = contiguous and s_rows.view is not None
+        contiguous = contiguous and (t_rows is None or t_rows.view is not None)
+        if not contiguous:
+            spans = [(i, min(i + chunk_size, n), 0, 0) for i in range(0, n, chunk_size)]
+        width = max((j - i for i, j, _, _ in spans), default=0)
+        names = ("lq", "q", "lt", "t", "a", "b") if obj.teacher else ("lq", "q", "a", "b")
+        work = {k: torch.empty(width, V, dtype=torch.float32, device=dev) for k in names}
+        y_all = targets.long()[:, None]
+        lam_t = lam if obj.teacher == "target" else 1.0
+
+        def load(i: int, j: int, b: int, t: int) -> Chunk:
+            c = j - i
+            w = {k: v[:c] for k, v in work.items()}
+            if contiguous:
+                read = lambda rows: rows.span(b, t, c)  # noqa: E731
+            else:
+                bi, ti = pos[i:j, 0], pos[i:j, 1]
+                read = lambda rows: rows.gather(bi, ti)  # noqa: E731
+            _softmax2(read(s_rows), w["lq"], w["q"])
+            ch = Chunk(w["lq"], w["q"], w.get("lt"), w.get("t"), y_all[i:j], w["a"], w["b"])
+            if t_rows is not None:
+                _softmax2(read(t_rows), ch.lt, ch.t, lam_t)
+                if obj.teacher == "target":
+                    _label_target(ch, lam)
+            return ch
+
+        hard_all = d_all = None
+        if obj.teacher == "target":
+            hard_all = torch.zeros(n, dtype=torch.bool, device=dev)
+            d_all = torch.zeros(n, dtype=torch.float32, device=dev)
+        if obj.topk:  # a first pass: d of every token, then the top-k of the batch
+            for span in spans:
+                d_all[span[0] : span[1]] = _difficulty(load(*span))
+            hard_all[torch.topk(d_all, num_hard(n)).indices] = True
+
+        grad = g_rows = None
+        if want_grad:
+            grad = torch.empty(student.shape, dtype=student.dtype, device=dev)
+            ignored = (~mask).nonzero()
+            if ignored.numel():
+                grad[ignored[:, 0], ignored[:, 1]] = 0
+            g_rows = _Rows(grad, V)
+        per_token = torch.empty(n, dtype=torch.float32, device=dev)
+        for i, j, b, t in spans:
+            given = (hard_all[i:j], d_all[i:j]) if obj.topk else ()
+            loss, ds, hard, d = obj.kernel(load(i, j, b, t), h, *given)
+            per_token[i:j] = loss
+            if hard is not None and not obj.topk:
+                hard_all[i:j], d_all[i:j] = hard, d
+            if g_rows is not None:
+                if contiguous:
+                    g_rows.span(b, t, j - i).copy_(ds)
+                else:
+                    g_rows.view.index_copy_(0, pos[i:j, 0] * g_rows.k + pos[i:j, 1], ds.to(grad))
+        aux["hard"], aux["d"] = hard_all, d_all
+        loss_sum = per_token.sum()
+        return loss_sum / max(n, 1), loss_sum, grad, n
+
+    loss, loss_sum = _ChunkedLossFn.apply(student, compute)
+    return loss, loss_sum, aux["hard"], aux["d"]

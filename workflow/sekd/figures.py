@@ -1,0 +1,378 @@
+"""The paper's figures (Figs. 2-5) from per-direction score files: PNG, PDF and the CSV behind each.
+
+Input: ``points``, a list of dicts, one per plotted point::
+
+    {"series": "SE-KD w/ Γ", "x": 0.4, "run": "sekd_gamma0.4",
+     "scores": {"en-de": [seed0.json, seed1.json], "de-en": [...]},
+     "reference": False}   # optional; True draws the series as a horizontal dashed line
+
+A score file is JSON with a finite number under ``"bleu"``. ``bleu_avg`` of one seed is the mean
+over the point's directions; the figures plot the mean over seeds of ``bleu_avg`` with the standard
+deviation over seeds (sample std, ddof=1) as error bars when a point has more than one seed.
+
+Heavy imports (pandas, matplotlib, seaborn) happen inside the functions, so importing this module
+is cheap. Output is drawn with the non-interactive Agg backend on a private ``Figure`` (no pyplot
+state), inside an rc context, and saved without timestamps so reruns give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DEFAULT_YLABEL = "Average SacreBLEU"
+DPI = 200
+# Savefig metadata without timestamps or version strings that change between runs.
+_PNG_METADATA: dict[str, Any] = {"Software": None}
+_PDF_METADATA: dict[str, Any] = {"CreationDate": None, "ModDate": None}
+
+
+def _read_bleu(path: str | Path, where: str) -> float:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{where}: score file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: score file {path} is not valid JSON ({exc})") from None
+    value = data.get("bleu") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: score file {path} has no finite number under 'bleu'")
+    return float(value)
+
+
+def collect(points: list[dict]) -> pd.DataFrame:
+    """One row per point and seed: series, x, run, reference, seed_index, bleu_<dir>…, bleu_avg.
+
+    Raises ValueError naming the file when a score file is missing or invalid, and naming the point
+    when it has no scores, when its directions have different numbers of seeds, or when two points
+    share (series, x).
+    """
+    import pandas as pd
+
+    if not points:
+        raise ValueError("no points to plot")
+    directions: list[str] = []
+    records: list[dict] = []
+    seen: set[tuple[str, Any]] = set()
+    for point in points:
+        series = str(point["series"])
+        reference = bool(point.get("reference", False))
+        if "x" not in point and not reference:
+            raise ValueError(f"point of series {series!r} has no 'x'")
+        x = point.get("x")
+        where = f"{series} (x={x})"
+        key = (series, x)
+        if key in seen:
+            raise ValueError(f"{where}: two points with the same series and x")
+        seen.add(key)
+        scores = point.get("scores") or {}
+        if not scores:
+            raise ValueError(f"{where}: no score files")
+        n_seeds = {len(paths) for paths in scores.values()}
+        if len(n_seeds) != 1 or 0 in n_seeds:
+            counts = {d: len(p) for d, p in scores.items()}
+            raise ValueError(
+                f"{where}: directions need the same, non-zero number of seeds: {counts}"
+            )
+        for direction in scores:
+            if direction not in directions:
+                directions.append(direction)
+        values = {d: [_read_bleu(p, f"{where} {d}") for p in paths] for d, paths in scores.items()}
+        for seed in range(n_seeds.pop()):
+            record = {
+                "series": series,
+                "x": x,
+                "run": str(point.get("run", "")),
+                "reference": reference,
+                "seed_index": seed,
+            }
+            per_direction = {f"bleu_{d}": values[d][seed] for d in scores}
+            record.update(per_direction)
+            record["bleu_avg"] = statistics.fmean(per_direction.values())
+            records.append(record)
+    columns = ["series", "x", "run", "reference", "seed_index"]
+    columns += [f"bleu_{d}" for d in directions] + ["bleu_avg"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (series, x), in order of appearance: mean, std (0 for one seed), n_seeds of bleu_avg,
+    and the mean of each ``bleu_<direction>`` column (empty where the point lacks the direction).
+    """
+    import pandas as pd
+
+    direction_columns = [c for c in df.columns if c.startswith("bleu_") and c != "bleu_avg"]
+    rows = []
+    for (series, x), group in df.groupby(["series", "x"], sort=False, dropna=False):
+        values = group["bleu_avg"]
+        row = {
+            "series": series,
+            "x": None if _is_missing(x) else x,
+            "run": group["run"].iloc[0],
+            "reference": bool(group["reference"].iloc[0]),
+            "n_seeds": len(values),
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        }
+        for column in direction_columns:
+            row[column] = float(group[column].mean())  # NaN when the point lacks the direction
+        rows.append(row)
+    columns = ["series", "x", "run", "reference", "n_seeds", "mean", "std", *direction_columns]
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _write_csv(summary: pd.DataFrame, path: Path) -> None:
+    numeric = ["mean", "std", *[c for c in summary.columns if c.startswith("bleu_")]]
+    table = summary.copy()
+    table[numeric] = table[numeric].round(4)
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_csv(tmp, index=False, lineterminator="\n")
+    tmp.replace(path)
+
+
+def _palette(series: list[str]) -> dict[str, Any]:
+    import seaborn as sns
+
+    colors = sns.color_palette("colorblind", max(len(series), 1))
+    return dict(zip(series, colors, strict=False))
+
+
+def _new_figure(width: float, height: float) -> tuple[Figure, Axes]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    return fig, fig.add_subplot()
+
+
+@contextmanager
+def _theme() -> Iterator[None]:
+    """Seaborn's whitegrid/paper theme, with matplotlib's settings restored on exit."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    with mpl.rc_context():
+        sns.set_theme(context="paper", style="whitegrid", font_scale=1.2)
+        yield
+
+
+# Reference lines differ by dash pattern as well as colour (some palette colours are close).
+_REFERENCE_DASHES: list[Any] = ["--", "-.", ":", (0, (6, 2, 1, 2, 1, 2))]
+
+
+def _draw_references(ax: Axes, summary: pd.DataFrame, palette: dict[str, Any]) -> list:
+    """Horizontal dashed lines (and a ±std band when there are seeds) for reference series."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    references = summary[summary["reference"]].itertuples(index=False)
+    for i, row in enumerate(references):
+        color = palette[row.series]
+        style = {"color": color, "linestyle": _REFERENCE_DASHES[i % 4], "linewidth": 1.6}
+        ax.axhline(row.mean, zorder=1, **style)
+        if row.n_seeds > 1 and row.std > 0:
+            ax.axhspan(row.mean - row.std, row.mean + row.std, color=color, alpha=0.12, lw=0)
+        handles.append(Line2D([], [], label=row.series, **style))
+    return handles
+
+
+def _save(fig: Figure, summary: pd.DataFrame, out_prefix: str | Path) -> dict[str, Path]:
+    prefix = Path(out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = {ext: prefix.with_name(f"{prefix.name}.{ext}") for ext in ("png", "pdf", "csv")}
+    for ext, metadata in (("png", _PNG_METADATA), ("pdf", _PDF_METADATA)):
+        tmp = paths[ext].with_name(paths[ext].name + ".tmp")
+        fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=metadata)
+        tmp.replace(paths[ext])
+    _write_csv(summary, paths["csv"])
+    return paths
+
+
+def _label_bars(
+    ax: Axes, summary: pd.DataFrame, categories: list[str], bar_series: list[str], rotate: bool
+) -> None:
+    """Write each bar's mean just above its error bar.
+
+    Seaborn adds one bar container per hue level (in hue order) and places category j at x = j.
+    """
+    stats = {
+        (row.series, str(row.x)): (row.mean, row.std)
+        for row in summary[~summary["reference"]].itertuples(index=False)
+    }
+    fontsize = 8 if not rotate else (7 if len(categories) * len(bar_series) <= 12 else 6.5)
+    for series, container in zip(bar_series, ax.containers, strict=False):
+        for bar in container:
+            center = bar.get_x() + bar.get_width() / 2
+            category = categories[round(center)]
+            mean, std = stats.get((series, category), (bar.get_height(), 0.0))
+            ax.annotate(
+                f"{mean:.2f}",
+                (center, mean + std),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                rotation=90 if rotate else 0,
+                fontsize=fontsize,
+            )
+
+
+def _legend(ax: Axes, handles: list, title: str | None = None) -> None:
+    if handles:
+        ax.legend(
+            handles=handles,
+            title=title,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            frameon=False,
+            borderaxespad=0.0,
+        )
+
+
+def line_figure(
+    points: list[dict],
+    out_prefix: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str = DEFAULT_YLABEL,
+) -> dict[str, Path]:
+    """bleu_avg against numeric x, one line with markers per series (error bars = std over seeds);
+    reference series as horizontal dashed lines. Writes <out_prefix>.png/.pdf/.csv (the
+    summarize() table) and returns their paths by extension.
+    """
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    df = collect(points)
+    lines = df[~df["reference"]].copy()
+    for value in lines["x"].unique():
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"line_figure: x={value!r} is not a number") from None
+    lines["x"] = lines["x"].astype(float)
+    summary = summarize(df)
+    order = list(dict.fromkeys(summary["series"]))
+    palette = _palette(order)
+    line_series = list(dict.fromkeys(lines["series"]))
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+    with _theme():
+        fig, ax = _new_figure(5.2, 3.4)
+        handles = []
+        if not lines.empty:
+            sns.lineplot(
+                data=lines,
+                x="x",
+                y="bleu_avg",
+                hue="series",
+                hue_order=line_series,
+                style="series",
+                style_order=line_series,
+                palette={s: palette[s] for s in line_series},
+                markers=[markers[i % len(markers)] for i in range(len(line_series))],
+                dashes=False,
+                errorbar="sd",
+                err_style="bars",
+                err_kws={"capsize": 3, "elinewidth": 1.0},
+                markersize=7,
+                linewidth=1.8,
+                legend=False,
+                ax=ax,
+            )
+            for i, name in enumerate(line_series):
+                marker = markers[i % len(markers)]
+                handles.append(
+                    Line2D([], [], color=palette[name], marker=marker, markersize=6, label=name)
+                )
+            xs = sorted(lines["x"].unique())
+            ax.set_xticks(xs)
+            ax.set_xticklabels([f"{v:g}" for v in xs])
+            if len(xs) > 1:
+                span = xs[-1] - xs[0]
+                ax.set_xlim(xs[0] - 0.06 * span, xs[-1] + 0.06 * span)
+        handles += _draw_references(ax, summary, palette)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.margins(y=0.15)
+        _legend(ax, handles)
+        return _save(fig, summary, out_prefix)
+
+
+def bar_figure(
+    points: list[dict],
+    out_prefix: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str = DEFAULT_YLABEL,
+) -> dict[str, Path]:
+    """Grouped bars: categories x (in order of appearance), hue = series, error bars = std over
+    seeds, each bar labelled with its mean. The y axis starts near the lowest bar so differences of
+    a few tenths of BLEU stay visible. Reference points, if any, are drawn as dashed lines.
+    Writes <out_prefix>.png/.pdf/.csv and returns their paths by extension.
+    """
+    import seaborn as sns
+    from matplotlib.patches import Patch
+
+    df = collect(points)
+    bars = df[~df["reference"]].copy()
+    bars["x"] = bars["x"].astype(str)
+    summary = summarize(df)
+    order = list(dict.fromkeys(summary["series"]))
+    palette = _palette(order)
+    categories = list(dict.fromkeys(bars["x"]))
+    bar_series = list(dict.fromkeys(bars["series"]))
+
+    with _theme():
+        width = max(4.5, 1.0 + 0.32 * len(categories) * max(len(bar_series), 1) + 0.5)
+        fig, ax = _new_figure(min(width, 12.0), 3.6)
+        rotate = len(categories) * len(bar_series) > 6
+        handles = []
+        if not bars.empty:
+            sns.barplot(
+                data=bars,
+                x="x",
+                y="bleu_avg",
+                hue="series",
+                order=categories,
+                hue_order=bar_series,
+                palette={s: palette[s] for s in bar_series},
+                errorbar="sd",
+                capsize=0.15,
+                err_kws={"linewidth": 1.0},
+                legend=False,
+                ax=ax,
+            )
+            _label_bars(ax, summary, categories, bar_series, rotate=rotate)
+            handles = [Patch(color=palette[s], label=s) for s in bar_series]
+        handles += _draw_references(ax, summary, palette)
+        stats = summary[~summary["reference"]] if not bars.empty else summary
+        low = float((stats["mean"] - stats["std"]).min())
+        high = float((stats["mean"] + stats["std"]).max())
+        pad = max(0.5, 0.35 * (high - low))
+        ax.set_ylim(max(0.0, low - pad), high + (1.3 if rotate else 0.8) * pad)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        # One series needs no legend: the categories already name the bars.
+        if len(bar_series) > 1 or len(handles) > len(bar_series):
+            _legend(ax, handles)
+        return _save(fig, summary, out_prefix)

@@ -1,0 +1,76 @@
+"""The study report: one self-contained HTML page with every table and figure, what the paper
+reports for each, and the run's resolved configuration."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+from pathlib import Path
+
+import yaml
+
+from sekd.paper import CAPTIONS
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:90%}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}
+figure{margin:2em 0} img{max-width:100%} .paper{color:#555;font-style:italic}
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:85%}
+"""
+
+
+def _csv_table(path: Path) -> str:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    keep = [k for k in rows[0] if k.startswith(("bleu_", "comet_")) and not k.endswith("_std")]
+    keep = [k for k in keep if any(r[k] != "" for r in rows)]
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in ["system", *keep])
+    body = []
+    for row in rows:
+        cells = [html.escape(row["system"])]
+        for k in keep:
+            value = row[k]
+            std = row.get(f"{k}_std", "")
+            text = f"{float(value):.2f}" if value else "n/c"
+            if std:
+                text += f" ± {float(std):.2f}"
+            direction = k.split("_", 1)[1]
+            p = row.get(f"p_{direction}", "")
+            if k.startswith("bleu_") and p and float(p) < 0.05:
+                text += "†"
+            cells.append(text)
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def build(tables: list[Path], figures: list[Path], config: dict, out: Path) -> None:
+    """Write the report to `out`: tables from their CSV, figures embedded as PNG."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>Self-Evolution KD: study report</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Self-Evolution Knowledge Distillation (Song et al., COLING 2025): study report</h1>",
+        "<p>Every table and figure of the paper, rebuilt by this run. Under each, in italics, "
+        "what the paper reports for it.</p>",
+    ]
+    for path in tables:
+        name = path.stem
+        parts.append(f"<h2>{html.escape(name.capitalize())}</h2>")
+        parts.append(_csv_table(path))
+        parts.append(f"<p class='paper'>{html.escape(CAPTIONS[name])}</p>")
+    for path in figures:
+        name = path.stem
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        parts.append(f"<figure><h2>{html.escape(name)}</h2>")
+        parts.append(f"<img alt='{name}' src='data:image/png;base64,{data}'>")
+        parts.append(f"<figcaption class='paper'>{html.escape(CAPTIONS[name])}</figcaption>")
+        parts.append("</figure>")
+    parts.append("<h2>Configuration of this run</h2>")
+    parts.append(f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
+    parts.append("</body></html>")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(out)
