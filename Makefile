@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | c
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
 
-.PHONY: venv mini mini-paper artifact test test-fast lint format
+.PHONY: venv mini mini-paper artifact bench test test-fast lint format
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ mini-paper: $(STAMP)  ## the whole study in miniature: both tables, every figure
 
 artifact: $(STAMP)  ## results/artifact.tar.gz for artifact review (after mini-paper)
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) results/artifact.tar.gz --configfile config/mini.yaml
+
+bench: $(STAMP)  ## every benchmark; each prints one JSON line of ratios (docs/benchmarks.md)
+	$(VENV)/bin/python bench/loss_bench.py
+	$(VENV)/bin/python bench/decode_bench.py
+	$(VENV)/bin/python bench/dag_bench.py
 
 test: $(STAMP)  ## every test, the end-to-end workflow run included
 	$(VENV)/bin/pytest

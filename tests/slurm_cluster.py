@@ -47,16 +47,29 @@ def ensure_installed(timeout: float = 900) -> str | None:
     if shutil.which("apt-get") is None:
         return f"SLURM is not installed ({', '.join(missing_binaries())} missing) and no apt-get"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
-    ):
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return f"`{' '.join(cmd)}` took more than {timeout:.0f} s"
-        if proc.returncode != 0:
-            return f"`{' '.join(cmd)}` failed: {(proc.stdout + proc.stderr)[-800:]}"
+    # The packages' scripts would start system-wide munged/slurmd/slurmctld: forbid it for the
+    # install (policy-rc.d exit 101 = "action forbidden"), unless the machine has its own policy.
+    policy = Path("/usr/sbin/policy-rc.d")
+    own_policy = not policy.exists()
+    if own_policy:
+        policy.write_text(
+            "#!/bin/sh\n# tests/slurm_cluster.py: no services during the install\nexit 101\n"
+        )
+        policy.chmod(0o755)
+    try:
+        for cmd in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+        ):
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return f"`{' '.join(cmd)}` took more than {timeout:.0f} s"
+            if proc.returncode != 0:
+                return f"`{' '.join(cmd)}` failed: {(proc.stdout + proc.stderr)[-800:]}"
+    finally:
+        if own_policy:
+            policy.unlink(missing_ok=True)
     missing = missing_binaries()
     return f"still missing after apt-get install: {', '.join(missing)}" if missing else None
 
