@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn.functional import one_hot
 
-from sekd.chunked import CHUNKED, auto_chunk_size
+from sekd.chunked import CHUNKED, _plan, auto_chunk_size
 from sekd.losses import OBJECTIVES, distill_loss, distill_loss_reference
 
 ALL = list(OBJECTIVES)
@@ -175,6 +175,45 @@ def test_view_input_and_larger_teacher_vocabulary(objective):
     ref.loss.backward()
     assert math.isclose(out.loss.item(), ref.loss.item(), rel_tol=1e-5)
     assert rel(base.grad, ref_base.grad) <= 1e-5 and not base.grad[:, -1].any()
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 5, 64])
+@pytest.mark.parametrize("objective", ["sft", "reverse_kd", "sekd", "sekd_topk", "skew_teacher_kd"])
+def test_prompt_masked_batches_read_by_runs(objective, chunk_size):
+    """The trainer's layout: per sequence a masked prompt, the target, masked padding; each run of
+    target tokens is read and written in place (contiguous mode), chunks never straddling two,
+    unless gathering needs less than half the chunks."""
+    s, t, labels = make_batch((3, 12, 50), seed=7, ignore=0.0)
+    for b, (prompt, length) in enumerate([(2, 9), (4, 12), (0, 5)]):
+        labels[b, :prompt] = -100
+        labels[b, length:] = -100
+    mask = labels != -100
+    spans, contiguous = _plan(mask.nonzero(), int(mask.sum()), chunk_size)
+    # 64: one chunk of gathered rows beats three runs
+    assert contiguous == (chunk_size < 64) and all(j - i <= chunk_size for i, j, _, _ in spans)
+    for i, j, b, t0 in (
+        spans if contiguous else []
+    ):  # each span is positions (b, t0..t0+j-i-1), all targets
+        assert mask[b, t0 : t0 + j - i].all() and int(mask[:b].sum() + mask[b, :t0].sum()) == i
+    compare(s, t, labels, objective, chunk_size)
+
+
+def test_fragmented_masks_are_gathered():
+    """Masks that cut the tokens into many short runs use the gather mode (fewer chunks)."""
+    labels = torch.zeros(2, 40, dtype=torch.long)
+    labels[:, ::2] = -100
+    mask = labels != -100
+    spans, contiguous = _plan(mask.nonzero(), int(mask.sum()), 8)
+    assert not contiguous and [(i, j) for i, j, _, _ in spans] == [
+        (0, 8),
+        (8, 16),
+        (16, 24),
+        (24, 32),
+        (32, 40),
+    ]
+    s, t, _ = make_batch((2, 40, 30), seed=8)
+    for objective in ALL:
+        compare(s, t, labels, objective, 8)
 
 
 # --- autograd plumbing --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ log p and p = softmax(teacher[..., :V]) (or the target ỹ); the per-token losse
 of the mean loss w.r.t. the student logits, written into one [B,T,V] buffer in the student
 logits' dtype (zero on ignored rows). Backward only rescales that buffer, in place, by the
 incoming gradient. Memory beyond the inputs: that buffer (F.cross_entropy's backward allocates
-one too), O(N) per-token vectors and six fp32 [chunk, V] work buffers reused by every chunk.
+one too), O(N) per-token vectors and up to six fp32 [chunk, V] work buffers reused by every chunk.
 
 Gradients. With ℓ = log q = log_softmax(s) and g_v = ∂L/∂ℓ_v for one token, the log-softmax
 backward gives ∂L/∂s_v = g_v - q_v·Σ_u g_u. Per term (e_y the one-hot label, t the KL target,
@@ -25,12 +25,12 @@ the teacher carry no gradient. sekd_topk first runs a gradient-free chunked pass
 every token (O(N) memory), takes the top-k of the whole batch, then runs the loss pass.
 
 Numerics (equal to the reference up to fp32 rounding; tests/test_losses_chunked.py):
-- Logs are kept in base 2 internally (exp2/log2 are several times faster than exp/log on CPU);
-  log values are converted to nats by one scalar factor in the per-row sums.
-- Logits are clamped below at -1e30 (base 2 units), so that -inf logits give probability 0 and a
-  finite log, and λ = 0 gives log ỹ = -1e30 off the label rather than -inf: every term of a KL
-  whose target is 0 is then 0·finite = 0, which is what the reference's `t > 0` masks compute,
-  without a mask pass.
+- Logs are kept in base 2 internally (torch's exp2 is ~3x faster than exp on CPU); log values
+  are converted to nats by one scalar factor in the per-row sums.
+- Logits are clamped below at -1e30, so that -inf logits give probability 0 and a finite log,
+  and λ = 0 gives log ỹ ≈ -1e30 off the label rather than -inf: every term of a KL whose target
+  is 0 is then 0·finite = 0, which is what the reference's `t > 0` masks compute, without a mask
+  pass.
 - The skewed proxy is m = lerp(t, q, β), clamped below at the smallest normal fp32 (it only
   changes entries with t < 1e-38, whose terms are below fp32 resolution); β = 1 uses log q itself
   (proxy = q exactly, also where q underflows), and β = 0 gives exactly 0 loss and gradient.
@@ -46,18 +46,20 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# Default rows per chunk: ~CHUNK_ELEMENTS fp32 entries (2 MiB) per work buffer, six of them, so
-# that a chunk's working set stays in the CPU caches (measured fastest on CPU: bench/loss_bench).
-CHUNK_ELEMENTS = 1 << 19
+# Default rows per chunk: ~CHUNK_ELEMENTS fp32 entries per work buffer (six of them). On CPU 1 MiB
+# buffers, so that a chunk's working set stays in cache (fastest of 2^17..2^20 on the benchmark's
+# CPU); on GPUs 32 MiB ones, so that the ~45 kernels of a chunk are not launch-bound (untested).
+CHUNK_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 23}
 LN2 = math.log(2.0)
 LOG2E = 1.0 / LN2
-_FLOOR = -1e30  # lower clamp of log2-probabilities and logits (base-2 units)
+_FLOOR = -1e30  # lower clamp of logits and of log2 λ
 _TINY = torch.finfo(torch.float32).tiny  # smallest normal fp32
 
 
-def auto_chunk_size(vocab_size: int) -> int:
-    """Rows per chunk for a vocabulary of `vocab_size`: ~CHUNK_ELEMENTS entries, at least 1."""
-    return max(1, CHUNK_ELEMENTS // max(vocab_size, 1))
+def auto_chunk_size(vocab_size: int, device: torch.device | str = "cpu") -> int:
+    """Rows per chunk for a vocabulary of `vocab_size` on `device`: ~CHUNK_ELEMENTS entries."""
+    elements = CHUNK_ELEMENTS.get(torch.device(device).type, CHUNK_ELEMENTS["cuda"])
+    return max(1, elements // max(vocab_size, 1))
 
 
 def _log2(x: float) -> float:
@@ -85,16 +87,16 @@ class Chunk:
 
 
 def _softmax2(src: Tensor, log_out: Tensor, prob_out: Tensor, lam: float = 1.0) -> None:
-    """log_out <- log2 softmax(src) + log2 λ, prob_out <- λ·softmax(src); src: logits [c, V]."""
+    """log_out <- log2 softmax(src) + log2 λ, prob_out <- λ·softmax(src); src: logits [c, V].
+    As log_softmax: the row max is subtracted first (in nats: the rounding of the base change
+    then scales with s - max, small where q is not), the log-normaliser after."""
     if src.dtype == torch.float32:
-        torch.mul(src, LOG2E, out=log_out)
+        torch.clamp(src, min=_FLOOR, out=log_out)
     else:
-        log_out.copy_(src).mul_(LOG2E)
-    log_out.clamp_min_(_FLOOR)
-    mx = log_out.amax(-1, keepdim=True)
-    torch.sub(log_out, mx, out=prob_out).exp2_()
-    z = prob_out.sum(-1, keepdim=True)
-    log_out.sub_(mx.add_(z.log2()).sub_(max(_log2(lam), _FLOOR)))
+        log_out.copy_(src).clamp_min_(_FLOOR)
+    log_out.sub_(log_out.amax(-1, keepdim=True)).mul_(LOG2E)
+    z = torch.exp2(log_out, out=prob_out).sum(-1, keepdim=True)
+    log_out.sub_(z.log2().sub_(max(_log2(lam), _FLOOR)))
     if lam == 1:
         prob_out.div_(z)
     else:

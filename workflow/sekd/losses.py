@@ -344,7 +344,9 @@ def distill_loss(
             beta=beta,
             gamma=gamma,
             num_hard=lambda count: _topk_count(top_k_percent, count),
-            chunk_size=auto_chunk_size(V) if chunk_size == "auto" else chunk_size,
+            chunk_size=auto_chunk_size(V, student_logits.device)
+            if chunk_size == "auto"
+            else chunk_size,
         )
     else:  # the reference: autograd through fp32 [N, V] log-probabilities
         log_q = student_logits[mask].float().log_softmax(-1)
