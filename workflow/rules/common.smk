@@ -37,7 +37,6 @@ wildcard_constraints:
     relpath=r"[a-z]+/[A-Za-z0-9._-]+",
 
 
-
 SEEDS = config["seeds"]
 TEST_DIRECTIONS = config["data"]["test_directions"]
 
