@@ -224,7 +224,7 @@ def test_a_held_out_language_pair_is_a_config_change(tmp_path):
     extra = _override(
         tmp_path,
         "data:\n  test_directions: [en-de, de-en, en-cs, cs-en, is-en]\n"
-        f"  sha256: {{isen/test.is-en.json: {'0' * 64}}}\n",
+        f"  sha256: {{isen/test.is-en.json: '{'0' * 64}'}}\n",
     )
     base = planned_outputs(snakemake(tmp_path / "a", "-n"))
     grown = planned_outputs(snakemake(tmp_path / "b", "-n", extra_configs=extra))

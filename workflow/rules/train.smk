@@ -1,5 +1,7 @@
 # Training (§4.2): SFT of teachers and student; KD of the student from its base model.
 
+from sekd.train import drop_runtime_keys
+
 
 rule sft:
     input:
@@ -14,7 +16,9 @@ rule sft:
         directory("results/models/sft/{model}/seed{seed}"),
     params:
         base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
-        job=lambda wc: training_slice(wc.model),
+        # training.deepspeed, nproc_per_node and save_steps (how a run executes, not what it
+        # computes) are read from the config by the script: changing them reruns nothing
+        job=lambda wc: drop_runtime_keys(training_slice(wc.model)),
     threads: 1
     resources:
         # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.
@@ -43,7 +47,7 @@ rule kd:
         directory("results/models/kd/{teacher}/{variant}/seed{seed}"),
     params:
         base=lambda wc, input: input.base[0] if input.base else base_model("student"),
-        job=lambda wc: training_slice("student"),
+        job=lambda wc: drop_runtime_keys(training_slice("student")),  # as sft
         teacher_dtype=lambda wc: config["models"][wc.teacher]["dtype"],
     threads: 1
     resources:

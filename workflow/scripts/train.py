@@ -1,4 +1,10 @@
-"""Rules sft and kd: one training run (sekd.train)."""
+"""Rules sft and kd: one training run (sekd.train).
+
+One process without DeepSpeed trains here; otherwise sekd.train launches torchrun (one rank per GPU
+of the job, across SLURM nodes too; docs/deepspeed.md). A rerun resumes from the run's last
+complete checkpoint; SIGUSR1/SIGTERM make it checkpoint and fail (PreemptedError) so that it can be
+resubmitted.
+"""
 
 import sys
 from pathlib import Path
@@ -12,6 +18,12 @@ with logged(snakemake.log[0]):
     job = snakemake.params.job
     is_kd = snakemake.rule == "kd"
     run = f"kd/{wc.teacher}/{wc.variant}" if is_kd else f"sft/{wc.model}"
+    # The run-time keys are not in the rule's params (changing them reruns nothing).
+    runtime = {key: snakemake.config["training"].get(key) for key in train.RUNTIME_KEYS}
+    if runtime["deepspeed"] and not Path(runtime["deepspeed"]).exists():
+        # relative to the repository (as config.yaml names it) when not to the working directory
+        repository = Path(snakemake.scriptdir).resolve().parents[1]
+        runtime["deepspeed"] = str(repository / runtime["deepspeed"])
     train.run(
         train.TrainJob(
             variant=wc.variant if is_kd else "sft",
@@ -24,10 +36,11 @@ with logged(snakemake.log[0]):
             out_dir=snakemake.output[0],
             checkpoint_dir=f"results/checkpoints/{run}/seed{wc.seed}",
             languages=job["languages"],
-            training=job["training"],
+            training={**job["training"], **runtime},
             seed=int(wc.seed),
             dtype=job["dtype"],
             trust_remote_code=job["trust_remote_code"],
             threads=snakemake.threads,
+            gpus=int(snakemake.resources.get("gpu", 0) or 0),
         )
     )

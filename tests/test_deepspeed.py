@@ -1,0 +1,287 @@
+"""DeepSpeed ZeRO-3 on two CPU ranks (gloo): KD matches a one-process run; the student is whole.
+
+The first distributed start JIT-compiles DeepSpeed's shm comm op (about 40 s, g++ and ninja), cached
+in .venv/torch_extensions for the next runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sekd import data, distributed, models, train
+from sekd.variants import make_variant
+
+pytestmark = [pytest.mark.deepspeed, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_CONFIG = ROOT / "config" / "deepspeed" / "zero3_fp32_cpu.json"
+TRAINING = {
+    "epochs": 3,
+    "batch_size": 4,  # the same global batch: 1 rank x 2 x 2 accumulation = 2 ranks x 2
+    "per_device_batch_size": 2,
+    "learning_rate": 1e-2,
+    "warmup_ratio": 0.1,
+    "lr_scheduler": "cosine",
+    "weight_decay": 0.0,
+    "max_length": 128,
+    "eval_steps": None,
+    "logging_steps": 1,
+    "select_best_sft": True,
+    "save_steps": None,
+    "deepspeed": None,
+    "nproc_per_node": None,
+}
+KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
+# Tolerance of the comparison: relative 1e-4 on each step's (unrounded) gradient norm and on the
+# final weights; the Trainer logs the loss rounded to 4 decimals, so losses may differ by one unit
+# in that place. The runs are not bit-equal: ZeRO-3 averages the ranks' gradients with a
+# reduce-scatter, (g0 + g1) / 2, where one process accumulates g0 / 2 + g1 / 2, and computes the
+# clipping norm over flat partitions; these float32 rounding differences were at most 3e-7
+# (gradient norms) and 9e-7 (weights) relative over 9 steps. 1e-4 leaves two orders of
+# margin for other CPUs' kernels and still catches real mistakes (a batch sized for one rank, a
+# loss averaged wrongly, a teacher left in train mode: 1e-2 and more).
+RTOL = 1e-4
+STEPS = 27  # 36 examples / global batch 4 x 3 epochs
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_records, tiny_tokenizer, tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    data.write_jsonl(tiny_records * 3, root / "train.jsonl")
+    teacher = root / "teacher"  # its own architecture: the teacher engine gets its own sizes
+    init = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2}
+    models.save(
+        models.build_tiny_llama({**init, "num_attention_heads": 4}, tiny_tokenizer, seed=3),
+        tiny_tokenizer,
+        teacher,
+    )
+    return root, teacher
+
+
+def _job(root, teacher, base, name, **training):
+    from conftest import LANGUAGES
+
+    return train.TrainJob(
+        variant=make_variant("sekd", KD).name,
+        base_model=str(base),
+        tokenizer_dir=str(base),  # models.save writes the tokenizer next to the weights
+        train_files=[str(root / "train.jsonl")],
+        teacher_model=str(teacher),
+        out_dir=str(root / name),
+        checkpoint_dir=str(root / f"{name}-checkpoints"),
+        languages=LANGUAGES,
+        training={**TRAINING, **training},
+        seed=1,
+        threads=1,
+    )
+
+
+def _steps(summary, key):
+    return [(e["step"], e[key]) for e in summary["log_history"] if "loss" in e]
+
+
+@pytest.fixture(scope="module")
+def runs(setup, tiny_model_dir):
+    """The same KD run in this process and on two ZeRO-3 ranks."""
+    root, teacher = setup
+    single = train.run(_job(root, teacher, tiny_model_dir, "single"))
+    zero3 = train.run(
+        _job(root, teacher, tiny_model_dir, "zero3", deepspeed=str(CPU_CONFIG), nproc_per_node=2)
+    )
+    return single, zero3
+
+
+def test_zero3_on_two_ranks_matches_one_process(setup, runs, tiny_model_dir):
+    root, _ = setup
+    single, zero3 = runs
+    one, two = _steps(single, "loss"), _steps(zero3, "loss")
+    assert len(one) == len(two) == STEPS
+    assert [s for s, _ in one] == [s for s, _ in two]
+    assert [b for _, b in two] == pytest.approx([a for _, a in one], abs=1.01e-4)
+    assert two[-1][1] < two[0][1] - 1e-3  # it learned
+    norms = [v for _, v in _steps(single, "grad_norm")]
+    assert [v for _, v in _steps(zero3, "grad_norm")] == pytest.approx(norms, rel=RTOL)
+    assert all("hard_fraction" in e for e in zero3["log_history"] if "loss" in e)
+
+    # The student saved from ZeRO-3 is whole: the full weights were gathered before rank 0 wrote.
+    out = root / "zero3"
+    assert not (out.parent / "zero3-checkpoints").exists()
+    assert not (out / "training_args.bin").exists()
+    assert json.loads((out / "train_summary.json").read_text())["global_steps"] == STEPS
+    base, a, b = (
+        load_file(str(p / "model.safetensors")) for p in (tiny_model_dir, root / "single", out)
+    )
+    assert b.keys() == base.keys()
+    assert all(b[k].shape == base[k].shape and b[k].numel() > 0 for k in base)
+    for k in base:
+        torch.testing.assert_close(b[k], a[k], rtol=RTOL, atol=1e-6)
+    # ... and loads on its own in a fresh process.
+    probe = (
+        "import json, sys; from transformers import AutoModelForCausalLM as M; print(json.dumps(["
+        "{n: list(p.shape) for n, p in M.from_pretrained(d).named_parameters()}"
+        " for d in sys.argv[1:]]))"
+    )
+    shapes = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", probe, str(tiny_model_dir), str(out)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert shapes[0] == shapes[1] and len(shapes[1]) == len(base)
+
+
+def test_zero3_run_signalled_mid_way_resumes_to_the_same_result(
+    setup, runs, tiny_model_dir, caplog
+):
+    """SIGUSR1 to the job: the ranks agree, checkpoint (partitioned ZeRO-3 states, per-rank RNG)
+    and stop; the rerun on the same number of ranks resumes and ends where the uninterrupted run
+    ended."""
+    root, teacher = setup
+    _, reference = runs
+    job = _job(
+        root,
+        teacher,
+        tiny_model_dir,
+        "zero3-resumed",
+        deepspeed=str(CPU_CONFIG),
+        nproc_per_node=2,
+        save_steps=3,
+    )
+    path = root / "zero3-resumed.json"
+    path.write_text(json.dumps(asdict(job)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN, str(path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    marker = Path(job.checkpoint_dir) / "checkpoint-3" / train.COMPLETE
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "PreemptedError" in output, output[-4000:]
+    stopped = sorted(Path(job.checkpoint_dir).glob("checkpoint-*/" + train.COMPLETE))
+    assert stopped and (Path(job.checkpoint_dir) / train.PREEMPTED).exists()
+    step = int(stopped[-1].parent.name.split("-")[1])
+    assert 3 <= step < STEPS
+
+    with caplog.at_level(logging.INFO, logger="sekd.train"):
+        resumed = train.run(job)
+    assert f"resuming from {job.checkpoint_dir}/checkpoint-{step}" in caplog.messages
+    keep = ("loss", "grad_norm", "learning_rate", "epoch", "step", "hard_fraction")
+    history = [
+        [{k: v for k, v in e.items() if k in keep} for e in s["log_history"] if "loss" in e]
+        for s in (reference, resumed)
+    ]
+    assert history[1] == history[0]
+    first, second = (load_file(str(root / n / "model.safetensors")) for n in ("zero3", job.out_dir))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+RUN = (
+    "import json, sys; from sekd.train import TrainJob, run; "
+    "run(TrainJob(**json.load(open(sys.argv[1]))))"
+)
+
+
+def test_accelerate_shim_is_inert_outside_torchrun(monkeypatch):
+    from accelerate.state import PartialState
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    before = PartialState._prepare_backend
+    distributed.accelerate_cpu_shim()
+    assert PartialState._prepare_backend is before
+
+
+@pytest.mark.parametrize(
+    ("nodelist", "first"),
+    [
+        ("gpu[07-09,12],cpu1", "gpu07"),
+        ("node3", "node3"),
+        ("a1,b2", "a1"),
+        ("n[001-4]-ib", "n001-ib"),
+    ],
+)
+def test_first_host_of_a_slurm_node_list(nodelist, first, monkeypatch):
+    monkeypatch.setattr(distributed.shutil, "which", lambda name: None)  # no scontrol: parse
+    assert distributed.first_host(nodelist) == first
+
+
+def test_torchrun_command_for_one_and_several_nodes(monkeypatch):
+    assert distributed.slurm_nodes({}) == distributed.Nodes()
+    one = distributed.torchrun_argv("job.json", 4, distributed.Nodes())
+    assert "--standalone" in one and "--nproc-per-node=4" in one
+    assert one[-3:] == ["-m", "sekd.train", "job.json"]
+    monkeypatch.setattr(distributed.shutil, "which", lambda name: None)
+    env = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NNODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+        "SLURM_CPUS_ON_NODE": "64",
+    }
+    nodes = distributed.slurm_nodes(env)
+    assert nodes == distributed.Nodes(2, 1, "gpu07", 29500 + 4242, "4242")
+    argv = distributed.torchrun_argv("job.json", 8, nodes)
+    for arg in ("--nnodes=2", "--node-rank=1", "--rdzv-endpoint=gpu07:33742", "--rdzv-id=4242"):
+        assert arg in argv
+    assert "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1" in argv
+    srun = distributed.srun_argv(["job.json", "8"], nodes, env)
+    assert srun[:5] == [
+        "srun",
+        "--nodes=2",
+        "--ntasks=2",
+        "--ntasks-per-node=1",
+        "--kill-on-bad-exit=1",
+    ]
+    assert "--cpus-per-task=64" in srun and "--mem=0" in srun
+    assert srun[-3:] == ["sekd.distributed", "job.json", "8"]
+
+
+def test_under_slurm_the_ranks_run_as_a_job_step(monkeypatch):
+    """SLURM's warning signal (sbatch --signal=USR1@300) reaches job steps only, and the batch
+    step runs on the first node only: from a batch step (or salloc) the ranks start under srun."""
+    monkeypatch.setattr(distributed.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert distributed.in_slurm_batch_step({"SLURM_JOB_ID": "7"})
+    assert not distributed.in_slurm_batch_step({"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0"})
+    assert not distributed.in_slurm_batch_step({})
+    monkeypatch.setattr(distributed.shutil, "which", lambda name: None)
+    assert not distributed.in_slurm_batch_step({"SLURM_JOB_ID": "7"})
+
+
+def test_the_paper_config_trains_under_zero3():
+    from sekd.config import load_config
+
+    training = load_config(ROOT / "config" / "config.yaml")["training"]
+    assert training["save_steps"] and training["nproc_per_node"] is None
+    for path in (ROOT / training["deepspeed"], CPU_CONFIG):
+        zero = json.loads(path.read_text())["zero_optimization"]
+        assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
+    assert json.loads((ROOT / training["deepspeed"]).read_text())["bf16"] == {"enabled": "auto"}
+    mini = load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "mini.yaml")
+    assert mini["training"]["deepspeed"] is None and mini["training"]["save_steps"] is None
+
+
+def test_processes_per_node():
+    assert distributed.processes_per_node(None) == 1
+    assert distributed.processes_per_node(2) == 2
+    assert distributed.processes_per_node(None, gpus=8) == 8
+    assert distributed.processes_per_node(None, gpus=16, nnodes=2) == 8
+    assert distributed.processes_per_node(4, gpus=8) == 4

@@ -1,0 +1,274 @@
+"""Launching a training job on several processes (torchrun), on one node or across SLURM nodes.
+
+`sekd.train.run` trains in its own process when one process without DeepSpeed is asked for (the
+miniature). Otherwise it writes the job as JSON and `launch` starts ``torchrun ... -m sekd.train
+job.json``: directly outside SLURM; inside a SLURM allocation as a job step, ``srun`` starting one
+task per node that runs this module (`main`), which reads its node's ``SLURM_NODEID`` and becomes
+that node's torchrun agent. docs/deepspeed.md describes the whole path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger("sekd.distributed")
+
+# Seconds torchrun gives a signalled worker to finish its step and write its checkpoint before it
+# sends SIGKILL (its default, 30 s, is too short for a ZeRO-3 checkpoint of a 7B-30B model); more
+# than the warning time profiles/slurm asks for (sbatch --signal=USR1@900).
+SHUTDOWN_TIMEOUT_S = 1800
+# Signals torchrun forwards to its workers; sekd.train checkpoints on SIGUSR1 and SIGTERM.
+FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+BASE_PORT = 29500  # rendezvous port of a multi-node job: BASE_PORT + SLURM_JOB_ID % 10000
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """Where this process sits in a (possibly) multi-node job."""
+
+    count: int = 1
+    rank: int = 0
+    master: str = "localhost"
+    port: int = BASE_PORT
+    job_id: str = "local"
+
+
+def processes_per_node(setting: int | None, gpus: int = 0, nnodes: int = 1) -> int:
+    """Ranks per node: `training.nproc_per_node` if set, else the job's GPUs per node, else 1."""
+    if setting:
+        return int(setting)
+    if gpus:
+        return max(1, int(gpus) // max(1, nnodes))
+    return 1
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list (``gpu[07-09,12],cpu1`` -> ``gpu07``)."""
+    if shutil.which("scontrol"):
+        try:
+            out = subprocess.run(
+                ["scontrol", "show", "hostnames", nodelist],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout.split()
+            if out:
+                return out[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    first = re.match(r"[^,\[]*(\[[^\]]*\])?[^,]*", nodelist.strip())[0]
+    if "[" not in first:
+        return first
+    prefix, rest = first.split("[", 1)
+    ranges, suffix = rest.split("]", 1)
+    return prefix + ranges.split(",")[0].split("-")[0] + suffix
+
+
+def slurm_nodes(env: dict | None = None) -> Nodes:
+    """The job's nodes from SLURM's environment (one local node outside SLURM)."""
+    env = os.environ if env is None else env
+    count = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1)
+    if count <= 1 or not env.get("SLURM_JOB_NODELIST"):
+        return Nodes()
+    job_id = str(env.get("SLURM_JOB_ID", "0"))
+    port = int(env.get("MASTER_PORT") or BASE_PORT + int(re.sub(r"\D", "", job_id) or 0) % 10000)
+    return Nodes(
+        count=count,
+        rank=int(env.get("SLURM_NODEID", 0)),
+        master=env.get("MASTER_ADDR") or first_host(env["SLURM_JOB_NODELIST"]),
+        port=port,
+        job_id=job_id,
+    )
+
+
+def torchrun_argv(job_path: str | Path, nproc: int, nodes: Nodes) -> list[str]:
+    """The torchrun command line of one node's agent."""
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc}",
+        "--max-restarts=0",
+        f"--signals-to-handle={FORWARDED_SIGNALS}",
+        f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
+    ]
+    if nodes.count == 1:
+        argv.append("--standalone")  # c10d rendezvous on a free localhost port
+    else:
+        argv += [
+            f"--nnodes={nodes.count}",
+            f"--node-rank={nodes.rank}",
+            "--rdzv-backend=static",
+            f"--rdzv-endpoint={nodes.master}:{nodes.port}",
+            f"--rdzv-id={nodes.job_id}",
+        ]
+    return [*argv, "-m", "sekd.train", str(job_path)]
+
+
+def in_slurm_batch_step(env: dict | None = None) -> bool:
+    """In a SLURM allocation (batch script or salloc) but in no job step, with srun at hand."""
+    env = os.environ if env is None else env
+    return (
+        bool(env.get("SLURM_JOB_ID"))
+        and not env.get("SLURM_STEP_ID")
+        and bool(shutil.which("srun"))
+    )
+
+
+def srun_argv(node_args: list[str], nodes: Nodes, env: dict) -> list[str]:
+    """A job step of one task per node, each starting that node's torchrun agent (`main`)."""
+    argv = [
+        "srun",
+        f"--nodes={nodes.count}",
+        f"--ntasks={nodes.count}",
+        "--ntasks-per-node=1",
+        "--kill-on-bad-exit=1",
+        "--mem=0",  # all of the job's memory on each node (the step gets all its GPUs already)
+    ]
+    if env.get("SLURM_CPUS_ON_NODE"):
+        argv.append(f"--cpus-per-task={env['SLURM_CPUS_ON_NODE']}")
+    return [*argv, sys.executable, "-m", "sekd.distributed", *node_args]
+
+
+def worker_env(threads_per_rank: int) -> dict:
+    """The environment of torchrun and its workers."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[1])  # workflow/, holding sekd/
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    # DeepSpeed JIT-compiles its ops on first use (on CPU the shm comm op, ~40 s): cache them once
+    # per environment instead of in ~/.cache, which a cluster may wipe or share across versions.
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+    env["OMP_NUM_THREADS"] = str(threads_per_rank)
+    return env
+
+
+class PreemptedError(RuntimeError):
+    """Training stopped on SIGUSR1/SIGTERM after writing a checkpoint; a rerun resumes from it."""
+
+
+def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
+    """Run `job` (a sekd.train.TrainJob) on `nproc` ranks per node; raise when it fails.
+
+    SIGUSR1/SIGTERM sent to this process are passed on to torchrun (or srun), which passes them to
+    the workers; they checkpoint and stop, and `PreemptedError` is raised here.
+    """
+    nodes = slurm_nodes()
+    job_path.parent.mkdir(parents=True, exist_ok=True)
+    job_path.write_text(json.dumps(asdict(job), indent=1))
+    env = worker_env(job.threads)
+    if in_slurm_batch_step():
+        # A SLURM job's batch step runs on its first node only, and SLURM's warning signal
+        # (sbatch --signal=USR1@900) reaches job steps, not the batch step: srun starts one agent
+        # per node as a job step.
+        argv = srun_argv([str(job_path), str(nproc)], nodes, env)
+    elif nodes.count > 1:
+        raise RuntimeError(
+            f"a {nodes.count}-node job must be launched from its batch step (srun starts a "
+            "torchrun agent per node); here SLURM_STEP_ID is set or srun is missing"
+        )
+    else:
+        argv = torchrun_argv(job_path, nproc, nodes)
+    log.info("launching %d node(s) x %d rank(s): %s", nodes.count, nproc, " ".join(argv))
+    # The ranks write where this process writes (a rule's log: sekd.logs.logged redirects
+    # sys.stdout/sys.stderr, which a child process would not inherit).
+    streams = {name: _fileno(getattr(sys, name)) for name in ("stdout", "stderr")}
+    proc = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent, **streams)
+    signalled = []
+
+    def forward(signum, frame):
+        signalled.append(signum)
+        log.warning("got %s: passing it on to the ranks", signal.Signals(signum).name)
+        proc.send_signal(signal.SIGUSR1 if signum == signal.SIGUSR1 else signal.SIGTERM)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGUSR1, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, forward)
+    except ValueError:  # not the main thread: torchrun still gets signals sent to the job step
+        pass
+    try:
+        rc = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if rc == 0:
+        return
+    if preempt_marker.exists():
+        raise PreemptedError(preempt_marker.read_text().strip())
+    raise RuntimeError(
+        f"torchrun exited with status {rc}"
+        + (f" after {signal.Signals(signalled[0]).name}" if signalled else "")
+        + " (each rank's traceback is in the log above)"
+    )
+
+
+def _fileno(stream) -> int | None:
+    """The file descriptor behind `stream`, flushed; None (inherit) when it has none."""
+    try:
+        stream.flush()
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM (checkpoint and stop) if the launching process dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
+def accelerate_cpu_shim() -> None:
+    """Let accelerate see a multi-process CPU run when DeepSpeed is on (inert with a GPU).
+
+    accelerate 1.15 only picks a distributed backend for DeepSpeed when an accelerator is present;
+    on CPU it reports one process, and the Trainer then sizes DeepSpeed's batch for world size 1
+    (DeepSpeed asserts ``train_batch_size is not equal to micro_batch_per_gpu * gradient_acc_step
+    * world_size``). Under torchrun (LOCAL_RANK set) without CUDA this makes accelerate choose gloo
+    and MULTI_CPU, as it does for CPU runs without DeepSpeed.
+    """
+    import torch
+
+    if torch.cuda.is_available() or "LOCAL_RANK" not in os.environ:
+        return
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    original = PartialState._prepare_backend
+    if getattr(original, "_sekd_shim", False):
+        return
+
+    def prepare_backend(self, cpu=False, sagemaker_dp=False, backend=None):
+        chosen, distributed_type = original(self, cpu, sagemaker_dp, backend)
+        if distributed_type == DistributedType.NO and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            return "gloo", DistributedType.MULTI_CPU
+        return chosen, distributed_type
+
+    prepare_backend._sekd_shim = True
+    PartialState._prepare_backend = prepare_backend
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One node's torchrun agent in a SLURM job step: ``python -m sekd.distributed job.json N``."""
+    job_path, nproc = (argv if argv is not None else sys.argv[1:])[:2]
+    nodes = slurm_nodes()
+    cmd = torchrun_argv(job_path, int(nproc), nodes)
+    print(f"node {nodes.rank}/{nodes.count}: {' '.join(cmd)}", flush=True)
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()
