@@ -20,6 +20,25 @@ SENTENCES = [
 ]
 LANGUAGES = {"en": "English", "de": "German", "cs": "Czech"}
 
+# The `training` config section of the tiny runs in test_train, test_resume and test_deepspeed;
+# each test overrides what it varies.
+TINY_TRAINING = {
+    "epochs": 2,
+    "batch_size": 4,
+    "per_device_batch_size": 2,
+    "learning_rate": 1e-3,
+    "warmup_ratio": 0.1,
+    "lr_scheduler": "cosine",
+    "weight_decay": 0.0,
+    "max_length": 128,
+    "eval_steps": None,
+    "logging_steps": 1,
+    "select_best_sft": True,
+    "save_steps": None,
+    "deepspeed": None,
+    "nproc_per_node": None,
+}
+
 
 @pytest.fixture(scope="session")
 def alma_mirror() -> Path:

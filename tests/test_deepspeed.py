@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
 from sekd import data, distributed, models, train
@@ -27,22 +28,8 @@ pytestmark = [pytest.mark.deepspeed, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_CONFIG = ROOT / "config" / "deepspeed" / "zero3_fp32_cpu.json"
-TRAINING = {
-    "epochs": 3,
-    "batch_size": 4,  # the same global batch: 1 rank x 2 x 2 accumulation = 2 ranks x 2
-    "per_device_batch_size": 2,
-    "learning_rate": 1e-2,
-    "warmup_ratio": 0.1,
-    "lr_scheduler": "cosine",
-    "weight_decay": 0.0,
-    "max_length": 128,
-    "eval_steps": None,
-    "logging_steps": 1,
-    "select_best_sft": True,
-    "save_steps": None,
-    "deepspeed": None,
-    "nproc_per_node": None,
-}
+# The same global batch: 1 rank x 2 x 2 accumulation = 2 ranks x 2.
+TRAINING = {**TINY_TRAINING, "epochs": 3, "learning_rate": 1e-2}
 KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
 # Tolerance of the comparison: relative 1e-4 on each step's (unrounded) gradient norm and on the
 # final weights; the Trainer logs the loss rounded to 4 decimals, so losses may differ by one unit

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from test_losses import make_batch
 from torch.nn.functional import one_hot
 
 from sekd.chunked import CHUNKED, _plan, auto_chunk_size
@@ -16,17 +17,6 @@ ALL = list(OBJECTIVES)
 TEACHER = [name for name, spec in OBJECTIVES.items() if spec.needs_teacher]
 SKEWED = ["skew_kd", "sekd", "sekd_topk", "skew_teacher_kd"]
 CHUNKS = [1, 3, 7, 1000]  # one row, sizes that don't divide N (18 here), larger than N
-
-
-def make_batch(shape, seed, scale=2.0, ignore=0.25, teacher_extra=0):
-    B, T, V = shape
-    g = torch.Generator().manual_seed(seed)
-    s = torch.randn(B, T, V, generator=g) * scale
-    t = torch.randn(B, T, V + teacher_extra, generator=g) * scale
-    labels = torch.randint(0, V, (B, T), generator=g)
-    labels[torch.rand(B, T, generator=g) < ignore] = -100
-    labels[0, 0] = int(torch.randint(0, V, (1,), generator=g))  # at least one token
-    return s, t, labels
 
 
 def hparams(objective, **kw):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
 from sekd import data, models, train
@@ -22,22 +23,7 @@ from sekd.variants import make_variant
 pytestmark = [pytest.mark.resume, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING = {
-    "epochs": 3,
-    "batch_size": 4,
-    "per_device_batch_size": 2,
-    "learning_rate": 1e-2,
-    "warmup_ratio": 0.1,
-    "lr_scheduler": "cosine",
-    "weight_decay": 0.0,
-    "max_length": 128,
-    "eval_steps": None,
-    "logging_steps": 1,
-    "select_best_sft": True,
-    "save_steps": 2,
-    "deepspeed": None,
-    "nproc_per_node": None,
-}
+TRAINING = {**TINY_TRAINING, "epochs": 3, "learning_rate": 1e-2, "save_steps": 2}
 KD = {"lam": 0.5, "beta": (0.9, 0.1), "gamma": 0.4, "top_k_percent": 20}
 STEPS = 9  # 12 examples / batch 4 x 3 epochs
 # Runs the job in a fresh process, each optimizer step slowed down so that the test can interrupt

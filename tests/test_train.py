@@ -6,24 +6,13 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
 from sekd import data, train
 from sekd.variants import make_variant
 
-TRAINING = {
-    "epochs": 2,
-    "batch_size": 4,
-    "per_device_batch_size": 2,
-    "learning_rate": 1e-3,
-    "warmup_ratio": 0.1,
-    "lr_scheduler": "cosine",
-    "weight_decay": 0.0,
-    "max_length": 128,
-    "eval_steps": None,
-    "logging_steps": 1,
-    "select_best_sft": True,
-}
+TRAINING = TINY_TRAINING
 KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
 
 
