@@ -301,3 +301,57 @@ def test_analytic_gradient_against_float64_autograd(objective, lam):
     loss.backward()
     assert math.isclose(out.loss.item(), loss.item(), rel_tol=1e-5)
     assert rel(grad, x.grad) <= 1e-5
+
+
+# --- difficulty_offset (a sampled teacher's entropy correction, sekd.teacher_store) ------------
+
+SELF_EVOLUTION = ["noevo_kd", "skew_kd", "sekd", "sekd_topk"]
+
+
+def random_offset(labels, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(labels.shape, generator=g) * 0.3
+
+
+@pytest.mark.parametrize("objective", SELF_EVOLUTION)
+@pytest.mark.parametrize("chunk_size", [1, 7, 1000])
+@pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
+def test_difficulty_offset_chunked_matches_reference(objective, chunk_size, beta):
+    s, t, labels = make_batch((3, 6, 50), seed=31)
+    offset = random_offset(labels, 32)
+    compare(s, t, labels, objective, chunk_size, beta=beta, difficulty_offset=offset)
+
+
+@pytest.mark.parametrize("path", [None, 5])
+def test_difficulty_offset_shifts_d_split_and_easy_loss_only(path):
+    s, t, labels = make_batch((2, 8, 30), seed=33)
+    mask = labels != -100
+    offset = random_offset(labels, 34)
+    plain, grad_plain = run(s, t, labels, "noevo_kd", chunk_size=path)
+    shifted, grad_shifted = run(s, t, labels, "noevo_kd", chunk_size=path, difficulty_offset=offset)
+    # d and the KL(ỹ||q) losses move by the offset; the gradient does not
+    assert torch.allclose(shifted.difficulty, plain.difficulty + offset * mask, atol=1e-5)
+    assert math.isclose(
+        shifted.loss_sum.item(), plain.loss_sum.item() + offset[mask].sum().item(), abs_tol=1e-4
+    )
+    assert torch.equal(grad_plain, grad_shifted)
+    # sekd: hard = d + offset > Γ
+    gamma = float(plain.difficulty[mask].median())
+    out, _ = run(s, t, labels, "sekd", chunk_size=path, gamma=gamma, difficulty_offset=offset)
+    assert torch.equal(out.hard_mask, (plain.difficulty + offset > gamma) & mask)
+    assert out.hard_mask.any() and not out.hard_mask[mask].all()
+
+
+@pytest.mark.parametrize("objective", ["sft", "forward_kd", "reverse_kd", "skew_teacher_kd"])
+def test_difficulty_offset_is_ignored_by_other_objectives(objective):
+    s, t, labels = make_batch((2, 5, 20), seed=35)
+    teacher = t if OBJECTIVES[objective].needs_teacher else None
+    a, ga = run(s, teacher, labels, objective)
+    b, gb = run(s, teacher, labels, objective, difficulty_offset=random_offset(labels, 36))
+    assert torch.equal(a.loss, b.loss) and torch.equal(ga, gb)
+
+
+def test_difficulty_offset_shape_is_checked():
+    s, t, labels = make_batch((2, 5, 20), seed=37)
+    with pytest.raises(ValueError, match="difficulty_offset"):
+        distill_loss(s, t, labels, "sekd", difficulty_offset=torch.zeros(2, 4))

@@ -80,6 +80,7 @@ class Chunk:
     y: Tensor  # labels [c, 1], int64
     a: Tensor  # scratch
     b: Tensor  # scratch
+    d_offset: Tensor | None = None  # [c] added to d (sekd.losses._self_evolution)
 
     def nll(self) -> Tensor:
         """-log q[label], nats."""
@@ -212,8 +213,9 @@ def _label_target(ch: Chunk, lam: float) -> None:
 
 
 def _difficulty(ch: Chunk) -> Tensor:
-    """d = KL(ỹ||q) per row (eq. 5)."""
-    return _kl(ch.t, ch.lt, ch.lq, ch.a)
+    """d = KL(ỹ||q) per row (eq. 5), plus the chunk's d_offset if any."""
+    d = _kl(ch.t, ch.lt, ch.lq, ch.a)
+    return d if ch.d_offset is None else d.add_(ch.d_offset)
 
 
 def _self_evolution(
@@ -379,11 +381,13 @@ def chunked_distill(
     gamma: float,
     num_hard: Callable[[int], int] | None,
     chunk_size: int,
+    d_offset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(mean loss, loss sum, hard [N] | None, d [N] | None) of `objective` (a key of CHUNKED) on
     the tokens where `mask` [B,T] is True (row-major order), `targets` [N] their labels. The
     arguments are assumed validated (`sekd.losses.distill_loss`). `num_hard(N)` is the number of
-    hard tokens of sekd_topk."""
+    hard tokens of sekd_topk; `d_offset` [N] (fp32) is added to d of the self-evolution
+    objectives (see `sekd.losses._self_evolution`)."""
     obj = CHUNKED[objective]
     V = student.shape[-1]
     n = targets.numel()
@@ -417,6 +421,8 @@ def chunked_distill(
                 read = lambda rows: rows.gather(bi, ti)  # noqa: E731
             _softmax2(read(s_rows), w["lq"], w["q"])
             ch = Chunk(w["lq"], w["q"], w.get("lt"), w.get("t"), y_all[i:j], w["a"], w["b"])
+            if d_offset is not None and obj.teacher == "target":
+                ch.d_offset = d_offset[i:j]
             if t_rows is not None:
                 _softmax2(read(t_rows), ch.lt, ch.t, lam_t)
                 if obj.teacher == "target":

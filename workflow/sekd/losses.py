@@ -177,15 +177,32 @@ def _reverse_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_
 
 
 def _self_evolution(
-    log_q: Tensor, log_p: Tensor, labels: Tensor, lam: float, beta: float, select: Callable
+    log_q: Tensor,
+    log_p: Tensor,
+    labels: Tensor,
+    lam: float,
+    beta: float,
+    select: Callable,
+    d_offset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Eqs. 4-9: d = KL(ỹ||q) without gradient, hard = select(d); hard tokens get
     KL(ỹ||βq + (1-β)ỹ) (eq. 7), easy ones KL(ỹ||q) (eq. 8) -- written as the skewed KL with a
-    per-token β_i = β (hard) or 1 (easy), for which the proxy is exactly q."""
+    per-token β_i = β (hard) or 1 (easy), for which the proxy is exactly q.
+
+    `d_offset` [n]: a per-token constant added to d, hence to the hard/easy split, and to the
+    loss value of the tokens whose loss is KL(ỹ||q) (β_i = 1); never to a gradient.
+    `sekd.teacher_store` uses it to put the exact entropy of ỹ into d when the teacher
+    distribution is a sampled estimate."""
     log_t = _log_target(log_p, labels, lam)
     d = _kl(log_t, log_q.detach())
+    if d_offset is not None:
+        d = d + d_offset
     hard = select(d)
-    return _skew_kl(log_t, log_q, torch.where(hard, beta, 1.0)), hard, d
+    beta_i = torch.where(hard, beta, 1.0)
+    kl = _skew_kl(log_t, log_q, beta_i)
+    if d_offset is not None:
+        kl = kl + torch.where(beta_i == 1, d_offset, 0.0)
+    return kl, hard, d
 
 
 def _no_token(d: Tensor) -> Tensor:
@@ -197,25 +214,35 @@ def _every_token(d: Tensor) -> Tensor:
 
 
 @register_objective("noevo_kd")
-def _noevo_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -> PerToken:
+def _noevo_kd(
+    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, d_offset=None, **_
+) -> PerToken:
     """§4 Baselines: KL(ỹ||q), every token easy (eq. 8)."""
-    return _self_evolution(log_q, log_p, labels, lam, 1.0, _no_token)
+    return _self_evolution(log_q, log_p, labels, lam, 1.0, _no_token, d_offset)
 
 
 @register_objective("skew_kd")
 def _skew_kd(
-    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float, **_
+    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float, d_offset=None, **_
 ) -> PerToken:
     """§4 Baselines: KL(ỹ||βq + (1-β)ỹ), every token hard (eq. 7)."""
-    return _self_evolution(log_q, log_p, labels, lam, beta, _every_token)
+    return _self_evolution(log_q, log_p, labels, lam, beta, _every_token, d_offset)
 
 
 @register_objective("sekd")
 def _sekd(
-    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float, gamma: float, **_
+    log_q: Tensor,
+    log_p: Tensor,
+    labels: Tensor,
+    *,
+    lam: float,
+    beta: float,
+    gamma: float,
+    d_offset=None,
+    **_,
 ) -> PerToken:
     """Eqs. 4-9: the hard-to-learn tokens are T_h = {i | d_i > Γ} (strict)."""
-    return _self_evolution(log_q, log_p, labels, lam, beta, lambda d: d > gamma)
+    return _self_evolution(log_q, log_p, labels, lam, beta, lambda d: d > gamma, d_offset)
 
 
 def _topk_count(top_k_percent: float, n: int) -> int:
@@ -233,6 +260,7 @@ def _sekd_topk(
     lam: float,
     beta: float,
     top_k_percent: float,
+    d_offset=None,
     **_,
 ) -> PerToken:
     """§5.2.1: the k = ⌈K/100·N⌉ tokens of the batch with the largest d are hard; ties are
@@ -244,7 +272,7 @@ def _sekd_topk(
         hard[torch.topk(d, k).indices] = True
         return hard
 
-    return _self_evolution(log_q, log_p, labels, lam, beta, select)
+    return _self_evolution(log_q, log_p, labels, lam, beta, select, d_offset)
 
 
 @register_objective("skew_teacher_kd")
@@ -292,6 +320,7 @@ def distill_loss(
     gamma: float = 0.4,
     top_k_percent: float | None = None,
     chunk_size: int | Literal["auto"] | None = "auto",
+    difficulty_offset: Tensor | None = None,
 ) -> DistillOutput:
     """The `objective` loss of student logits [B,T,V] against teacher logits [B,T,V_t] (None
     only for "sft") and labels [B,T] (-100 ignored), averaged over the non-ignored tokens.
@@ -299,7 +328,12 @@ def distill_loss(
     `chunk_size`: rows (tokens) per chunk of the memory-flat path (`sekd.chunked`: analytic
     gradient computed in the forward pass, no [N,V] fp32 intermediates); "auto" picks it from V;
     None runs the reference autograd implementation below (also the path of objectives that
-    have no chunked kernel). Both give the same DistillOutput up to fp32 rounding."""
+    have no chunked kernel). Both give the same DistillOutput up to fp32 rounding.
+
+    `difficulty_offset` [B,T]: a per-token constant added to d (eq. 5) of the self-evolution
+    objectives (noevo_kd, skew_kd, sekd, sekd_topk), hence to their hard/easy split and to the
+    loss value of the tokens whose loss is KL(ỹ||q); it changes no gradient directly and is
+    ignored by the other objectives. `sekd.teacher_store` sets it for a sampled teacher."""
     if chunk_size not in (None, "auto") and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
@@ -332,6 +366,15 @@ def distill_loss(
                 f"({V}); student and teacher must share the tokenizer"
             )
 
+    d_offset = None
+    if difficulty_offset is not None:
+        if difficulty_offset.shape != labels.shape:
+            raise ValueError(
+                f"difficulty_offset {tuple(difficulty_offset.shape)} must be [B,T] like labels "
+                f"{tuple(labels.shape)}"
+            )
+        d_offset = difficulty_offset.detach()[mask].float()
+
     n = targets.numel()
     if chunk_size is not None and objective in CHUNKED:
         loss, loss_sum, hard, d = chunked_distill(
@@ -347,6 +390,7 @@ def distill_loss(
             chunk_size=auto_chunk_size(V, student_logits.device)
             if chunk_size == "auto"
             else chunk_size,
+            d_offset=d_offset,
         )
     else:  # the reference: autograd through fp32 [N, V] log-probabilities
         log_q = student_logits[mask].float().log_softmax(-1)
@@ -354,7 +398,14 @@ def distill_loss(
         if spec.needs_teacher:
             log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
         per_token, hard, d = spec.fn(
-            log_q, log_p, targets, lam=lam, beta=beta, gamma=gamma, top_k_percent=top_k_percent
+            log_q,
+            log_p,
+            targets,
+            lam=lam,
+            beta=beta,
+            gamma=gamma,
+            top_k_percent=top_k_percent,
+            d_offset=d_offset,
         )
         loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients
         loss = loss_sum / max(n, 1)
