@@ -16,6 +16,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/teacher_store.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
@@ -32,6 +33,7 @@ localrules:
     bleu,
     bleu_vs_teacher,
     significance,
+    store_fidelity,
     table,
     figure,
     report,
@@ -43,4 +45,5 @@ rule all:
         table_outputs(),
         figure_outputs(),
         "results/report.html",
+        fidelity_outputs(),
     default_target: True

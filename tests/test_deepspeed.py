@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -186,6 +186,42 @@ RUN = (
     "import json, sys; from sekd.train import TrainJob, run; "
     "run(TrainJob(**json.load(open(sys.argv[1]))))"
 )
+
+
+def test_zero3_kd_from_a_teacher_store_matches_one_process(setup, tiny_model_dir):
+    """KD reading a full teacher store (no teacher engine) on two ZeRO-3 ranks: each rank's
+    batches carry their own examples' stored rows."""
+    from conftest import LANGUAGES
+
+    from sekd import teacher_store
+
+    root, teacher = setup
+    store = root / "store-full"
+    teacher_store.build(
+        teacher_store.StoreJob(
+            teacher_model=str(teacher),
+            student_model=str(tiny_model_dir),
+            tokenizer_dir=str(tiny_model_dir),
+            train_files=[str(root / "train.jsonl")],
+            languages=LANGUAGES,
+            max_length=TRAINING["max_length"],
+            out_dir=str(store),
+            mode="full",
+        )
+    )
+
+    def job(name, **training):
+        job = _job(root, teacher, tiny_model_dir, name, **training)
+        return replace(job, teacher_model=None, teacher_store=str(store))
+
+    single = train.run(job("store-single"))
+    zero3 = train.run(job("store-zero3", deepspeed=str(CPU_CONFIG), nproc_per_node=2))
+    one, two = _steps(single, "loss"), _steps(zero3, "loss")
+    assert len(one) == len(two) == STEPS
+    assert [b for _, b in two] == pytest.approx([a for _, a in one], abs=1.01e-4)
+    a, b = (load_file(str(root / n / "model.safetensors")) for n in ("store-single", "store-zero3"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=RTOL, atol=1e-6)
 
 
 def test_accelerate_shim_is_inert_outside_torchrun(monkeypatch):

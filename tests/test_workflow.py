@@ -168,9 +168,67 @@ def test_kd_students_start_from_the_student_base_model(study):
         text = log.read_text()
         teacher = log.relative_to(study / "results" / "logs" / "kd").parts[0]
         assert "base model results/models/base/student" in text
-        assert f"teacher results/models/sft/{teacher}/seed1" in text
+        if "." in teacher:  # kd/<teacher>.<source>/...: the teacher store, no teacher model
+            model, source = teacher.split(".")
+            assert f"teacher store results/teacher_store/{model}/{source}/seed1" in text
+        else:
+            assert f"teacher results/models/sft/{teacher}/seed1" in text
         if "/sekd" in str(log) or "/skew_kd" in str(log) or "/noevo" in str(log):
             assert "hard_fraction" in text
+
+
+def test_sparse_store_fidelity_report(study):
+    """mini.yaml asks for the fidelity of a sparse store (K = 64) on sekd: loss, split and
+    gradient agreement with the online teacher, and the BLEU of runs trained both ways."""
+    store = study / "results" / "teacher_store" / "teacher" / "sparse64" / "seed1"
+    meta = json.loads((store / "store.json").read_text())
+    assert meta["mode"] == "sparse" and meta["samples"] == 64 and meta["num_tokens"] > 0
+    assert not (store.parent / "seed1.tmp").exists()
+    report = json.loads((study / "results" / "teacher_store" / "fidelity.json").read_text())
+    sekd = report["loss"]["sekd"]
+    assert sekd["tokens"] > 0 and math.isfinite(sekd["loss_difference"])
+    assert 0 <= sekd["split_agreement"] <= 1 and 0 < sekd["grad_cosine"] <= 1 + 1e-9
+    assert sekd["hard_fraction_online"] is not None
+    bleu = report["bleu"]["sekd"]
+    assert set(bleu["directions"]) == set(DIRECTIONS)
+    for d, row in bleu["directions"].items():
+        online = json.loads(
+            (
+                study
+                / "results/scores/kd/teacher/sekd-lam0.5-beta0.5-gamma0.4/seed1/wmt22"
+                / f"{d}.json"
+            ).read_text()
+        )["bleu"]
+        assert row["online"] == pytest.approx(online)
+        assert row["difference"] == pytest.approx(row["store"] - row["online"])
+    md = (study / "results" / "teacher_store" / "fidelity.md").read_text()
+    assert "| sekd |" in md and "split agreement" in md
+    assert "Teacher store fidelity (teacher.sparse64" in (study / "results/report.html").read_text()
+
+
+def test_store_mode_change_reruns_only_the_kd_runs(study, tmp_path):
+    """Table 1 read from a full store: one store, the KD rows retrained; no SFT, no data."""
+    extra = _override(tmp_path, "teacher_store: {mode: full}\n")
+    output = snakemake(study, "-n", "results/table1.csv", extra_configs=extra)
+    jobs = planned_jobs(output)
+    assert jobs["teacher_store"] == 1 and jobs["kd"] == 5
+    assert jobs["decode"] == jobs["bleu"] == 5 * 4
+    assert not {"sft", "tokenizer", "init_model", "prepare_train"} & set(jobs)
+    assert "results/models/kd/teacher.full/reverse_kd-lam0.5/seed1" in output
+    # a sparse store cannot serve reverse_kd: it keeps its online run (up to date)
+    extra = _override(tmp_path, "teacher_store: {mode: sparse}\n")
+    output = snakemake(study, "-n", "results/table1.csv", extra_configs=extra)
+    assert planned_jobs(output)["kd"] == 3  # forward_kd, noevo_kd, skew_kd; sekd exists
+    assert "kd/teacher.sparse64/reverse_kd" not in output
+
+
+def test_store_speed_keys_rerun_nothing_and_its_seed_reruns_its_runs(study, tmp_path):
+    extra = _override(tmp_path, "teacher_store: {batch_size: 3}\n")
+    # only the report, which shows the resolved config
+    assert set(planned_jobs(snakemake(study, "-n", extra_configs=extra))) <= {"report", "all"}
+    extra = _override(tmp_path, "teacher_store: {seed: 7}\n")
+    jobs = planned_jobs(snakemake(study, "-n", extra_configs=extra))
+    assert jobs["teacher_store"] == 1 and jobs["kd"] == 1 and "sft" not in jobs
 
 
 def test_up_to_date_workflow_plans_nothing(study):

@@ -9,9 +9,11 @@ from snakemake.exceptions import WorkflowError
 from sekd import data as alma
 from sekd.config import validate_config
 from sekd.errors import ConfigError
-from sekd.objectives import OBJECTIVES
+from sekd.objectives import KD_OBJECTIVES, OBJECTIVES
 from sekd.tables import direction_label
-from sekd.variants import NAME_PATTERN, make_variant
+from sekd.teacher_store import SOURCE_PATTERN, serves, source_name, split_teacher
+from sekd.teacher_store import parse_source, teacher_segment
+from sekd.variants import NAME_PATTERN, make_variant, parse_variant
 
 try:
     _validated = validate_config(dict(config))
@@ -21,11 +23,14 @@ config.clear()
 config.update(_validated)
 
 MODEL_NAME = "[a-z][a-z0-9_]*"
+# A KD run's teacher: the model (online) or <model>.<source> (read from a teacher store)
+TEACHER = rf"{MODEL_NAME}(?:\.(?:{SOURCE_PATTERN}))?"
 
 
 wildcard_constraints:
     model=MODEL_NAME,
-    teacher=MODEL_NAME,
+    teacher=TEACHER,
+    source=SOURCE_PATTERN,
     variant=NAME_PATTERN,
     seed=r"\d+",
     pair=r"[a-z]{2,3}-en",
@@ -33,7 +38,7 @@ wildcard_constraints:
     evalset="valid|wmt22",
     table="table1|table2",
     fig="fig2a|fig2b|fig2c|fig3|fig4|fig5",
-    run=f"sft/{MODEL_NAME}|kd/{MODEL_NAME}/{NAME_PATTERN}",
+    run=f"sft/{MODEL_NAME}|kd/{TEACHER}/{NAME_PATTERN}",
     relpath=r"[a-z]+/[A-Za-z0-9._-]+",
 
 
@@ -96,10 +101,81 @@ def training_slice(model_name):
     }
 
 
-def kd_run(objective, teacher=None, **overrides):
-    """The run path of a KD variant with the config's `kd` hyper-parameters and overrides."""
+def kd_run(objective, teacher=None, store=None, **overrides):
+    """The run path of a KD variant with the config's `kd` hyper-parameters and overrides; its
+    teacher is read from a store per `store` (default: the config's `teacher_store`)."""
     variant = make_variant(objective, config["kd"], **overrides)
-    return f"kd/{teacher or config['tables']['table1']['teacher']}/{variant.name}"
+    teacher = teacher or config["tables"]["table1"]["teacher"]
+    segment = teacher_segment(teacher, objective, store or config["teacher_store"])
+    return f"kd/{segment}/{variant.name}"
+
+
+def store_slice(teacher, source):
+    """What a teacher store job reads: its source (mode, K, τ), seed, and the data encoding."""
+    spec = parse_source(source)
+    if spec["mode"] == "sparse":
+        spec["seed"] = config["teacher_store"]["seed"]
+    return {
+        **spec,
+        "max_length": config["training"]["max_length"],
+        "languages": languages_for(train_directions()),
+        "dtype": config["models"][teacher]["dtype"],
+        "trust_remote_code": config["models"][teacher]["trust_remote_code"],
+    }
+
+
+def kd_teacher_input(wildcards):
+    """A KD job's teacher: the SFT'd model (online) or its store (<model>.<source>)."""
+    model, source = split_teacher(wildcards.teacher)
+    if source is None:
+        return f"results/models/sft/{model}/seed{wildcards.seed}"
+    objective = parse_variant(wildcards.variant).objective
+    mode = parse_source(source)["mode"]
+    if not serves(objective, mode):
+        raise WorkflowError(
+            f"kd/{wildcards.teacher}/{wildcards.variant}: {objective} needs the teacher's full "
+            f"distribution, which a {mode} teacher store does not hold"
+        )
+    return f"results/teacher_store/{model}/{source}/seed{wildcards.seed}"
+
+
+SPARSE_SOURCE = source_name({**config["teacher_store"], "mode": "sparse"})
+
+
+def fidelity_spec():
+    """The sparse store's fidelity report: the loss comparison and, per objective, the score
+    files of the runs trained from the online teacher and from the store (Table 1's teacher).
+    """
+    teacher = config["tables"]["table1"]["teacher"]
+    sparse = {**config["teacher_store"], "mode": "sparse"}
+    online = {"mode": "online"}
+    return {
+        "teacher": teacher,
+        "source": SPARSE_SOURCE,
+        "loss": f"results/teacher_store/fidelity/{teacher}/{SPARSE_SOURCE}/seed{SEEDS[0]}.json",
+        "objectives": {
+            objective: {
+                "online": score_files(kd_run(objective, teacher, online)),
+                "store": score_files(kd_run(objective, teacher, sparse)),
+            }
+            for objective in config["teacher_store"]["fidelity"]["objectives"]
+        },
+    }
+
+
+def fidelity_inputs():
+    spec = fidelity_spec()
+    files = [spec["loss"]]
+    for runs in spec["objectives"].values():
+        files += [f for run in runs.values() for fs in run.values() for f in fs]
+    return files
+
+
+def fidelity_outputs():
+    """The fidelity report, when teacher_store.fidelity.objectives asks for one."""
+    if not config["teacher_store"]["fidelity"]["objectives"]:
+        return []
+    return expand("results/teacher_store/fidelity.{ext}", ext=["json", "md"])
 
 
 def evalset_directions(evalset):

@@ -43,7 +43,10 @@ rule bleu:
 rule bleu_vs_teacher:
     input:
         hyps="results/hyps/kd/{teacher}/{variant}/seed{seed}/{evalset}/{direction}.txt",
-        teacher="results/hyps/sft/{teacher}/seed{seed}/{evalset}/{direction}.txt",
+        teacher=lambda wc: (
+            f"results/hyps/sft/{split_teacher(wc.teacher)[0]}/seed{wc.seed}/{wc.evalset}/"
+            f"{wc.direction}.txt"
+        ),
     output:
         "results/scores_vs_teacher/kd/{teacher}/{variant}/seed{seed}/{evalset}/{direction}.json",
     params:

@@ -5,6 +5,7 @@ rule report:
     input:
         tables=table_outputs(),
         figures=figure_outputs(),
+        fidelity=fidelity_outputs(),
     output:
         "results/report.html",
     params:

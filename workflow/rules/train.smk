@@ -1,4 +1,5 @@
-# Training (§4.2): SFT of teachers and student; KD of the student from its base model.
+# Training (§4.2): SFT of teachers and student; KD of the student from its base model, with the
+# teacher online or read from its store (teacher_store.smk).
 
 from sekd.train import drop_runtime_keys
 
@@ -42,13 +43,14 @@ rule kd:
         tokenizer="results/tokenizer",
         train=train_files(),
         base=base_model_input("student"),
-        teacher="results/models/sft/{teacher}/seed{seed}",
+        # the SFT'd teacher, or its store when the run is kd/<teacher>.<source>/...
+        teacher=kd_teacher_input,
     output:
         directory("results/models/kd/{teacher}/{variant}/seed{seed}"),
     params:
         base=lambda wc, input: input.base[0] if input.base else base_model("student"),
         job=lambda wc: drop_runtime_keys(training_slice("student")),  # as sft
-        teacher_dtype=lambda wc: config["models"][wc.teacher]["dtype"],
+        teacher_dtype=lambda wc: config["models"][split_teacher(wc.teacher)[0]]["dtype"],
     threads: 1
     resources:
         # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.

@@ -10,4 +10,11 @@ from sekd.logs import logged
 with logged(snakemake.log[0]):
     tables = [Path(p) for p in snakemake.input.tables if p.endswith(".csv")]
     figures = [Path(p) for p in snakemake.input.figures if p.endswith(".png")]
-    report.build(tables, figures, dict(snakemake.params.config), Path(snakemake.output[0]))
+    fidelity = [Path(p) for p in snakemake.input.fidelity if p.endswith(".json")]
+    report.build(
+        tables,
+        figures,
+        dict(snakemake.params.config),
+        Path(snakemake.output[0]),
+        fidelity[0] if fidelity else None,
+    )

@@ -17,6 +17,7 @@ with logged(snakemake.log[0]):
     wc = snakemake.wildcards
     job = snakemake.params.job
     is_kd = snakemake.rule == "kd"
+    store = is_kd and "." in wc.teacher  # kd/<teacher>.<source>/...: read the teacher store
     run = f"kd/{wc.teacher}/{wc.variant}" if is_kd else f"sft/{wc.model}"
     # The run-time keys are not in the rule's params (changing them reruns nothing).
     runtime = {key: snakemake.config["training"].get(key) for key in train.RUNTIME_KEYS}
@@ -31,7 +32,8 @@ with logged(snakemake.log[0]):
             tokenizer_dir=snakemake.input.tokenizer,
             train_files=list(snakemake.input.train),
             valid_files=[] if is_kd else list(snakemake.input.valid),
-            teacher_model=snakemake.input.teacher if is_kd else None,
+            teacher_model=snakemake.input.teacher if is_kd and not store else None,
+            teacher_store=snakemake.input.teacher if store else None,
             teacher_dtype=snakemake.params.teacher_dtype if is_kd else "float32",
             out_dir=snakemake.output[0],
             checkpoint_dir=f"results/checkpoints/{run}/seed{wc.seed}",

@@ -17,6 +17,7 @@ import yaml
 
 from sekd import data
 from sekd.errors import ConfigError
+from sekd.objectives import OBJECTIVES
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 MIRROR_ENV = "SEKD_DATA_MIRROR"
@@ -155,6 +156,12 @@ def _consistency_errors(config: dict) -> list[str]:
         teacher = config["tables"][name]["teacher"]
         if teacher not in models:
             errors.append(f"config key 'tables.{name}.teacher': no model {teacher!r}")
+    for objective in config["teacher_store"]["fidelity"]["objectives"]:
+        if OBJECTIVES[objective].needs_full_teacher:
+            errors.append(
+                f"config key 'teacher_store.fidelity.objectives': {objective!r} needs the "
+                "teacher's full distribution; a sparse store cannot serve it"
+            )
     training = config["training"]
     if training["batch_size"] % training["per_device_batch_size"]:
         errors.append(

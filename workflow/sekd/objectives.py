@@ -14,6 +14,9 @@ class ObjectiveInfo:
     label: str  # row label in the paper's tables
     needs_teacher: bool
     hparams: tuple[str, ...]  # the hyper-parameters the loss reads, in run-name order
+    # True if the loss needs p on the whole vocabulary (KL(q||p) is infinite wherever a sampled
+    # estimate of p is 0): a sparse teacher store cannot serve it (sekd.teacher_store).
+    needs_full_teacher: bool = False
 
 
 OBJECTIVES: dict[str, ObjectiveInfo] = {
@@ -21,7 +24,7 @@ OBJECTIVES: dict[str, ObjectiveInfo] = {
     for o in [
         ObjectiveInfo("sft", "SFT", False, ()),  # eq. 2
         ObjectiveInfo("forward_kd", "Forward KD", True, ("lam",)),  # eq. 3
-        ObjectiveInfo("reverse_kd", "Reverse KD", True, ("lam",)),  # §4.3
+        ObjectiveInfo("reverse_kd", "Reverse KD", True, ("lam",), True),  # §4.3
         ObjectiveInfo("noevo_kd", "NoEvo KD", True, ("lam",)),  # §4.3, eq. 8 on all tokens
         ObjectiveInfo("skew_kd", "SKEW KD", True, ("lam", "beta")),  # §4.3, eq. 7 on all tokens
         ObjectiveInfo("sekd", "Self-Evolution KD", True, ("lam", "beta", "gamma")),  # eqs. 4-9

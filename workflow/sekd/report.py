@@ -46,8 +46,53 @@ def _csv_table(path: Path) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def build(tables: list[Path], figures: list[Path], config: dict, out: Path) -> None:
-    """Write the report to `out`: tables from their CSV, figures embedded as PNG."""
+def _fidelity(path: Path) -> str:
+    """The teacher store's fidelity report (sekd.store_fidelity) as HTML tables."""
+    import json
+
+    report = json.loads(path.read_text())
+    store = report["store"]
+
+    def fmt(x, digits=4):
+        return "–" if x is None else f"{x:.{digits}f}"
+
+    head = (
+        "<tr><th>objective</th><th>loss (online)</th><th>loss (store)</th><th>difference</th>"
+        "<th>gradient cosine</th><th>split agreement</th><th>without entropy correction</th></tr>"
+    )
+    rows = [
+        f"<tr><td>{html.escape(name)}</td><td>{fmt(r['loss_online'])}</td>"
+        f"<td>{fmt(r['loss_store'])}</td><td>{fmt(r['loss_difference'])}</td>"
+        f"<td>{fmt(r['grad_cosine'])}</td><td>{fmt(r['split_agreement'], 3)}</td>"
+        f"<td>{fmt(r['split_agreement_without_entropy_correction'], 3)}</td></tr>"
+        for name, r in report["loss"].items()
+    ]
+    bleu = [
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(d)}</td><td>{r['online']:.2f}</td>"
+        f"<td>{r['store']:.2f}</td><td>{r['difference']:+.2f}</td></tr>"
+        for name, b in report["bleu"].items()
+        for d, r in b["directions"].items()
+    ]
+    return (
+        f"<h2>Teacher store fidelity ({html.escape(report['teacher'])}."
+        f"{html.escape(report['source'])} vs the online teacher)</h2>"
+        f"<p>Sparse store: K = {store['samples']}, τ = {store['temperature']}; losses on "
+        f"{report['examples']} training examples with the SFT'd student (docs/teacher_store.md)."
+        f"</p><table>{head}{''.join(rows)}</table>"
+        "<table><tr><th>objective</th><th>direction</th><th>BLEU (online)</th>"
+        f"<th>BLEU (store)</th><th>difference</th></tr>{''.join(bleu)}</table>"
+    )
+
+
+def build(
+    tables: list[Path],
+    figures: list[Path],
+    config: dict,
+    out: Path,
+    fidelity: Path | None = None,
+) -> None:
+    """Write the report to `out`: tables from their CSV, figures embedded as PNG, and the
+    teacher store's fidelity report (its JSON) if given."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>Self-Evolution KD: study report</title>",
@@ -68,6 +113,8 @@ def build(tables: list[Path], figures: list[Path], config: dict, out: Path) -> N
         parts.append(f"<img alt='{name}' src='data:image/png;base64,{data}'>")
         parts.append(f"<figcaption class='paper'>{html.escape(CAPTIONS[name])}</figcaption>")
         parts.append("</figure>")
+    if fidelity is not None:
+        parts.append(_fidelity(fidelity))
     parts.append("<h2>Configuration of this run</h2>")
     parts.append(f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
     parts.append("</body></html>")

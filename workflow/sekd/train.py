@@ -49,6 +49,7 @@ class TrainJob:
     trust_remote_code: bool = False
     valid_files: list[str] = field(default_factory=list)
     teacher_model: str | None = None  # SFT'd teacher directory (KD only)
+    teacher_store: str | None = None  # or a store of its outputs (sekd.teacher_store; KD only)
     teacher_dtype: str = "float32"
     threads: int = 1  # CPU threads (of a rank; `run` shares the node's among its ranks)
     gpus: int = 0  # GPUs of the whole job (the rule's `gpu` resource): ranks when nproc is unset
@@ -96,10 +97,13 @@ def encode_records(records: list[dict], tokenizer, languages: dict, max_length: 
 
 
 class PadCollator:
-    """Right-pad a batch of examples; labels are padded with -100."""
+    """Right-pad a batch of examples; labels are padded with -100. With a teacher store, the
+    batch also gets the store's rows of its examples (`store_*` fields; examples carry their
+    position in the training set as "index")."""
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, store=None):
         self.pad_id = pad_id
+        self.store = store
 
     def __call__(self, batch: list[dict]) -> dict:
         import torch
@@ -109,11 +113,14 @@ class PadCollator:
         def pad(key: str, value: int):
             return torch.tensor([ex[key] + [value] * (width - len(ex[key])) for ex in batch])
 
-        return {
+        out = {
             "input_ids": pad("input_ids", self.pad_id),
             "attention_mask": pad("attention_mask", 0),
             "labels": pad("labels", -100),
         }
+        if self.store is not None:
+            out.update(self.store.rows([ex["index"] for ex in batch]))
+        return out
 
 
 def _make_trainer_class():
@@ -121,9 +128,12 @@ def _make_trainer_class():
     from transformers import Trainer
 
     from sekd.losses import distill_loss, progressive_beta
+    from sekd.teacher_store import teacher_inputs
 
     class DistillTrainer(Trainer):
-        """`Trainer` whose loss is `distill_loss` (eq. 2 for SFT; eqs. 3-10 for KD)."""
+        """`Trainer` whose loss is `distill_loss` (eq. 2 for SFT; eqs. 3-10 for KD). The teacher
+        is a model run in every step, or its stored outputs arrive with the batch (`store_*`
+        fields, sekd.teacher_store)."""
 
         def __init__(self, *args, variant: Variant, teacher=None, **kwargs):
             super().__init__(*args, **kwargs)
@@ -145,21 +155,27 @@ def _make_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs["labels"]
+            stored = {k: inputs.pop(k) for k in list(inputs) if k.startswith("store_")}
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-            teacher_logits = None
-            if self.teacher is not None:
+            loss_kwargs = self.current_loss_kwargs()
+            self._last_beta = loss_kwargs.get("beta")
+            teacher_logits = offset = None
+            if stored:
+                teacher_logits, offset = teacher_inputs(
+                    stored, labels[:, 1:], outputs.logits.shape[-1], loss_kwargs.get("lam")
+                )
+            elif self.teacher is not None:
                 with torch.no_grad():
                     teacher_logits = self.teacher(
                         input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
                     ).logits[:, :-1]
             # Position t predicts token t+1.
-            loss_kwargs = self.current_loss_kwargs()
-            self._last_beta = loss_kwargs.get("beta")
             result = distill_loss(
                 outputs.logits[:, :-1],
                 teacher_logits,
                 labels[:, 1:],
                 self.variant.objective,
+                difficulty_offset=offset,
                 **loss_kwargs,
             )
             if model.training and result.hard_mask is not None:
@@ -264,6 +280,30 @@ def _make_checkpoint_callback():
                 raise PreemptedError(f"checkpointed at step {state.global_step} on a signal")
 
     return CheckpointCallback
+
+
+def _make_step_timer():
+    import time
+
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall and process CPU time of every optimizer step (forward, teacher or store,
+        backward, update)."""
+
+        def __init__(self):
+            self.seconds: list[float] = []
+            self.cpu_seconds: list[float] = []
+            self._start = self._cpu = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start, self._cpu = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seconds.append(round(time.perf_counter() - self._start, 6))
+            self.cpu_seconds.append(round(time.process_time() - self._cpu, 6))
+
+    return StepTimer()
 
 
 def _barrier() -> None:
@@ -436,8 +476,20 @@ def _train(job: TrainJob) -> dict:
         valid_set = encode_records(valid, tok, job.languages, t["max_length"])
     # Master weights in fp32; mixed precision (bf16 autocast) on GPUs, as DeepSpeed does.
     model = models.load_causal_lm(job.base_model, "float32", job.trust_remote_code)
-    teacher = None
-    if not is_sft:
+    teacher = store = None
+    if not is_sft and job.teacher_store:
+        from sekd.teacher_store import TeacherStore, serves
+
+        store = TeacherStore(job.teacher_store)
+        if not serves(variant.objective, store.mode):
+            raise ValueError(
+                f"objective {variant.objective!r} needs the teacher's full distribution; a "
+                f"{store.mode} teacher store ({job.teacher_store}) cannot serve it"
+            )
+        store.check(train_set, model.config.vocab_size)
+        for index, example in enumerate(train_set):
+            example["index"] = index
+    elif not is_sft:
         if job.teacher_model is None:
             raise ValueError(f"objective {variant.objective!r} needs a teacher model")
         # Under ZeRO-3 every rank loads it (partitioned as it loads, never whole on one device).
@@ -454,7 +506,7 @@ def _train(job: TrainJob) -> dict:
         job.variant,
         len(train_set),
         job.base_model,
-        job.teacher_model,
+        f"store {job.teacher_store}" if store is not None else job.teacher_model,
         world_size,
         f", DeepSpeed {deepspeed}" if deepspeed else "",
         f", resuming from {job.resume_from_checkpoint}" if job.resume_from_checkpoint else "",
@@ -465,10 +517,10 @@ def _train(job: TrainJob) -> dict:
         args=args,
         train_dataset=train_set,
         eval_dataset=valid_set,
-        data_collator=PadCollator(tok.pad_token_id),
+        data_collator=PadCollator(tok.pad_token_id, store),
         variant=variant,
         teacher=teacher,
-        callbacks=[checkpoints],
+        callbacks=[checkpoints, timer := _make_step_timer()],
     )
     checkpoints.install()
     try:
@@ -483,7 +535,12 @@ def _train(job: TrainJob) -> dict:
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_eval_loss": trainer.state.best_metric,
         "log_history": trainer.state.log_history,
+        "step_seconds": timer.seconds,  # of this process's steps (not those before a resume)
+        "step_cpu_seconds": timer.cpu_seconds,
     }
+    if timer.seconds:
+        ordered = sorted(timer.seconds)
+        log.info("median step time %.4f s over %d steps", ordered[len(ordered) // 2], len(ordered))
     tmp_dir = Path(job.out_dir + ".tmp")
     if trainer.is_world_process_zero():
         shutil.rmtree(tmp_dir, ignore_errors=True)

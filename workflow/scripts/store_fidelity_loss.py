@@ -1,0 +1,30 @@
+"""Rule store_fidelity_loss: losses, hard/easy splits and gradients of the SFT'd student with the
+online teacher and with a teacher store, on the same training batches (sekd.store_fidelity)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from sekd import store_fidelity
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    job = snakemake.params.job
+    result = store_fidelity.compare_losses(
+        teacher_model=snakemake.input.teacher,
+        store_dir=snakemake.input.store,
+        student_model=snakemake.input.student,
+        tokenizer_dir=snakemake.input.tokenizer,
+        train_files=list(snakemake.input.train),
+        languages=job["languages"],
+        max_length=job["max_length"],
+        objectives=job["objectives"],
+        kd=job["kd"],
+        examples=job["examples"],
+        batch_size=job["batch_size"],
+        teacher_dtype=job["dtype"],
+        trust_remote_code=job["trust_remote_code"],
+        threads=snakemake.threads,
+    )
+    Path(snakemake.output[0]).write_text(json.dumps(result, indent=1) + "\n")

@@ -1,0 +1,455 @@
+"""Teacher outputs computed once: a store of what the KD objectives read from the teacher.
+
+Every KD run of the study scores the same gold sequences with the same frozen teacher, so the
+teacher's forward pass (46-62% of a KD step's FLOPs for a 13B teacher and a 7B student) can be run
+once per teacher (rule ``teacher_store``) and read by every KD job. Modes (config
+``teacher_store.mode``):
+
+* ``online``: no store; the teacher runs in every KD step (the paper's way, the default).
+* ``full``: exact distributions: log p over the student's vocabulary, fp16, for every target token
+  (N·V·2 bytes: ~128 GB for 2M target tokens at V = 32000).
+* ``sparse``: Random-Sampling KD (Anshumann et al., "Sparse Logit Sampling", ACL 2025): K tokens
+  drawn with replacement from the proposal r ∝ p^(1/τ), stored as (id, weight) with weight_v =
+  (count_v/K)·(p_v/r_v), normalised. With τ = 1 (the default) the weights are count_v/K and
+  E[p̂] = p exactly: the target, and so the gradient of every loss linear in it (SFT, forward
+  KD, NoEvo KD), is unbiased, unlike a top-k cut, which biases p toward its head. Objectives
+  nonlinear in the target (the skewed KLs) are consistent (exact as K grows), not unbiased.
+  Per token the store also keeps the exact log p[label] and entropy H(p): the difficulty
+  d = KL(ỹ||q) of eq. 5 = Σ ỹ log ỹ - Σ ỹ log q is then estimated without bias by replacing the
+  sampled target's Σ ỹ log ỹ with the exact one (`difficulty_offset`), so the hard/easy split of
+  eqs. 7-9 is not shifted by the sample's missing entropy. reverse_kd needs p on the whole
+  vocabulary (KL(q||p) is infinite where p̂ = 0): a sparse store cannot serve it
+  (`sekd.objectives.ObjectiveInfo.needs_full_teacher`); its runs keep the online teacher.
+
+Layout of a store directory: ``store.json`` (format, mode, sizes, the training set's
+fingerprint, build time), ``offsets.npy`` (int64 [E+1]: example e's target tokens are rows
+offsets[e]:offsets[e+1]), and ``logprobs.npy`` (full: fp16 [N, V]) or ``ids.npy`` (int32 [N, K]),
+``weights.npy`` (fp32 [N, K], 0 in unused slots), ``label_logprob.npy`` and ``entropy.npy`` (fp32
+[N]) (sparse). Target tokens are the positions t whose next token labels[t+1] is not -100, in
+order, exactly the rows `sekd.losses.distill_loss` reads. A store is written to ``<dir>.tmp`` and
+renamed when complete; a KD job checks the fingerprint of its own tokenised training set against
+the store's before it trains.
+
+Names: a KD run trained from a store is ``kd/<teacher>.<source>/<variant>``, source = ``full`` or
+``sparse<K>`` (``sparse<K>t<τ>`` for τ ≠ 1); online runs keep ``kd/<teacher>/<variant>``. This
+module is torch-free at import (the Snakefile uses the names).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sekd.objectives import OBJECTIVES
+
+log = logging.getLogger("sekd.teacher_store")
+
+FORMAT = 1
+MODES = ("online", "full", "sparse")
+SOURCE_PATTERN = r"full|sparse[0-9]+(?:t[0-9]+(?:\.[0-9]+)?)?"
+_SOURCE = re.compile(rf"^(?:{SOURCE_PATTERN})$")
+FULL_FIELDS = ("logprobs",)
+SPARSE_FIELDS = ("ids", "weights", "label_logprob", "entropy")
+# Float fields travel in batches as same-width integers (bit views): the Trainer casts floating
+# inputs to the DeepSpeed dtype (bf16), which would round log p to 8 bits of mantissa.
+FLOAT_FIELDS = {"logprobs": "float16", "weights": "float32", "label_logprob": "float32"}
+FLOAT_FIELDS["entropy"] = "float32"
+_BITS = {"float16": "int16", "float32": "int32"}
+
+
+# --- names (torch-free) -------------------------------------------------------------------------
+
+
+def _number(x: float) -> str:
+    return f"{float(x):.6f}".rstrip("0").rstrip(".")
+
+
+def source_name(store: dict) -> str | None:
+    """The run-name suffix of the config's `teacher_store` section: None for online."""
+    mode = store["mode"]
+    if mode == "online":
+        return None
+    if mode == "full":
+        return "full"
+    if mode == "sparse":
+        tau = float(store["temperature"])
+        return f"sparse{int(store['samples'])}" + ("" if tau == 1 else f"t{_number(tau)}")
+    raise ValueError(f"teacher_store.mode: {mode!r} is not one of {', '.join(MODES)}")
+
+
+def parse_source(source: str) -> dict:
+    """Inverse of `source_name`: {mode, samples, temperature}."""
+    if not _SOURCE.match(source):
+        raise ValueError(f"teacher source {source!r}: expected 'full' or 'sparse<K>[t<τ>]'")
+    if source == "full":
+        return {"mode": "full", "samples": None, "temperature": None}
+    samples, _, tau = source[len("sparse") :].partition("t")
+    return {"mode": "sparse", "samples": int(samples), "temperature": float(tau or 1)}
+
+
+def split_teacher(segment: str) -> tuple[str, str | None]:
+    """``teacher.sparse64`` -> ("teacher", "sparse64"); ``teacher`` -> ("teacher", None)."""
+    model, _, source = segment.partition(".")
+    return model, source or None
+
+
+def serves(objective: str, mode: str) -> bool:
+    """Whether a store of `mode` can stand in for the teacher of `objective`."""
+    return mode in ("online", "full") or not OBJECTIVES[objective].needs_full_teacher
+
+
+def teacher_segment(teacher: str, objective: str, store: dict) -> str:
+    """The teacher part of a KD run name for the config's `teacher_store` section."""
+    source = source_name(store)
+    if source is None or not serves(objective, store["mode"]):
+        return teacher
+    return f"{teacher}.{source}"
+
+
+# --- what a store is keyed to -------------------------------------------------------------------
+
+
+def target_counts(examples: list[dict]) -> list[int]:
+    """Target tokens per example: positions whose next label is not -100."""
+    return [sum(label != -100 for label in ex["labels"][1:]) for ex in examples]
+
+
+def fingerprint(examples: list[dict]) -> str:
+    """SHA-256 of the tokenised training set (input ids and labels, in order)."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for ex in examples:
+        ids = np.asarray(ex["input_ids"], dtype="<i4")
+        labels = np.asarray(ex["labels"], dtype="<i4")
+        digest.update(len(ids).to_bytes(4, "little") + ids.tobytes() + labels.tobytes())
+    return digest.hexdigest()
+
+
+# --- sampling and the entropy correction --------------------------------------------------------
+
+
+def sample_sparse(log_p, samples: int, temperature: float = 1.0, generator=None):
+    """(ids int64 [n, K], weights fp32 [n, K]) of Random-Sampling KD from log p [n, V]: K draws
+    with replacement from r ∝ p^(1/τ), weight_v = (count_v/K)·(p_v/r_v), normalised per row
+    (τ = 1: count_v/K, an unbiased estimate of p). The distinct drawn ids come first, by
+    weight; unused slots have weight 0."""
+    import torch
+
+    log_p = log_p.float()
+    log_r = log_p if temperature == 1 else (log_p / temperature).log_softmax(-1)
+    draws = torch.multinomial(log_r.exp(), samples, replacement=True, generator=generator)
+    ones = torch.ones_like(draws, dtype=log_p.dtype)
+    counts = torch.zeros_like(log_p).scatter_add_(-1, draws, ones)
+    weights = counts / samples
+    if temperature != 1:
+        weights = weights * (log_p - log_r).exp()
+        weights = weights / weights.sum(-1, keepdim=True)
+    top, ids = weights.topk(min(samples, log_p.shape[-1]), dim=-1)
+    return ids, top
+
+
+def dense_log_probs(ids, weights, vocab_size: int):
+    """log p̂ [n, V] (fp32, -inf off the sample) from sparse (ids, weights)."""
+    import torch
+
+    p_hat = torch.zeros(ids.shape[0], vocab_size, dtype=torch.float32, device=ids.device)
+    return p_hat.scatter_add_(-1, ids.long(), weights.float()).log()
+
+
+def target_negentropy(entropy, label_prob, lam: float):
+    """Σ_v ỹ_v log ỹ_v of ỹ = (1-λ)·y + λ·p (eq. 4) from H(p) and p[label] alone:
+    λ·(-H - p_y log p_y) + λ log λ·(1 - p_y) + ỹ_y log ỹ_y, ỹ_y = (1-λ) + λ·p_y (float64)."""
+    import torch
+    from torch.special import xlogy
+
+    h, py = entropy.double(), label_prob.double()
+    lam_t = torch.tensor(float(lam), dtype=torch.float64, device=h.device)
+    at_label = (1 - lam_t) + lam_t * py
+    return lam_t * (-h - xlogy(py, py)) + xlogy(lam_t, lam_t) * (1 - py) + xlogy(at_label, at_label)
+
+
+def difficulty_offset(fields: dict, labels, lam: float):
+    """Per target token: exact Σ ỹ log ỹ minus that of the sampled ỹ̂ (fp32 [n]); added to d
+    (`sekd.losses.distill_loss(difficulty_offset=...)`) it makes d's estimate unbiased."""
+    import torch
+    from torch.special import xlogy
+
+    ids, w = fields["ids"].long(), fields["weights"].double()
+    est_label = (w * (ids == labels[:, None])).sum(-1)
+    est_entropy = -xlogy(w, w).sum(-1)
+    exact = target_negentropy(fields["entropy"], fields["label_logprob"].double().exp(), lam)
+    estimate = target_negentropy(est_entropy, est_label, lam)
+    return (exact - estimate).to(torch.float32)
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+@dataclass
+class StoreJob:
+    """Everything the teacher_store rule gives `build`."""
+
+    teacher_model: str  # the SFT'd teacher's directory
+    student_model: str  # the student's base model (directory or hub id): its vocabulary size
+    tokenizer_dir: str
+    train_files: list[str]
+    languages: dict[str, str]
+    max_length: int
+    out_dir: str
+    mode: str  # full | sparse
+    samples: int = 64
+    temperature: float = 1.0
+    seed: int = 1234
+    batch_size: int = 8
+    dtype: str = "float32"  # the teacher's
+    trust_remote_code: bool = False
+    threads: int = 1
+
+
+def _open_array(path: Path, dtype: str, shape: tuple[int, ...]):
+    import numpy as np
+
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def build(job: StoreJob) -> dict:
+    """Run the teacher once over the training set and write the store; return its store.json."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoConfig
+
+    from sekd import data, models
+    from sekd import tokenizer as tokenizers
+    from sekd.logs import configure_torch_threads
+    from sekd.train import PadCollator, encode_records
+
+    if job.mode not in ("full", "sparse"):
+        raise ValueError(
+            f"teacher_store.mode: a store is built in full or sparse mode, not {job.mode!r}"
+        )
+    if job.mode == "sparse" and (job.samples < 1 or job.temperature <= 0):
+        raise ValueError("teacher_store.samples must be >= 1 and teacher_store.temperature > 0")
+    configure_torch_threads(job.threads)
+    start = time.time()
+    tok = tokenizers.load(job.tokenizer_dir)
+    records = [r for path in job.train_files for r in data.read_jsonl(path)]
+    examples = encode_records(records, tok, job.languages, job.max_length)
+    counts = target_counts(examples)
+    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    n_tokens = int(offsets[-1])
+    vocab = AutoConfig.from_pretrained(
+        job.student_model, trust_remote_code=job.trust_remote_code
+    ).vocab_size
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher = models.load_causal_lm(job.teacher_model, job.dtype, job.trust_remote_code)
+    teacher.eval().requires_grad_(False).to(device)
+    if teacher.config.vocab_size < vocab:
+        raise ValueError(
+            f"{job.teacher_model}: the teacher's vocabulary ({teacher.config.vocab_size}) is "
+            f"smaller than the student's ({vocab})"
+        )
+
+    out = Path(job.out_dir)
+    tmp = Path(f"{job.out_dir}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "offsets.npy", offsets)
+    if job.mode == "full":
+        arrays = {"logprobs": _open_array(tmp / "logprobs.npy", "float16", (n_tokens, vocab))}
+    else:
+        k = min(job.samples, vocab)
+        arrays = {
+            "ids": _open_array(tmp / "ids.npy", "int32", (n_tokens, k)),
+            "weights": _open_array(tmp / "weights.npy", "float32", (n_tokens, k)),
+            "label_logprob": _open_array(tmp / "label_logprob.npy", "float32", (n_tokens,)),
+            "entropy": _open_array(tmp / "entropy.npy", "float32", (n_tokens,)),
+        }
+    collate = PadCollator(tok.pad_token_id)
+    order = sorted(range(len(examples)), key=lambda e: -len(examples[e]["input_ids"]))
+    batches = [order[i : i + job.batch_size] for i in range(0, len(order), job.batch_size)]
+    fp16_min = float(np.finfo(np.float16).min)
+    log.info(
+        "teacher %s over %d examples (%d target tokens), mode %s, V=%d, on %s",
+        job.teacher_model,
+        len(examples),
+        n_tokens,
+        job.mode,
+        vocab,
+        device,
+    )
+    with torch.inference_mode():
+        for batch in tqdm(batches, desc="teacher store", mininterval=5):
+            inputs = collate([examples[e] for e in batch])
+            logits = teacher(
+                input_ids=inputs["input_ids"].to(device),
+                attention_mask=inputs["attention_mask"].to(device),
+            ).logits[:, :-1, :vocab]
+            labels = inputs["labels"][:, 1:].to(device)
+            for row, e in enumerate(batch):
+                a, b = int(offsets[e]), int(offsets[e + 1])
+                if a == b:
+                    continue
+                keep = labels[row] != -100
+                log_p = logits[row][keep].float().log_softmax(-1)
+                if job.mode == "full":
+                    rows = log_p.clamp_min(fp16_min).half()
+                    arrays["logprobs"][a:b] = rows.cpu().numpy()
+                    continue
+                g = torch.Generator(device=device).manual_seed(job.seed * 1_000_003 + e)
+                ids, weights = sample_sparse(log_p, k, job.temperature, g)
+                y = labels[row][keep]
+                arrays["ids"][a:b] = ids.to(torch.int32).cpu().numpy()
+                arrays["weights"][a:b] = weights.cpu().numpy()
+                arrays["label_logprob"][a:b] = log_p.gather(-1, y[:, None])[:, 0].cpu().numpy()
+                entropy = -(log_p.exp() * log_p).sum(-1)
+                arrays["entropy"][a:b] = entropy.cpu().numpy()
+    for array in arrays.values():
+        array.flush()
+    del arrays
+    seconds = time.time() - start
+    meta = {
+        "format": FORMAT,
+        "mode": job.mode,
+        "vocab_size": vocab,
+        "samples": k if job.mode == "sparse" else None,
+        "temperature": job.temperature if job.mode == "sparse" else None,
+        "seed": job.seed if job.mode == "sparse" else None,
+        "teacher": str(job.teacher_model),
+        "teacher_dtype": job.dtype,
+        "num_examples": len(examples),
+        "num_tokens": n_tokens,
+        "fingerprint": fingerprint(examples),
+        "bytes": sum(p.stat().st_size for p in tmp.glob("*.npy")),
+        "build_seconds": round(seconds, 2),
+        "tokens_per_second": round(n_tokens / max(seconds, 1e-9), 1),
+    }
+    (tmp / "store.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log.info(
+        "%s: %d tokens, %.1f MiB, %.1f s (%.0f target tokens/s)",
+        out,
+        n_tokens,
+        meta["bytes"] / 2**20,
+        seconds,
+        meta["tokens_per_second"],
+    )
+    return meta
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+class TeacherStore:
+    """A built store, memory-mapped; `rows(indices)` gives a batch's fields as torch tensors."""
+
+    def __init__(self, path: str | Path):
+        import numpy as np
+
+        self.path = Path(path)
+        meta_file = self.path / "store.json"
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{self.path}: not a teacher store (no store.json)")
+        self.meta = json.loads(meta_file.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise ValueError(
+                f"{meta_file}: store format {self.meta.get('format')!r}, this code reads {FORMAT}"
+            )
+        self.mode = self.meta["mode"]
+        names = FULL_FIELDS if self.mode == "full" else SPARSE_FIELDS
+        self.offsets = np.load(self.path / "offsets.npy", allow_pickle=False)
+        self.arrays = {
+            name: np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            for name in names
+        }
+        n = int(self.offsets[-1])
+        for name, array in self.arrays.items():
+            if array.shape[0] != n:
+                raise ValueError(f"{self.path}/{name}.npy: {array.shape[0]} rows, expected {n}")
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    def check(self, examples: list[dict], vocab_size: int) -> None:
+        """Refuse a store built for another tokenised training set or vocabulary."""
+        if vocab_size != self.vocab_size:
+            raise ValueError(
+                f"{self.path}: built for a vocabulary of {self.vocab_size}, the student has "
+                f"{vocab_size}"
+            )
+        found = fingerprint(examples)
+        if len(examples) != self.meta["num_examples"] or found != self.meta["fingerprint"]:
+            raise ValueError(
+                f"{self.path}: built from another training set ({self.meta['num_examples']} "
+                f"examples, fingerprint {self.meta['fingerprint'][:12]}) than this job's "
+                f"({len(examples)} examples, fingerprint {found[:12]}): tokenizer, data, prompt "
+                "or training.max_length differ; rebuild the store"
+            )
+
+    def rows(self, indices: list[int]) -> dict:
+        """The stored fields of examples `indices` (``store_<name>``), their target rows
+        concatenated in order; float fields as integer bit views (`decode_fields` undoes it)."""
+        import numpy as np
+        import torch
+
+        spans = [(int(self.offsets[e]), int(self.offsets[e + 1])) for e in indices]
+        out = {}
+        for name, array in self.arrays.items():
+            rows = np.concatenate([array[a:b] for a, b in spans]) if spans else array[:0].copy()
+            if name in FLOAT_FIELDS:
+                rows = rows.view(_BITS[FLOAT_FIELDS[name]])
+            out[f"store_{name}"] = torch.from_numpy(rows)
+        return out
+
+
+def decode_fields(fields: dict) -> dict:
+    """{name: tensor} of a batch's ``store_<name>`` fields, float fields viewed back as floats."""
+    import torch
+
+    out = {}
+    for key, value in fields.items():
+        name = key.removeprefix("store_")
+        if name in FLOAT_FIELDS:
+            value = value.view(getattr(torch, FLOAT_FIELDS[name]))
+        out[name] = value
+    return out
+
+
+def teacher_inputs(fields: dict, labels, vocab_size: int, lam: float | None):
+    """(teacher log-probabilities [B,T,V] for `distill_loss`, difficulty offset [B,T] or None)
+    from a batch's ``store_*`` fields (as `TeacherStore.rows` gives them); labels [B,T] are the
+    shifted labels (-100 ignored)."""
+    import torch
+
+    mask = labels != -100
+    n = int(mask.sum())
+    fields = decode_fields(fields)
+    first = next(iter(fields.values()))
+    if first.shape[0] != n:
+        raise ValueError(
+            f"teacher store rows ({first.shape[0]}) do not match the batch's {n} target tokens"
+        )
+    B, T = labels.shape
+    if "logprobs" in fields:
+        rows = fields["logprobs"]
+        teacher = torch.zeros(B, T, vocab_size, dtype=rows.dtype, device=rows.device)
+        teacher[mask] = rows
+        return teacher, None
+    sparse = fields
+    rows = dense_log_probs(sparse["ids"], sparse["weights"], vocab_size)
+    teacher = torch.zeros(B, T, vocab_size, dtype=rows.dtype, device=rows.device)
+    teacher[mask] = rows
+    offset = None
+    if lam is not None:
+        offset = torch.zeros(B, T, dtype=torch.float32, device=rows.device)
+        offset[mask] = difficulty_offset(sparse, labels[mask], lam)
+    return teacher, offset
