@@ -69,7 +69,11 @@ rule store_fidelity:
         fidelity_inputs(),
     output:
         json="results/teacher_store/fidelity.json",
-        md="results/teacher_store/fidelity.md",
+        md=report(
+            "results/teacher_store/fidelity.md",
+            caption="../report/fidelity.rst",
+            category="Teacher store",
+        ),
     params:
         spec=fidelity_spec(),
     log:
