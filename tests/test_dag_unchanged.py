@@ -50,7 +50,7 @@ def planned_jobs(name: str) -> list[str]:
         if not head:
             continue
         outputs = re.search(r"^\s+output: (.*)$", block, re.M)
-        for path in (outputs[1].split(", ") if outputs else ["-"]):
+        for path in outputs[1].split(", ") if outputs else ["-"]:
             jobs.append(f"{head[1]}\t{path}")
     return sorted(jobs)
 
