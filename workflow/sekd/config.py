@@ -81,30 +81,29 @@ def _schema_errors(config: dict, schema: dict) -> list[str]:
     return messages
 
 
-def _fill_defaults(instance: dict, schema: dict, root: dict) -> None:
-    """Insert the schema's `default` for every missing key, recursively."""
-    for key, sub in schema.get("properties", {}).items():
-        sub = _resolve(sub, root)
-        if key not in instance and "default" in sub:
-            instance[key] = copy.deepcopy(sub["default"])
-        if isinstance(instance.get(key), dict):
-            _fill_defaults(instance[key], sub, root)
-    extra = schema.get("additionalProperties")
-    if isinstance(extra, dict):
-        extra = _resolve(extra, root)
-        for key, value in instance.items():
-            if key not in schema.get("properties", {}) and isinstance(value, dict):
-                _fill_defaults(value, extra, root)
+def _defaults_filler(validator_class: type) -> type:
+    """`validator_class` whose `properties` keyword also inserts each missing property's
+    `default` (the jsonschema FAQ's recipe, as `snakemake.utils.validate(set_default=True)`),
+    skipping instances that are not objects: Snakemake's own version calls `setdefault` on them
+    and fails on a nullable section such as `tokenizer.train: null` (Snakemake 9.27)."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _resolve(sub: dict, root: dict) -> dict:
-    ref = sub.get("$ref")
-    if not ref:
-        return sub
-    target = root
-    for part in ref.removeprefix("#/").split("/"):
-        target = target[part]
-    return {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """A copy of a schema-valid `config` with every missing key set to the schema's `default`,
+    recursively (through `$ref` and `additionalProperties`)."""
+    config = copy.deepcopy(config)
+    _defaults_filler(jsonschema.Draft202012Validator)(schema).validate(config)
+    return config
 
 
 def validate_config(config: dict, *, environ: dict | None = None) -> dict:
@@ -119,8 +118,7 @@ def validate_config(config: dict, *, environ: dict | None = None) -> dict:
     messages = _schema_errors(config, schema)
     if messages:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(messages))
-    config = copy.deepcopy(config)
-    _fill_defaults(config, schema, schema)
+    config = fill_defaults(config, schema)
     if environ.get(MIRROR_ENV):
         config["data"]["mirror"] = environ[MIRROR_ENV]
     messages = _consistency_errors(config)
