@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | c
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
 
-.PHONY: venv mini mini-paper artifact bench test test-fast lint format
+.PHONY: venv mini mini-paper artifact bench test test-fast lint format config-docs
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,12 @@ test-fast: $(STAMP)  ## unit tests only
 lint: $(STAMP)
 	$(VENV)/bin/ruff check workflow tests bench
 	$(VENV)/bin/ruff format --check workflow tests bench
-	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+	$(VENV)/bin/snakefmt --check workflow/Snakefile workflow/rules
 	$(SNAKEMAKE) --lint --configfile config/mini.yaml
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format workflow tests bench
-	$(VENV)/bin/snakefmt Snakefile workflow/rules
+	$(VENV)/bin/snakefmt workflow/Snakefile workflow/rules
+
+config-docs: $(STAMP)  ## config/README.md from the config schema (tests/test_config_docs.py checks it)
+	PYTHONPATH=workflow $(VENV)/bin/python -m sekd.config_docs > config/README.md

@@ -34,7 +34,7 @@ def main() -> None:
                 str(SNAKEMAKE),
                 "-n",
                 "-s",
-                str(ROOT / "Snakefile"),
+                str(ROOT / "workflow" / "Snakefile"),
                 "-d",
                 workdir,
                 "--quiet",

@@ -34,7 +34,7 @@ def _env_pins(path: Path) -> dict[str, str]:
     return pins
 
 
-ENVS = sorted((ROOT / "envs").glob("*.yaml"))
+ENVS = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("env", ENVS, ids=[e.stem for e in ENVS])
@@ -58,5 +58,5 @@ def test_installed_versions_are_the_locked_ones():
 
 def test_every_rule_names_an_existing_env():
     rules = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
-    envs = set(re.findall(r'"\.\./\.\./envs/([\w-]+\.yaml)"', rules))
-    assert envs and all((ROOT / "envs" / e).is_file() for e in envs)
+    envs = set(re.findall(r'"\.\./envs/([\w-]+\.yaml)"', rules))
+    assert envs and all((ROOT / "workflow" / "envs" / e).is_file() for e in envs)

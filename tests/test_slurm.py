@@ -24,6 +24,7 @@ import yaml
 import yte
 
 ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 CONFIGS = [str(ROOT / "config" / "mini.yaml"), str(ROOT / "tests" / "micro.yaml")]
 PROFILE = ROOT / "profiles" / "slurm" / "config.v8+.yaml"
@@ -86,7 +87,7 @@ def run_snakemake(workdir: Path, profiles: list[Path], env: dict, timeout: int):
     cmd = [
         "timeout", "-k", "15", str(timeout), str(SNAKEMAKE),
         *[arg for p in profiles for arg in ("--profile", str(p))],
-        "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
         TARGET, "--configfile", *CONFIGS,
     ]  # fmt: skip
     t0 = time.monotonic()

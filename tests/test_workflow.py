@@ -20,6 +20,7 @@ import pytest
 from sekd import data, score
 
 ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 CONFIGS = [str(ROOT / "config" / "mini.yaml"), str(ROOT / "tests" / "micro.yaml")]
 DIRECTIONS = ["en-de", "de-en", "en-cs", "cs-en"]
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.e2e
 def snakemake(workdir: Path, *args: str, extra_configs: tuple[str, ...] = ()) -> str:
     """Run Snakemake on the repository's Snakefile in `workdir`; return its output."""
     cmd = [
-        str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        str(SNAKEMAKE), "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
         "--cores", "2", *args, "--configfile", *CONFIGS, *extra_configs,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, timeout=1800)
@@ -134,9 +135,9 @@ def test_artifact_holds_the_study(study):
     listed = {line.split("  ", 1)[1] for line in manifest}
     assert {"REVISION", "config.resolved.yaml", "environment/pip-freeze.txt"} <= listed
     assert {
-        "workflow/Snakefile",
+        "workflow/workflow/Snakefile",
         "workflow/requirements/lock.txt",
-        "workflow/envs/train.yaml",
+        "workflow/workflow/envs/train.yaml",
     } <= listed
     assert {"results/table1.csv", "results/figures/fig5.png", "results/report.html"} <= listed
     assert any(n.startswith("results/logs/kd/") for n in listed)
@@ -297,7 +298,7 @@ def test_bad_config_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("training: {learning_rate: fast}\n")
     cmd = [
-        str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "w"), "-n",
+        str(SNAKEMAKE), "-s", str(SNAKEFILE), "-d", str(tmp_path / "w"), "-n",
         "--configfile", *CONFIGS, str(bad),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)

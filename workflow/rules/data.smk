@@ -11,7 +11,7 @@ rule fetch_data:
     benchmark:
         "results/benchmarks/fetch_data/{relpath}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/fetch_data.py"
 
@@ -30,7 +30,7 @@ rule prepare_train:
     benchmark:
         "results/benchmarks/prepare_train/{pair}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare_train.py"
 
@@ -54,6 +54,6 @@ rule prepare_eval:
     benchmark:
         "results/benchmarks/prepare_eval/{evalset}/{direction}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare_eval.py"

@@ -17,7 +17,7 @@ rule decode:
     benchmark:
         "results/benchmarks/decode/{run}/seed{seed}/{evalset}/{direction}.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/decode.py"
 
@@ -35,7 +35,7 @@ rule bleu:
     benchmark:
         "results/benchmarks/bleu/{run}/seed{seed}/{evalset}/{direction}.tsv"
     conda:
-        "../../envs/score.yaml"
+        "../envs/score.yaml"
     script:
         "../scripts/bleu.py"
 
@@ -56,7 +56,7 @@ rule bleu_vs_teacher:
     benchmark:
         "results/benchmarks/bleu_vs_teacher/{teacher}/{variant}/seed{seed}/{evalset}/{direction}.tsv"
     conda:
-        "../../envs/score.yaml"
+        "../envs/score.yaml"
     script:
         "../scripts/bleu.py"
 
@@ -76,7 +76,7 @@ rule comet:
     benchmark:
         "results/benchmarks/comet/{run}/seed{seed}/{evalset}/{direction}.tsv"
     conda:
-        "../../envs/comet.yaml"
+        "../envs/comet.yaml"
     script:
         "../scripts/comet_score.py"
 
@@ -103,6 +103,6 @@ rule significance:
     benchmark:
         "results/benchmarks/significance/{table}.tsv"
     conda:
-        "../../envs/score.yaml"
+        "../envs/score.yaml"
     script:
         "../scripts/significance.py"

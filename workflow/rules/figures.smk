@@ -19,6 +19,6 @@ rule figure:
     benchmark:
         "results/benchmarks/figure/{fig}.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/figure.py"

@@ -24,7 +24,7 @@ rule tokenizer:
     benchmark:
         "results/benchmarks/tokenizer.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/tokenizer.py"
 
@@ -41,6 +41,6 @@ rule init_model:
     benchmark:
         "results/benchmarks/init_model/{model}.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/init_model.py"

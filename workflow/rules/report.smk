@@ -15,7 +15,7 @@ rule report:
     benchmark:
         "results/benchmarks/report.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/report.py"
 
@@ -35,6 +35,6 @@ rule artifact:
     benchmark:
         "results/benchmarks/artifact.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/artifact.py"

@@ -26,6 +26,6 @@ rule table:
     benchmark:
         "results/benchmarks/table/{table}.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/table.py"

@@ -28,7 +28,7 @@ rule teacher_store:
     benchmark:
         "results/benchmarks/teacher_store/{teacher}/{source}/seed{seed}.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/teacher_store.py"
 
@@ -59,7 +59,7 @@ rule store_fidelity_loss:
     benchmark:
         "results/benchmarks/store_fidelity_loss/{teacher}/{source}/seed{seed}.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/store_fidelity_loss.py"
 
@@ -81,6 +81,6 @@ rule store_fidelity:
     benchmark:
         "results/benchmarks/store_fidelity.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/store_fidelity.py"

@@ -33,7 +33,7 @@ rule sft:
     benchmark:
         "results/benchmarks/sft/{model}/seed{seed}.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/train.py"
 
@@ -64,6 +64,6 @@ rule kd:
     benchmark:
         "results/benchmarks/kd/{teacher}/{variant}/seed{seed}.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/train.py"

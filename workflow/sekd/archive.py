@@ -31,7 +31,9 @@ def workflow_files(workflow_dir: Path) -> tuple[dict[str, bytes], str]:
     try:
         revision = _git(workflow_dir, "rev-parse", "HEAD").decode().strip()
         dirty = bool(_git(workflow_dir, "status", "--porcelain", "--untracked-files=no").strip())
-        tar_bytes = _git(workflow_dir, "archive", "--format=tar", "HEAD")
+        # the whole repository, also when `workflow_dir` is its workflow/ folder
+        top = _git(workflow_dir, "rev-parse", "--show-toplevel").decode().strip()
+        tar_bytes = _git(Path(top), "archive", "--format=tar", "HEAD")
     except (OSError, subprocess.CalledProcessError) as exc:
         raise RuntimeError(
             f"{workflow_dir} is not a git checkout: cannot archive the workflow"
