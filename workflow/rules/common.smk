@@ -7,7 +7,7 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
-from sekd.config import validate_config
+from sekd.config import check_config_file, validate_config
 from sekd.errors import ConfigError
 from sekd.objectives import KD_OBJECTIVES, OBJECTIVES
 from sekd.tables import direction_label
@@ -16,6 +16,8 @@ from sekd.teacher_store import parse_source, teacher_segment
 from sekd.variants import NAME_PATTERN, make_variant, parse_variant
 
 try:
+    for _path in workflow.configfiles:
+        check_config_file(_path)  # names the file and line of a duplicate key
     _validated = validate_config(dict(config))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None

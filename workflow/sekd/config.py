@@ -7,6 +7,7 @@ find it in their YAML. Torch-free: the Snakefile calls `validate_config` at pars
 from __future__ import annotations
 
 import copy
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +22,19 @@ from sekd.objectives import OBJECTIVES
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 MIRROR_ENV = "SEKD_DATA_MIRROR"
+
+
+def _is_integer(checker, instance) -> bool:
+    """JSON Schema's "integer" accepts 1.0; here an integer key takes Python ints only, so
+    `seeds: [1.0]` or `batch_size: 16.0` stop at validation, not as a path or a TypeError in a
+    job."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
 
 
 def load_schema() -> dict:
@@ -43,6 +57,7 @@ def load_config(*paths: str | Path) -> dict:
     """Merge YAML files left to right (later files override) and validate the result."""
     merged: dict = {}
     for path in paths:
+        check_config_file(path)
         try:
             with open(path, encoding="utf-8") as f:
                 loaded = yaml.safe_load(f) or {}
@@ -59,7 +74,7 @@ def _dotted(path: Iterable[Any]) -> str:
 
 
 def _schema_errors(config: dict, schema: dict) -> list[str]:
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = StrictValidator(schema)
     messages = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
         where = list(error.path)
@@ -102,7 +117,7 @@ def fill_defaults(config: dict, schema: dict) -> dict:
     """A copy of a schema-valid `config` with every missing key set to the schema's `default`,
     recursively (through `$ref` and `additionalProperties`)."""
     config = copy.deepcopy(config)
-    _defaults_filler(jsonschema.Draft202012Validator)(schema).validate(config)
+    _defaults_filler(StrictValidator)(schema).validate(config)
     return config
 
 
@@ -197,3 +212,37 @@ def _consistency_errors(config: dict) -> list[str]:
             f"config key 'data.mirror' (or ${MIRROR_ENV}): {d['mirror']!r} is not a directory"
         )
     return list(dict.fromkeys(errors))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key written twice in one mapping (plain YAML keeps the last
+    value without a word), naming both lines."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}:{line}: duplicate key {key!r} "
+                    f"(first on line {seen[key]}); YAML would keep only the last value"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_config_file(path: str | Path) -> None:
+    """Raise ConfigError, naming the file and line, for invalid YAML or a duplicate key."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        yaml.load(_named(text, str(path)), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def _named(text: str, name: str) -> io.StringIO:
+    """A YAML stream whose marks carry `name` (the file's path) in error messages."""
+    stream = io.StringIO(text)
+    stream.name = name
+    return stream

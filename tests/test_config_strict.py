@@ -1,0 +1,87 @@
+"""Configs that used to pass validation and then trained something else, or failed late inside a
+job: integer keys given as floats, keys written twice, a static β of 0. Each stops at parse time
+with a message naming the key, or the file and line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sekd.config import check_config_file, load_config
+from sekd.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "config" / "config.yaml"
+MINI = ROOT / "config" / "mini.yaml"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def write(tmp_path: Path, text: str, name: str = "my.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("seeds: [1.0]\n", "seeds.0"),
+        ("data: {max_train_pairs: 20.0}\n", "data.max_train_pairs"),
+        ("training: {batch_size: 16.0}\n", "training.batch_size"),
+        ("training: {max_length: 512.0}\n", "training.max_length"),
+        ("decoding: {num_beams: 1.0}\n", "decoding.num_beams"),
+        ("teacher_store: {samples: 64.0}\n", "teacher_store.samples"),
+        ("models: {student: {init: {hidden_size: 64.0}}}\n", "models.student.init.hidden_size"),
+        ("seeds: [true]\n", "seeds.0"),
+    ],
+)
+def test_integer_keys_refuse_floats_and_booleans(tmp_path, text, key):
+    with pytest.raises(ConfigError, match=rf"config key '{key}': .* is not of type 'integer'"):
+        load_config(PAPER, MINI, write(tmp_path, text))
+
+
+def test_float_keys_still_take_integers(tmp_path):
+    config = load_config(PAPER, write(tmp_path, "kd: {lam: 1, top_k_percent: 20}\n"))
+    assert config["kd"]["lam"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "first"),
+    [
+        ("kd:\n  lam: 0.5\n  beta: 0.3\n  lam: 0.7\n", 4, 2),
+        ("seeds: [1]\nkd: {lam: 0.5}\nseeds: [2]\n", 3, 1),
+        ("training: {epochs: 1, epochs: 2}\n", 1, 1),
+    ],
+)
+def test_duplicate_keys_name_file_and_line(tmp_path, text, line, first):
+    path = write(tmp_path, text)
+    message = rf"{path}:{line}: duplicate key .* \(first on line {first}\)"
+    with pytest.raises(ConfigError, match=message):
+        check_config_file(path)
+    with pytest.raises(ConfigError, match=message):
+        load_config(PAPER, path)
+
+
+def test_shipped_configs_have_no_duplicate_keys():
+    for path in [*sorted((ROOT / "config").glob("*.yaml")), ROOT / "tests" / "micro.yaml"]:
+        check_config_file(path)
+
+
+def test_snakemake_stops_on_a_duplicate_key_in_a_configfile(tmp_path):
+    path = write(tmp_path, "kd:\n  gamma: 0.4\n  gamma: 0.6\n")
+    cmd = [str(SNAKEMAKE), "-n", "-s", str(ROOT / "workflow" / "Snakefile"), "-d", str(tmp_path),
+           "--configfile", str(MINI), str(path)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+    assert proc.returncode != 0
+    assert f"{path}:3: duplicate key 'gamma' (first on line 2)" in proc.stdout + proc.stderr
+
+
+def test_a_static_beta_of_zero_is_refused(tmp_path):
+    """β = 0 makes the proxy of eq. 6 the target itself: SKEW KD's loss and gradient are 0."""
+    with pytest.raises(ConfigError, match=r"config key 'kd.beta'"):
+        load_config(PAPER, write(tmp_path, "kd: {beta: 0}\n"))
+    assert load_config(PAPER, write(tmp_path, "kd: {beta: 0.01}\n"))["kd"]["beta"] == 0.01
