@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sekd.config import check_config_file, load_config
+from sekd.config import check_config_file, load_config, typed_cli_overrides
 from sekd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +85,36 @@ def test_a_static_beta_of_zero_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"config key 'kd.beta'"):
         load_config(PAPER, write(tmp_path, "kd: {beta: 0}\n"))
     assert load_config(PAPER, write(tmp_path, "kd: {beta: 0.01}\n"))["kd"]["beta"] == 0.01
+
+
+@pytest.mark.parametrize(
+    ("raw", "typed"),
+    [
+        ({"kd": {"lam": "0.7"}}, {"kd": {"lam": 0.7}}),
+        ({"seeds": ["1", "2"]}, {"seeds": [1, 2]}),
+        ({"scoring": {"comet_model": "null"}}, {"scoring": {"comet_model": None}}),
+        ({"models": {"student": {"pretrained": "huggyllama/llama-7b"}}},
+         {"models": {"student": {"pretrained": "huggyllama/llama-7b"}}}),
+        ({"training": {"select_best_sft": "false"}}, {"training": {"select_best_sft": False}}),
+    ],
+)  # fmt: skip
+def test_cli_overrides_are_read_as_yaml(raw, typed):
+    assert typed_cli_overrides(raw) == typed
+
+
+def test_snakemake_takes_a_nested_config_override(tmp_path):
+    """`--config kd='{lam: 0.7}'` used to be refused ('0.7' is not a number); now it plans the
+    λ = 0.7 runs, and a wrong value still names its key."""
+    cmd = [str(SNAKEMAKE), "-n", "-s", str(ROOT / "workflow" / "Snakefile"), "-d", str(tmp_path),
+           "results/table1.csv", "--configfile", str(MINI)]  # fmt: skip
+    env = {**os.environ}
+    proc = subprocess.run(
+        [*cmd, "--config", "kd={lam: 0.7}"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "forward_kd-lam0.7/" in proc.stdout
+    proc = subprocess.run(
+        [*cmd, "--config", "kd={gamma: fast}"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode != 0
+    assert "config key 'kd.gamma': 'fast' is not of type 'number'" in proc.stdout + proc.stderr

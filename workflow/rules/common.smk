@@ -7,7 +7,8 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
-from sekd.config import check_config_file, validate_config
+from sekd.config import check_config_file, deep_merge, typed_cli_overrides
+from sekd.config import validate_config
 from sekd.errors import ConfigError
 from sekd.objectives import KD_OBJECTIVES, OBJECTIVES
 from sekd.tables import direction_label
@@ -18,7 +19,9 @@ from sekd.variants import NAME_PATTERN, make_variant, parse_variant
 try:
     for _path in workflow.configfiles:
         check_config_file(_path)  # names the file and line of a duplicate key
-    _validated = validate_config(dict(config))
+    # --config values as YAML types (Snakemake leaves nested ones strings)
+    _cli = typed_cli_overrides(dict(workflow.config_settings.config))
+    _validated = validate_config(deep_merge(dict(config), _cli))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 config.clear()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +246,19 @@ def _named(text: str, name: str) -> io.StringIO:
     stream = io.StringIO(text)
     stream.name = name
     return stream
+
+
+def typed_cli_overrides(overrides: Any) -> Any:
+    """Snakemake's `--config key=value` values with YAML types: Snakemake parses a nested value
+    such as `kd='{lam: 0.7}'` with YAML's BaseLoader, which leaves every scalar a string
+    (`{'lam': '0.7'}`), so the schema would refuse it; each string is read again as YAML."""
+    if isinstance(overrides, Mapping):
+        return {key: typed_cli_overrides(value) for key, value in overrides.items()}
+    if isinstance(overrides, list):
+        return [typed_cli_overrides(value) for value in overrides]
+    if isinstance(overrides, str):
+        try:
+            return yaml.safe_load(overrides) if overrides.strip() else overrides
+        except yaml.YAMLError:
+            return overrides
+    return overrides
