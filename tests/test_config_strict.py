@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sekd.config import check_config_file, load_config, typed_cli_overrides
+from sekd.config import check_config_file, load_config, typed_cli_overrides, validate_config
 from sekd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +118,9 @@ def test_snakemake_takes_a_nested_config_override(tmp_path):
     )
     assert proc.returncode != 0
     assert "config key 'kd.gamma': 'fast' is not of type 'number'" in proc.stdout + proc.stderr
+
+
+def test_a_relative_data_mirror_in_the_environment_is_refused():
+    config = load_config(PAPER)
+    with pytest.raises(ConfigError, match=r"\$SEKD_DATA_MIRROR='shared/alma': give an absolute"):
+        validate_config(config, environ={"SEKD_DATA_MIRROR": "shared/alma"})

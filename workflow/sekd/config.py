@@ -135,6 +135,13 @@ def validate_config(config: dict, *, environ: dict | None = None) -> dict:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(messages))
     config = fill_defaults(config, schema)
     if environ.get(MIRROR_ENV):
+        if not Path(environ[MIRROR_ENV]).is_absolute():
+            # Snakemake has already moved to --directory: a relative path would silently be read
+            # from there, not from where the user typed it
+            raise ConfigError(
+                f"${MIRROR_ENV}={environ[MIRROR_ENV]!r}: give an absolute path "
+                f"(a relative one would be read from the working directory {os.getcwd()})"
+            )
         config["data"]["mirror"] = environ[MIRROR_ENV]
     messages = _consistency_errors(config)
     if messages:
