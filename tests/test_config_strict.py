@@ -124,3 +124,39 @@ def test_a_relative_data_mirror_in_the_environment_is_refused():
     config = load_config(PAPER)
     with pytest.raises(ConfigError, match=r"\$SEKD_DATA_MIRROR='shared/alma': give an absolute"):
         validate_config(config, environ={"SEKD_DATA_MIRROR": "shared/alma"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("models: {student: {pretrained: /no/such/llama-7b}}\n",
+         r"'models.student.pretrained': '/no/such/llama-7b' is not a directory"),
+        ("models: {teacher: {pretrained: ./weights/llama-13b}}\n",
+         r"'models.teacher.pretrained': './weights/llama-13b' is not a directory"),
+        ("models: {teacher: {pretrained: cache/huggyllama/llama-13b}}\n",
+         r"'models.teacher.pretrained': 'cache/huggyllama/llama-13b' is not a directory"),
+        ("models: {teacher: {pretrained: 'llama 13b'}}\n",
+         r"'models.teacher.pretrained': 'llama 13b' is neither a directory nor a hub id"),
+    ],
+)  # fmt: skip
+def test_a_missing_local_model_path_stops_the_plan(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(PAPER, write(tmp_path, text))
+
+
+def test_hub_ids_and_existing_directories_are_accepted(tmp_path):
+    (tmp_path / "llama").mkdir()
+    local = tmp_path / "llama"
+    text = f"models: {{student: {{pretrained: {local}}}, teacher: {{pretrained: org/m}}}}\n"
+    config = load_config(PAPER, write(tmp_path, text))
+    assert config["models"]["teacher"]["pretrained"] == "org/m"
+
+
+def test_kv_heads_must_divide_the_attention_heads(tmp_path):
+    text = "models: {student: {init: {num_attention_heads: 4, num_key_value_heads: 3}}}\n"
+    with pytest.raises(
+        ConfigError, match=r"'models.student.init.num_key_value_heads': must divide"
+    ):
+        load_config(PAPER, MINI, write(tmp_path, text))
+    ok = "models: {student: {init: {num_attention_heads: 4, num_key_value_heads: 2}}}\n"
+    assert load_config(PAPER, MINI, write(tmp_path, ok))["models"]["student"]["init"]

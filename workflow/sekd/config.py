@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,25 @@ def validate_config(config: dict, *, environ: dict | None = None) -> dict:
     return config
 
 
+HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+
+
+def _pretrained_errors(key: str, value: str) -> list[str]:
+    """A `pretrained` value is a local directory (it must exist) or a hub id `org/name`.
+
+    What looks like a path (absolute, ./ ../ ~, or more than one '/') must be a directory now:
+    otherwise the job would fail hours later with the hub's "Repo id must be in the form" error.
+    """
+    if Path(value).expanduser().is_dir():
+        return []
+    looks_local = value.startswith(("/", "./", "../", "~")) or value.count("/") > 1
+    if looks_local:
+        return [f"config key '{key}': {value!r} is not a directory (a local model path)"]
+    if not HUB_ID.match(value):
+        return [f"config key '{key}': {value!r} is neither a directory nor a hub id (org/name)"]
+    return []
+
+
 def _consistency_errors(config: dict) -> list[str]:
     """Checks a schema cannot express: cross-references between keys."""
     errors = []
@@ -161,6 +181,14 @@ def _consistency_errors(config: dict) -> list[str]:
             errors.append(
                 f"config key 'models.{name}.init.num_attention_heads': must divide hidden_size"
             )
+        kv_heads = init.get("num_key_value_heads")
+        if kv_heads and init["num_attention_heads"] % kv_heads:
+            errors.append(
+                f"config key 'models.{name}.init.num_key_value_heads': must divide "
+                "num_attention_heads (each KV head serves a whole group of query heads)"
+            )
+        if model["pretrained"] is not None:
+            errors += _pretrained_errors(f"models.{name}.pretrained", model["pretrained"])
     tok = config["tokenizer"]
     if (tok["from_model"] is None) == (tok["train"] is None):
         errors.append("config key 'tokenizer': set exactly one of 'from_model' or 'train'")
