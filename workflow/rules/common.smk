@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from sekd import data as alma
 from sekd.config import validate_config
 from sekd.errors import ConfigError
-from sekd.objectives import KD_OBJECTIVES, OBJECTIVES
+from sekd.objectives import OBJECTIVES, kd_objectives
 from sekd.tables import direction_label
 from sekd.teacher_store import SOURCE_PATTERN, serves, source_name, split_teacher
 from sekd.teacher_store import parse_source, teacher_segment
