@@ -42,6 +42,10 @@ class HParam:
     tag: str  # its prefix in run names: ``lam0.5``, ``k20`` (sekd.variants)
     description: str
 
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z]+", self.tag):
+            raise ValueError(f"hyper-parameter {self.name!r}: tag {self.tag!r} must be a-z only")
+
 
 HPARAMS: dict[str, HParam] = {
     h.name: h
