@@ -2,6 +2,9 @@
 rows, with the gradient w.r.t. the student logits derived analytically in the forward pass
 (Liger-Kernel style) instead of by autograd.
 
+Each kernel registers beside its objective's reference loss, `@register_kernel(name, teacher)`
+(the declaration is in `sekd.objectives`); an objective without one takes the reference path.
+
 `chunked_distill` walks the N non-ignored tokens in chunks of at most `chunk_size` rows, read one
 chunk at a time from the [B,T,V] logits (views such as `logits[:, :-1]` are read in place; the
 teacher's columns beyond V are never read). Per chunk, in fp32: log q and q = softmax(student),
