@@ -136,6 +136,7 @@ def test_it_appears_in_a_table(half_kd, tmp_path):
     [
         ({"name": "half-kd"}, "lower-case letters"),
         ({"name": "HalfKD"}, "lower-case letters"),
+        ({"label": ""}, "label"),
         ({"hparams": ("lam", "temperature")}, "unknown hyper-parameters"),
         ({"hparams": ["lam"]}, "tuple"),
         ({"hparams": ("lam", "lam")}, "repeated"),

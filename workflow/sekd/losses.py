@@ -276,7 +276,7 @@ def _skew_teacher_kd(
 
 
 def _check_hparams(
-    spec: Objective, lam: float, beta: float, gamma: float, top_k_percent: float | None
+    declaration: Objective, lam: float, beta: float, gamma: float, top_k_percent: float | None
 ) -> None:
     for name, value in (("lam", lam), ("beta", beta)):
         if not 0 <= value <= 1:
@@ -284,8 +284,8 @@ def _check_hparams(
     if not gamma >= 0:
         raise ValueError(f"gamma must be >= 0, got {gamma!r}")
     if top_k_percent is None:
-        if "top_k_percent" in spec.hparams:
-            raise ValueError(f"objective {spec.name!r} needs top_k_percent (in [0, 100])")
+        if "top_k_percent" in declaration.hparams:
+            raise ValueError(f"objective {declaration.name!r} needs top_k_percent (in [0, 100])")
     elif not 0 <= top_k_percent <= 100:
         raise ValueError(f"top_k_percent must be in [0, 100], got {top_k_percent!r}")
 
@@ -327,9 +327,9 @@ def distill_loss(
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
         raise ValueError(f"chunk_size must be an int >= 1, 'auto' or None; got {chunk_size!r}")
-    spec = get_objective(objective)
+    declaration = get_objective(objective)
     fn = reference_loss(objective)
-    _check_hparams(spec, lam, beta, gamma, top_k_percent)
+    _check_hparams(declaration, lam, beta, gamma, top_k_percent)
     if student_logits.dim() != 3 or labels.shape != student_logits.shape[:2]:
         raise ValueError(
             f"student_logits must be [B,T,V] and labels [B,T]; got student_logits "
@@ -340,7 +340,7 @@ def distill_loss(
     targets = labels[mask].long()
     if ((targets < 0) | (targets >= V)).any():
         raise ValueError(f"labels must be -100 or in [0, {V}) (the student vocabulary)")
-    if spec.needs_teacher:
+    if declaration.needs_teacher:
         if teacher_logits is None:
             raise ValueError(f"objective {objective!r} needs teacher_logits, got None")
         if teacher_logits.dim() != 3 or teacher_logits.shape[:2] != student_logits.shape[:2]:
@@ -369,7 +369,7 @@ def distill_loss(
         loss, loss_sum, hard, d = chunked_distill(
             kernel,
             student_logits,
-            teacher_logits if spec.needs_teacher else None,
+            teacher_logits if declaration.needs_teacher else None,
             mask,
             targets,
             lam=lam,
@@ -384,7 +384,7 @@ def distill_loss(
     else:  # the reference: autograd through fp32 [N, V] log-probabilities
         log_q = student_logits[mask].float().log_softmax(-1)
         log_p = None
-        if spec.needs_teacher:
+        if declaration.needs_teacher:
             log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
         per_token, hard, d = fn(
             log_q,

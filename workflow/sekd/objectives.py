@@ -78,6 +78,8 @@ class Objective:
                 f"objective name {self.name!r}: use lower-case letters and '_' only "
                 f"({NAME_RE.pattern}); '-' separates the parts of a run name"
             )
+        if not self.label:
+            raise ValueError(f"objective {self.name!r}: its table label is empty")
         if not isinstance(self.hparams, tuple):
             raise ValueError(f"objective {self.name!r}: hparams must be a tuple of names")
         unknown = [h for h in self.hparams if h not in HPARAMS]
@@ -157,7 +159,8 @@ def attach(name: str, kind: str, implementation: Callable) -> None:
 
 def implementation(name: str, kind: str) -> Any | None:
     """The `kind` implementation attached to objective `name`, None if there is none."""
-    return _IMPLEMENTATIONS.get(get_objective(name).name, {}).get(kind)
+    get_objective(name)
+    return _IMPLEMENTATIONS[name].get(kind)
 
 
 def kd_objectives() -> list[str]:
