@@ -85,6 +85,41 @@ def test_every_schema_key_has_a_description_and_a_default():
     walk(schema, "")
 
 
+def test_the_schema_file_names_no_objective():
+    """Objective names reach the schema only through `$defs.objective`, filled from the registry
+    (defaults are values, not declarations, and descriptions are prose)."""
+    from sekd.config import SCHEMA_PATH
+    from sekd.objectives import OBJECTIVES
+
+    raw = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert "enum" not in raw["$defs"]["objective"]
+
+    def strings(node, key=None):
+        if key in ("default", "description"):
+            return
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from strings(k)
+                yield from strings(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                yield from strings(v)
+        elif isinstance(node, str):
+            yield node
+
+    assert not set(strings(raw)) & set(OBJECTIVES)
+
+
+def test_the_loaded_objective_enum_is_the_registry():
+    from sekd.objectives import kd_objectives
+
+    schema = load_schema()
+    assert schema["$defs"]["objective"]["enum"] == kd_objectives()
+    assert schema["$defs"]["objectives"]["items"] == {"$ref": "#/$defs/objective"}
+    tables = schema["properties"]["tables"]["properties"]
+    assert tables["baseline"]["$ref"] == "#/$defs/objective"
+
+
 def test_mirror_from_the_environment(paper, tmp_path):
     config = validate_config(paper, environ={"SEKD_DATA_MIRROR": str(tmp_path)})
     assert config["data"]["mirror"] == str(tmp_path)

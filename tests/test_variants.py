@@ -28,6 +28,17 @@ def test_names_hold_only_what_the_objective_reads():
     assert make_variant("skew_kd", {**KD, "gamma": 0.9}).name == make_variant("skew_kd", KD).name
 
 
+def test_tags_come_from_the_hyper_parameter_declarations():
+    from sekd.objectives import HPARAMS, hparam_tags
+
+    tags = hparam_tags()
+    assert tags == {"lam": "lam", "beta": "beta", "gamma": "gamma", "top_k_percent": "k"}
+    assert len(set(tags.values())) == len(HPARAMS)
+    for name in OBJECTIVES:
+        for key in OBJECTIVES[name].hparams:
+            assert key in HPARAMS
+
+
 def test_progressive_beta():
     variant = make_variant("sekd", {**KD, "beta": [0.5, 0.0]})
     assert variant.name == "sekd-lam0.5-beta0.5to0-gamma0.4"

@@ -10,7 +10,7 @@ from sekd import data as alma
 from sekd.config import check_config_file, deep_merge, typed_cli_overrides
 from sekd.config import validate_config
 from sekd.errors import ConfigError
-from sekd.objectives import KD_OBJECTIVES, OBJECTIVES
+from sekd.objectives import OBJECTIVES, kd_objectives
 from sekd.tables import direction_label
 from sekd.teacher_store import SOURCE_PATTERN, serves, source_name, split_teacher
 from sekd.teacher_store import parse_source, teacher_segment

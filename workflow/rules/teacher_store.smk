@@ -49,7 +49,7 @@ rule store_fidelity_loss:
             **store_slice(wc.teacher, wc.source),
             "kd": config["kd"],
             # every objective a sparse store serves (BLEU only for fidelity.objectives)
-            "objectives": [o for o in KD_OBJECTIVES if serves(o, "sparse")],
+            "objectives": [o for o in kd_objectives() if serves(o, "sparse")],
             "examples": config["teacher_store"]["fidelity"]["examples"],
             "batch_size": config["training"]["per_device_batch_size"],
         },

@@ -2,6 +2,9 @@
 rows, with the gradient w.r.t. the student logits derived analytically in the forward pass
 (Liger-Kernel style) instead of by autograd.
 
+Each kernel registers beside its objective's reference loss, `@register_kernel(name, teacher)`
+(the declaration is in `sekd.objectives`); an objective without one takes the reference path.
+
 `chunked_distill` walks the N non-ignored tokens in chunks of at most `chunk_size` rows, read one
 chunk at a time from the [B,T,V] logits (views such as `logits[:, :-1]` are read in place; the
 teacher's columns beyond V are never read). Per chunk, in fp32: log q and q = softmax(student),
@@ -45,6 +48,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from sekd import objectives
 
 # Default rows per chunk: ~CHUNK_ELEMENTS fp32 entries per work buffer (six of them). On CPU 1 MiB
 # buffers, so that a chunk's working set stays in cache (fastest of 2^17..2^20 on the benchmark's
@@ -144,8 +149,40 @@ class Hyper:
 # A kernel: (chunk, hyper, hard [c] | None, d [c] | None) -> (loss [c], ∂(mean loss)/∂s [c, V]
 # or None, hard [c] | None, d [c] | None).
 KernelOut = tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]
+Kernel = Callable[..., KernelOut]
 
 
+@dataclass(frozen=True)
+class ChunkedObjective:
+    kernel: Kernel
+    teacher: str | None  # None (sft), "p" (the chunk holds p) or "target" (it holds ỹ)
+    topk: bool = False  # hard = the top-k d of the batch: a first pass computes d
+
+
+def register_kernel(
+    name: str, teacher: str | None, topk: bool = False
+) -> Callable[[Kernel], Kernel]:
+    """Register `kernel` as the chunked implementation of declared objective `name`, beside its
+    reference in `sekd.losses`. `teacher`: what each chunk holds besides q -- None (no teacher),
+    "p" (the teacher's distribution) or "target" (ỹ of eq. 4); `topk`: the hard tokens are the
+    top-k d of the whole batch, found by a first pass. Optional: an objective without a kernel
+    takes the reference path."""
+    if teacher not in (None, "p", "target"):
+        raise ValueError(f"kernel of {name!r}: teacher must be None, 'p' or 'target'")
+
+    def decorator(kernel: Kernel) -> Kernel:
+        objectives.attach(name, "chunked", ChunkedObjective(kernel, teacher, topk))
+        return kernel
+
+    return decorator
+
+
+def kernel_of(name: str) -> ChunkedObjective | None:
+    """The chunked kernel registered for objective `name`, None if it has none."""
+    return objectives.implementation(name, "chunked")
+
+
+@register_kernel("sft", None)
 def _sft(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     """Eq. 2: ∂/∂s = q - e_y."""
     loss = ch.nll()
@@ -175,14 +212,17 @@ def _teacher_mix(ch: Chunk, h: Hyper, beta: float) -> KernelOut:
     return loss, ds, None, None
 
 
+@register_kernel("forward_kd", "p")
 def _forward_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     return _teacher_mix(ch, h, 1.0)
 
 
+@register_kernel("skew_teacher_kd", "p")
 def _skew_teacher_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     return _teacher_mix(ch, h, h.beta)
 
 
+@register_kernel("reverse_kd", "p")
 def _reverse_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     """(1-λ)·SFT + λ·KL(q||p); ∂/∂s = q·(λ(ℓ + 1) - Σg) - (1-λ)·e_y, ℓ = log q - log p, with
     Σg = λ(KL + Σq) - (1-λ)."""
@@ -253,39 +293,24 @@ def _self_evolution(
     return loss, ds, hard, d
 
 
+@register_kernel("noevo_kd", "target")
 def _noevo_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     return _self_evolution(ch, h, "easy")
 
 
+@register_kernel("skew_kd", "target")
 def _skew_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     return _self_evolution(ch, h, "hard")
 
 
+@register_kernel("sekd", "target")
 def _sekd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     return _self_evolution(ch, h, "gamma")
 
 
+@register_kernel("sekd_topk", "target", topk=True)
 def _sekd_topk(ch: Chunk, h: Hyper, hard: Tensor | None, d: Tensor | None) -> KernelOut:
     return _self_evolution(ch, h, "given", hard, d)
-
-
-@dataclass(frozen=True)
-class ChunkedObjective:
-    kernel: Callable[..., KernelOut]
-    teacher: str | None  # None (sft), "p" (the chunk holds p) or "target" (it holds ỹ)
-    topk: bool = False  # hard = the top-k d of the batch: a first pass computes d
-
-
-CHUNKED: dict[str, ChunkedObjective] = {
-    "sft": ChunkedObjective(_sft, None),
-    "forward_kd": ChunkedObjective(_forward_kd, "p"),
-    "reverse_kd": ChunkedObjective(_reverse_kd, "p"),
-    "noevo_kd": ChunkedObjective(_noevo_kd, "target"),
-    "skew_kd": ChunkedObjective(_skew_kd, "target"),
-    "sekd": ChunkedObjective(_sekd, "target"),
-    "sekd_topk": ChunkedObjective(_sekd_topk, "target", topk=True),
-    "skew_teacher_kd": ChunkedObjective(_skew_teacher_kd, "p"),
-}
 
 
 # --- reading rows -------------------------------------------------------------------------------
@@ -370,7 +395,7 @@ class _ChunkedLossFn(torch.autograd.Function):
 
 
 def chunked_distill(
-    objective: str,
+    obj: ChunkedObjective,
     student: Tensor,
     teacher: Tensor | None,
     mask: Tensor,
@@ -383,12 +408,11 @@ def chunked_distill(
     chunk_size: int,
     d_offset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """(mean loss, loss sum, hard [N] | None, d [N] | None) of `objective` (a key of CHUNKED) on
+    """(mean loss, loss sum, hard [N] | None, d [N] | None) of the objective of kernel `obj` on
     the tokens where `mask` [B,T] is True (row-major order), `targets` [N] their labels. The
     arguments are assumed validated (`sekd.losses.distill_loss`). `num_hard(N)` is the number of
     hard tokens of sekd_topk; `d_offset` [N] (fp32) is added to d of the self-evolution
     objectives (see `sekd.losses._self_evolution`)."""
-    obj = CHUNKED[objective]
     V = student.shape[-1]
     n = targets.numel()
     dev = student.device

@@ -19,7 +19,7 @@ import yaml
 
 from sekd import data
 from sekd.errors import ConfigError
-from sekd.objectives import OBJECTIVES
+from sekd.objectives import OBJECTIVES, kd_objectives
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 MIRROR_ENV = "SEKD_DATA_MIRROR"
@@ -39,8 +39,13 @@ StrictValidator = jsonschema.validators.extend(
 
 
 def load_schema() -> dict:
+    """The config schema, with the enum of `$defs.objective` (every key that takes an objective
+    refers to it) filled from the objective registry: the KD objectives declared in
+    `sekd.objectives` at the time of the call. The YAML file names no objective."""
     with open(SCHEMA_PATH, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        schema = yaml.safe_load(f)
+    schema["$defs"]["objective"]["enum"] = kd_objectives()
+    return schema
 
 
 def deep_merge(base: dict, override: dict) -> dict:

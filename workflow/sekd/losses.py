@@ -15,8 +15,19 @@ loss averaged over the N non-ignored tokens of the whole batch (the 1/N of eqs. 
     skew_teacher_kd  (1-λ)·SFT + λ·KL(p||βq + (1-β)p)                           eq. 10
 
 Gradients flow through q only: the teacher logits are detached on entry, and ỹ, d and the
-hard/easy split are constants. Adding an objective is an entry in `sekd.objectives` plus one
-function here under `@register_objective(name)`.
+hard/easy split are constants.
+
+Adding an objective is one declaration and one function:
+
+    sekd.objectives.declare(Objective("half_kd", "Half KD", ("lam",), needs_teacher=True))
+
+    @register_objective("half_kd")
+    def _half_kd(log_q, log_p, labels, *, lam, **_):  # [n,V], [n,V], [n] -> loss [n], None, None
+        return (1 - lam) * _nll(log_q, labels) + lam / 2 * _kl(log_p, log_q), None, None
+
+The declaration (label, hyper-parameters, teacher, sequences) is all the workflow reads: config
+validation, run names and tables follow from it. A chunked kernel (`sekd.chunked.register_kernel`)
+is optional; without one the objective takes the reference path below.
 
 Conventions:
 - Logits come aligned with the labels (position t predicts labels[:, t]; the caller shifts);
@@ -29,8 +40,8 @@ Conventions:
 - Two implementations give the same results: by default `distill_loss` runs the memory-flat
   chunked one of `sekd.chunked` (analytic gradients, computed chunk by chunk of tokens in the
   forward pass); `chunk_size=None` (or `distill_loss_reference`) runs the autograd one below, the
-  reference, which materialises fp32 [N, V] intermediates. Objectives registered here without a
-  kernel in `sekd.chunked.CHUNKED` always take the reference path.
+  reference, which materialises fp32 [N, V] intermediates. Objectives without a kernel
+  registered in `sekd.chunked` always take the reference path.
 - Teacher vocabulary: student and teacher must share the tokenizer. If the teacher has more
   logits than the student (embedding rows padded, e.g. to a multiple of 64), they are cut to the
   student's first V before the softmax, i.e. p is renormalised over the shared ids; fewer is an
@@ -47,39 +58,17 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sekd.chunked import CHUNKED, auto_chunk_size, chunked_distill
-from sekd.objectives import OBJECTIVES as OBJECTIVE_INFO
-from sekd.objectives import ObjectiveInfo
+from sekd import objectives
+from sekd.chunked import auto_chunk_size, chunked_distill, kernel_of
+from sekd.objectives import Objective, get_objective
 
 IGNORE_INDEX = -100
-HPARAMS = ("lam", "beta", "gamma", "top_k_percent")
 
-# An objective: fn(log_q [n,V], log_p [n,V] | None, labels [n], *, lam, beta, gamma, top_k_percent)
-#   -> (per-token loss [n], hard [n] bool | None, difficulty d [n] | None)
+# A reference loss: fn(log_q [n,V], log_p [n,V] | None, labels [n], *, lam, beta, gamma,
+# top_k_percent, d_offset) -> (per-token loss [n], hard [n] bool | None, difficulty d [n] | None).
+# It takes every hyper-parameter by keyword and ignores (**_) those its objective does not read.
 PerToken = tuple[Tensor, Tensor | None, Tensor | None]
 ObjectiveFn = Callable[..., PerToken]
-
-
-@dataclass(frozen=True)
-class ObjectiveSpec:
-    info: ObjectiveInfo  # name, table label, needs_teacher, hparams (sekd.objectives)
-    fn: ObjectiveFn
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def label(self) -> str:
-        return self.info.label
-
-    @property
-    def needs_teacher(self) -> bool:
-        return self.info.needs_teacher
-
-    @property
-    def hparams(self) -> tuple[str, ...]:
-        return self.info.hparams
 
 
 @dataclass(frozen=True)
@@ -91,26 +80,26 @@ class DistillOutput:
     difficulty: Tensor | None  # detached fp32 [B,T], d_i of eq. 5, 0 where ignored
 
 
-OBJECTIVES: dict[str, ObjectiveSpec] = {}
-
-
 def register_objective(name: str) -> Callable[[ObjectiveFn], ObjectiveFn]:
-    """Register the per-token loss of objective `name`, whose label and hyper-parameters are
-    declared (torch-free, for the workflow) in `sekd.objectives.OBJECTIVES`."""
-    if name not in OBJECTIVE_INFO:
-        raise ValueError(f"objective {name!r}: declare it in sekd.objectives.OBJECTIVES first")
-    info = OBJECTIVE_INFO[name]
-    unknown = [h for h in info.hparams if h not in HPARAMS]
-    if unknown:
-        raise ValueError(f"unknown hyper-parameters {unknown} for {name!r}; known: {HPARAMS}")
+    """Register `fn` as the reference per-token loss of objective `name`, which must be declared
+    first (`sekd.objectives.declare`); once per objective."""
 
     def decorator(fn: ObjectiveFn) -> ObjectiveFn:
-        if name in OBJECTIVES:
-            raise ValueError(f"objective {name!r} is already registered")
-        OBJECTIVES[name] = ObjectiveSpec(info, fn)
+        objectives.attach(name, "reference", fn)
         return fn
 
     return decorator
+
+
+def reference_loss(name: str) -> ObjectiveFn:
+    """The reference per-token loss registered for objective `name`."""
+    fn = objectives.implementation(name, "reference")
+    if fn is None:
+        raise ValueError(
+            f"objective {name!r} has no loss function: register one with "
+            "@sekd.losses.register_objective(name)"
+        )
+    return fn
 
 
 # --- numerics: log-probabilities [n, V] in fp32 ------------------------------------------------
@@ -287,7 +276,7 @@ def _skew_teacher_kd(
 
 
 def _check_hparams(
-    spec: ObjectiveSpec, lam: float, beta: float, gamma: float, top_k_percent: float | None
+    declaration: Objective, lam: float, beta: float, gamma: float, top_k_percent: float | None
 ) -> None:
     for name, value in (("lam", lam), ("beta", beta)):
         if not 0 <= value <= 1:
@@ -295,8 +284,8 @@ def _check_hparams(
     if not gamma >= 0:
         raise ValueError(f"gamma must be >= 0, got {gamma!r}")
     if top_k_percent is None:
-        if "top_k_percent" in spec.hparams:
-            raise ValueError(f"objective {spec.name!r} needs top_k_percent (in [0, 100])")
+        if "top_k_percent" in declaration.hparams:
+            raise ValueError(f"objective {declaration.name!r} needs top_k_percent (in [0, 100])")
     elif not 0 <= top_k_percent <= 100:
         raise ValueError(f"top_k_percent must be in [0, 100], got {top_k_percent!r}")
 
@@ -338,10 +327,9 @@ def distill_loss(
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
         raise ValueError(f"chunk_size must be an int >= 1, 'auto' or None; got {chunk_size!r}")
-    spec = OBJECTIVES.get(objective)
-    if spec is None:
-        raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
-    _check_hparams(spec, lam, beta, gamma, top_k_percent)
+    declaration = get_objective(objective)
+    fn = reference_loss(objective)
+    _check_hparams(declaration, lam, beta, gamma, top_k_percent)
     if student_logits.dim() != 3 or labels.shape != student_logits.shape[:2]:
         raise ValueError(
             f"student_logits must be [B,T,V] and labels [B,T]; got student_logits "
@@ -352,7 +340,7 @@ def distill_loss(
     targets = labels[mask].long()
     if ((targets < 0) | (targets >= V)).any():
         raise ValueError(f"labels must be -100 or in [0, {V}) (the student vocabulary)")
-    if spec.needs_teacher:
+    if declaration.needs_teacher:
         if teacher_logits is None:
             raise ValueError(f"objective {objective!r} needs teacher_logits, got None")
         if teacher_logits.dim() != 3 or teacher_logits.shape[:2] != student_logits.shape[:2]:
@@ -376,11 +364,12 @@ def distill_loss(
         d_offset = difficulty_offset.detach()[mask].float()
 
     n = targets.numel()
-    if chunk_size is not None and objective in CHUNKED:
+    kernel = kernel_of(objective)
+    if chunk_size is not None and kernel is not None:
         loss, loss_sum, hard, d = chunked_distill(
-            objective,
+            kernel,
             student_logits,
-            teacher_logits if spec.needs_teacher else None,
+            teacher_logits if declaration.needs_teacher else None,
             mask,
             targets,
             lam=lam,
@@ -395,9 +384,9 @@ def distill_loss(
     else:  # the reference: autograd through fp32 [N, V] log-probabilities
         log_q = student_logits[mask].float().log_softmax(-1)
         log_p = None
-        if spec.needs_teacher:
+        if declaration.needs_teacher:
             log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
-        per_token, hard, d = spec.fn(
+        per_token, hard, d = fn(
             log_q,
             log_p,
             targets,

@@ -19,7 +19,7 @@ once per teacher (rule ``teacher_store``) and read by every KD job. Modes (confi
   sampled target's Σ ỹ log ỹ with the exact one (`difficulty_offset`), so the hard/easy split of
   eqs. 7-9 is not shifted by the sample's missing entropy. reverse_kd needs p on the whole
   vocabulary (KL(q||p) is infinite where p̂ = 0): a sparse store cannot serve it
-  (`sekd.objectives.ObjectiveInfo.needs_full_teacher`); its runs keep the online teacher.
+  (`sekd.objectives.Objective.needs_full_teacher`); its runs keep the online teacher.
 
 Layout of a store directory: ``store.json`` (format, mode, sizes, the training set's
 fingerprint, build time), ``offsets.npy`` (int64 [E+1]: example e's target tokens are rows

@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sekd.objectives import OBJECTIVES
+from sekd.objectives import HPARAMS, OBJECTIVES
 
-TAGS = {"lam": "lam", "beta": "beta", "gamma": "gamma", "top_k_percent": "k"}
-_TAG_TO_HPARAM = {tag: name for name, tag in TAGS.items()}
 _NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 _PART = re.compile(rf"^(?P<tag>[a-z]+?)(?P<a>{_NUMBER})(?:to(?P<b>{_NUMBER}))?$")
 # Wildcard constraint for Snakemake: objective, then -tag<value> parts.
@@ -44,7 +42,7 @@ class Variant:
                 text = f"{format_number(value[0])}to{format_number(value[1])}"
             else:
                 text = format_number(value)
-            parts.append(f"{TAGS[key]}{text}")
+            parts.append(f"{HPARAMS[key].tag}{text}")
         return "-".join(parts)
 
     @property
@@ -87,12 +85,13 @@ def parse_variant(name: str) -> Variant:
     objective, *parts = name.split("-")
     if objective not in OBJECTIVES:
         raise ValueError(f"run name {name!r}: unknown objective {objective!r}")
+    hparam_of_tag = {h.tag: h.name for h in HPARAMS.values()}
     hparams: dict = {}
     for part in parts:
         match = _PART.match(part)
-        if not match or match["tag"] not in _TAG_TO_HPARAM:
+        if not match or match["tag"] not in hparam_of_tag:
             raise ValueError(f"run name {name!r}: cannot parse {part!r}")
-        key = _TAG_TO_HPARAM[match["tag"]]
+        key = hparam_of_tag[match["tag"]]
         a = float(match["a"])
         hparams[key] = (a, float(match["b"])) if match["b"] is not None else a
     if set(hparams) != set(OBJECTIVES[objective].hparams):
