@@ -10,6 +10,7 @@ min_version("9.0")
 
 
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
+configfile: Path(workflow.basedir) / "config" / "paper.yaml"
 
 
 include: "workflow/rules/common.smk"
