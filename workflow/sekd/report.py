@@ -113,7 +113,8 @@ def build(
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f"<figure><h2>{html.escape(name)}</h2>")
         parts.append(f"<img alt='{name}' src='data:image/png;base64,{data}'>")
-        parts.append(f"<figcaption class='paper'>{html.escape(captions.get(name, ''))}</figcaption>")
+        caption = html.escape(captions.get(name, ""))
+        parts.append(f"<figcaption class='paper'>{caption}</figcaption>")
         parts.append("</figure>")
     if fidelity is not None:
         parts.append(_fidelity(fidelity))

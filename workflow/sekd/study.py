@@ -1,4 +1,4 @@
-"""The study's tables and figures as plain functions of the config (config/paper.yaml declares them).
+"""The study's tables and figures as plain functions of the config; config/paper.yaml declares them.
 
 Torch-free and free of numpy/pandas: the rules call these at parse time. A table's rows are its
 SFT'd models (`sft_rows`) and one KD run per objective (§5, Tables 1-2); a figure's points are KD
@@ -88,9 +88,7 @@ def table_rows(config: dict, table: str) -> list[tuple[str, str]]:
     spec = config["tables"][table]
     model = {"teacher": spec["teacher"], "student": "student"}
     rows = [(row["label"], f"sft/{model[row['role']]}") for row in spec["sft_rows"]]
-    rows += [
-        (OBJECTIVES[o].label, kd_run(config, o, spec["teacher"])) for o in spec["objectives"]
-    ]
+    rows += [(OBJECTIVES[o].label, kd_run(config, o, spec["teacher"])) for o in spec["objectives"]]
     return rows
 
 
@@ -150,9 +148,8 @@ def table_caption(config: dict, table: str) -> str:
 
 
 def table_outputs(config: dict) -> list[str]:
-    return [
-        f"results/{name}.{ext}" for name in table_names(config) for ext in OUTPUT_EXTENSIONS["table"]
-    ]
+    extensions = OUTPUT_EXTENSIONS["table"]
+    return [f"results/{name}.{ext}" for name in table_names(config) for ext in extensions]
 
 
 # Figures
