@@ -7,13 +7,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
+from sekd import study
 from sekd.config import validate_config
 from sekd.errors import ConfigError
-from sekd.objectives import KD_OBJECTIVES, OBJECTIVES
-from sekd import study
+from sekd.objectives import KD_OBJECTIVES
 from sekd.teacher_store import SOURCE_PATTERN, serves, source_name, split_teacher
 from sekd.teacher_store import parse_source
-from sekd.variants import NAME_PATTERN, make_variant, parse_variant
+from sekd.variants import NAME_PATTERN, parse_variant
 
 try:
     _validated = validate_config(dict(config))
