@@ -218,3 +218,56 @@ def test_points_must_agree_on_seeds_and_be_unique(tmp_path):
     twice = _point(tmp_path, "B", 1, [{"en-de": 20.0}])
     with pytest.raises(ValueError, match="same series and x"):
         figures.collect([twice, twice])
+
+
+def test_the_study_layer_is_importable_without_torch_numpy_pandas():
+    code = (
+        "import sys, sekd.study; "
+        "print(sorted({'torch', 'numpy', 'pandas', 'matplotlib'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def mini_config():
+    from pathlib import Path
+
+    from sekd.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    return load_config(root / "config" / "config.yaml", root / "config" / "mini.yaml")
+
+
+def test_declared_figures_give_the_papers_points(mini_config):
+    from sekd import study
+
+    fig3 = study.figure_spec(mini_config, "fig3")
+    assert fig3["kind"] == "bar" and fig3["xlabel"] == "β strategy"
+    assert [p["x"] for p in fig3["points"]] == ["static 0.5", "0.5→0", "0.9→0.5"]
+    fig2b = study.figure_spec(mini_config, "fig2b")
+    references = [(p["series"], p["x"]) for p in fig2b["points"] if p["reference"]]
+    assert references == [("NoEvo KD", None), ("SKEW KD", None), ("Self-Evolution KD w/ Γ", None)]
+    assert [p["x"] for p in fig2b["points"] if not p["reference"]] == [10, 30, 50]
+    fig4 = study.figure_spec(mini_config, "fig4")
+    assert fig4["ylabel"] == "SacreBLEU vs. teacher outputs"
+    first = fig4["points"][0]
+    assert (first["series"], first["x"]) == ("Forward KD", "En→De")
+    assert list(first["scores"]) == ["en-de"]
+    assert first["scores"]["en-de"][0].startswith("results/scores_vs_teacher/")
+    fig5 = study.figure_spec(mini_config, "fig5")
+    assert fig5["points"][0]["run"] == "kd/teacher/skew_teacher_kd-lam0.3-beta0.9"
+    assert fig5["title"] == "Fig. 5: SKEW KD (teacher), eq. 10, β=0.9, by λ"
+
+
+def test_draw_takes_kind_title_and_labels_from_the_spec(tmp_path):
+    spec = {
+        "kind": "bar",
+        "title": "Static vs progressive β",
+        "xlabel": "β strategy",
+        "ylabel": "SacreBLEU vs. teacher",
+        "points": [_point(tmp_path, "SE-KD", "static 0.5", [{"en-de": 28.0}])],
+    }
+    paths = figures.draw(spec, tmp_path / "fig")
+    _assert_valid_images(paths)
+    assert _read_csv(paths["csv"])[0]["x"] == "static 0.5"

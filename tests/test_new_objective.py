@@ -14,7 +14,7 @@ import torch
 import yaml
 from conftest import LANGUAGES, TINY_TRAINING
 
-from sekd import data, tables, train
+from sekd import data, study, tables, train
 from sekd.config import deep_merge, load_schema, validate_config
 from sekd.errors import ConfigError
 from sekd.losses import register_objective
@@ -57,7 +57,7 @@ def half_kd():
 def _mini_config_with(objective: str) -> dict:
     paper = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     mini = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
-    config = deep_merge(paper, mini)
+    config = deep_merge(deep_merge(paper, study.load_paper()), mini)
     config["tables"]["table1"]["objectives"] = [
         *config["tables"]["table1"]["objectives"],
         objective,
@@ -110,20 +110,20 @@ def test_it_trains_a_tiny_model(half_kd, tiny_records, tiny_model_dir, tmp_path)
     assert (out / "model.safetensors").is_file()
 
 
-def test_it_appears_in_a_table(half_kd, tmp_path):
-    config = _mini_config_with(half_kd.name)
-    directions = ["en-de", "de-en"]
-    rows = []
-    for i, objective in enumerate(config["tables"]["table1"]["objectives"]):
-        variant = make_variant(objective, config["kd"])
-        run = f"kd/{config['tables']['table1']['teacher']}/{variant.name}"
-        scores = {}
-        for d in directions:
-            path = tmp_path / run / f"{d}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"bleu": 10.0 + i}))
-            scores[d] = [str(path)]
-        rows.append({"system": variant.label, "run": run, "scores": scores, "comet": None})
+def test_it_appears_in_a_table(half_kd, tmp_path, monkeypatch):
+    """Table 1's declared rows (sekd.study, as the rule `table` gets them) read the new row's
+    score files like any other."""
+    config = validate_config(
+        _mini_config_with(half_kd.name), environ={"SEKD_DATA_MIRROR": str(tmp_path)}
+    )
+    monkeypatch.chdir(tmp_path)
+    rows = study.table_spec(config, "table1")
+    for i, row in enumerate(rows):
+        for files in row["scores"].values():
+            for path in files:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(json.dumps({"bleu": 10.0 + i}))
+    directions = config["data"]["test_directions"]
     table = tables.results_table(copy.deepcopy(rows), directions)
     (record,) = [r for r in table if r["system"] == half_kd.label]
     assert record["run"].endswith("/half_kd-lam0.5")

@@ -90,3 +90,34 @@ def test_table_rejects_non_finite_or_missing_scores(tmp_path):
     rows[0]["scores"]["en-de"] = [str(tmp_path / "missing.json")]
     with pytest.raises(ValueError, match=r"missing\.json"):
         tables.results_table(rows, ["en-de"])
+
+
+@pytest.fixture(scope="module")
+def paper_config():
+    from pathlib import Path
+
+    from sekd.config import load_config
+
+    return load_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
+
+
+def test_declared_tables_give_their_rows_and_comet(paper_config):
+    from sekd import study
+
+    assert study.table_names(paper_config) == ["table1", "table2"]
+    rows = study.table_rows(paper_config, "table1")
+    assert rows[:3] == [
+        ("Teacher", "sft/teacher"),
+        ("Student", "sft/student"),
+        ("Forward KD", "kd/teacher/forward_kd-lam0.5"),
+    ]
+    assert [label for label, _ in study.table_rows(paper_config, "table2")][:2] == [
+        "Teacher",
+        "Forward KD",
+    ]
+    assert study.table_spec(paper_config, "table1")[0]["comet"] is not None
+    assert study.table_spec(paper_config, "table2")[0]["comet"] is None
+    significance = study.significance_spec(paper_config, "table2")
+    assert significance["baseline"] == "Forward KD" and "Teacher" not in significance["systems"]
+    caption = study.captions(paper_config)["table1"]
+    assert "Self-Evolution KD 28.83 / 82.48" in caption and "{paper}" not in caption

@@ -7,14 +7,14 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
+from sekd import study
 from sekd.config import check_config_file, deep_merge, typed_cli_overrides
 from sekd.config import validate_config
 from sekd.errors import ConfigError
-from sekd.objectives import OBJECTIVES, kd_objectives
-from sekd.tables import direction_label
+from sekd.objectives import kd_objectives
 from sekd.teacher_store import SOURCE_PATTERN, serves, source_name, split_teacher
-from sekd.teacher_store import parse_source, teacher_segment
-from sekd.variants import NAME_PATTERN, make_variant, parse_variant
+from sekd.teacher_store import parse_source
+from sekd.variants import NAME_PATTERN, parse_variant
 
 try:
     for _path in workflow.configfiles:
@@ -28,6 +28,8 @@ config.clear()
 config.update(_validated)
 
 MODEL_NAME = "[a-z][a-z0-9_]*"
+TABLES = study.table_names(config)
+FIGURES = study.figure_names(config)
 # A KD run's teacher: the model (online) or <model>.<source> (read from a teacher store)
 TEACHER = rf"{MODEL_NAME}(?:\.(?:{SOURCE_PATTERN}))?"
 
@@ -41,8 +43,8 @@ wildcard_constraints:
     pair=r"[a-z]{2,3}-en",
     direction=r"[a-z]{2,3}-[a-z]{2,3}",
     evalset="valid|wmt22",
-    table="table1|table2",
-    fig="fig2a|fig2b|fig2c|fig3|fig4|fig5",
+    table="|".join(TABLES),
+    fig="|".join(FIGURES),
     run=f"sft/{MODEL_NAME}|kd/{TEACHER}/{NAME_PATTERN}",
     relpath=r"[a-z]+/[A-Za-z0-9._-]+",
 
@@ -107,12 +109,8 @@ def training_slice(model_name):
 
 
 def kd_run(objective, teacher=None, store=None, **overrides):
-    """The run path of a KD variant with the config's `kd` hyper-parameters and overrides; its
-    teacher is read from a store per `store` (default: the config's `teacher_store`)."""
-    variant = make_variant(objective, config["kd"], **overrides)
-    teacher = teacher or config["tables"]["table1"]["teacher"]
-    segment = teacher_segment(teacher, objective, store or config["teacher_store"])
-    return f"kd/{segment}/{variant.name}"
+    """The run path of a KD variant (sekd.study.kd_run with this config)."""
+    return study.kd_run(config, objective, teacher, store, **overrides)
 
 
 def store_slice(teacher, source):
@@ -151,7 +149,7 @@ def fidelity_spec():
     """The sparse store's fidelity report: the loss comparison and, per objective, the score
     files of the runs trained from the online teacher and from the store (Table 1's teacher).
     """
-    teacher = config["tables"]["table1"]["teacher"]
+    teacher = study.default_teacher(config)
     sparse = {**config["teacher_store"], "mode": "sparse"}
     online = {"mode": "online"}
     return {
@@ -183,153 +181,29 @@ def fidelity_outputs():
     return expand("results/teacher_store/fidelity.{ext}", ext=["json", "md"])
 
 
-def evalset_directions(evalset):
-    """Directions of an evaluation set: WMT21 validation or WMT22 test."""
-    data = config["data"]
-    return data["valid_directions"] if evalset == "valid" else data["test_directions"]
-
-
 def score_files(run, evalset="wmt22", directions=None, kind="scores"):
     """{direction: [score file per seed]}; kind: scores (BLEU), comet, scores_vs_teacher."""
-    return {
-        d: [f"results/{kind}/{run}/seed{s}/{evalset}/{d}.json" for s in SEEDS]
-        for d in (directions or evalset_directions(evalset))
-    }
+    return study.score_files(config, run, evalset, directions, kind)
 
 
-TABLES = ["table1", "table2"]
-
-
-def table_rows(table):
-    """(label, run) rows: Teacher (and Student in Table 1), then the KD objectives (§5)."""
-    spec = config["tables"][table]
-    rows = [("Teacher", f"sft/{spec['teacher']}")]
-    if table == "table1":
-        rows.append(("Student", "sft/student"))
-    rows += [
-        (OBJECTIVES[o].label, kd_run(o, spec["teacher"])) for o in spec["objectives"]
-    ]
-    return rows
+# The tables and figures declared in config/paper.yaml (sekd.study): one generic rule each.
 
 
 def table_spec(table):
-    """Everything a table job reads, i.e. its rows with their score files."""
-    with_comet = table == "table1" and config["scoring"]["comet_model"] is not None
-    rows = []
-    for label, run in table_rows(table):
-        rows.append(
-            {
-                "system": label,
-                "run": run,
-                "scores": score_files(run),
-                "comet": score_files(run, kind="comet") if with_comet else None,
-            }
-        )
-    return rows
+    return study.table_spec(config, table)
 
 
 def significance_spec(table):
-    """The baseline and the systems tested against it (first seed's hypotheses, WMT22)."""
-    baseline = OBJECTIVES[config["tables"]["baseline"]].label
-    rows = [(label, run) for label, run in table_rows(table) if run.startswith("kd/")]
-    hyps = lambda run: {
-        d: f"results/hyps/{run}/seed{SEEDS[0]}/wmt22/{d}.txt" for d in TEST_DIRECTIONS
-    }
-    return {
-        "baseline": baseline,
-        "systems": {label: hyps(run) for label, run in rows},
-        "references": {d: f"results/data/wmt22/{d}.jsonl" for d in TEST_DIRECTIONS},
-    }
-
-
-FIGURES = ["fig2a", "fig2b", "fig2c", "fig3", "fig4", "fig5"]
+    return study.significance_spec(config, table)
 
 
 def figure_spec(fig):
-    """The points of one figure (sekd.figures' input) and how to draw it."""
-    f = config["figures"][fig]
-    kd = config["kd"]
-    evalset = f["evalset"]
-    directions = evalset_directions(evalset)
-
-    def point(series, x, run, reference=False):
-        return {
-            "series": series,
-            "x": x,
-            "run": run,
-            "scores": score_files(run, evalset, directions),
-            "reference": reference,
-        }
-
-    sekd = OBJECTIVES["sekd"].label
-    if fig == "fig2a":
-        points = [point(sekd, g, kd_run("sekd", gamma=g)) for g in f["gamma"]]
-        return {"kind": "line", "xlabel": "Γ", "points": points}
-    if fig == "fig2b":
-        topk = OBJECTIVES["sekd_topk"].label
-        points = [
-            point(topk, k, kd_run("sekd_topk", top_k_percent=k))
-            for k in f["top_k_percent"]
-        ]
-        for objective in ("noevo_kd", "skew_kd", "sekd"):
-            label = OBJECTIVES[objective].label + (
-                " w/ Γ" if objective == "sekd" else ""
-            )
-            points.append(point(label, None, kd_run(objective), reference=True))
-        return {
-            "kind": "line",
-            "xlabel": "K (% of tokens selected as hard)",
-            "points": points,
-        }
-    if fig == "fig2c":
-        points = [point(sekd, b, kd_run("sekd", beta=b)) for b in f["beta"]]
-        return {"kind": "line", "xlabel": "β", "points": points}
-    if fig == "fig3":
-        points = [point(sekd, f"static {kd['beta']:g}", kd_run("sekd"))]
-        for b, e in f["beta_schedules"]:
-            points.append(point(sekd, f"{b:g}→{e:g}", kd_run("sekd", beta=[b, e])))
-        return {"kind": "bar", "xlabel": "β strategy", "points": points}
-    if fig == "fig4":
-        points = []
-        for objective in f["objectives"]:
-            run = kd_run(objective)
-            for d in directions:
-                points.append(
-                    {
-                        "series": OBJECTIVES[objective].label,
-                        "x": direction_label(d),
-                        "run": run,
-                        "scores": score_files(
-                            run, evalset, [d], kind="scores_vs_teacher"
-                        ),
-                    }
-                )
-        return {"kind": "bar", "xlabel": "Direction", "points": points}
-    if fig == "fig5":
-        label = OBJECTIVES["skew_teacher_kd"].label
-        points = [
-            point(label, lam, kd_run("skew_teacher_kd", lam=lam, beta=f["beta"]))
-            for lam in f["lam"]
-        ]
-        points.append(point(sekd, None, kd_run("sekd"), reference=True))
-        return {"kind": "line", "xlabel": "λ", "points": points}
-    raise ValueError(f"unknown figure {fig!r}")
-
-
-def figure_inputs(fig):
-    return sorted(
-        {
-            f
-            for p in figure_spec(fig)["points"]
-            for fs in p["scores"].values()
-            for f in fs
-        }
-    )
-
-
-def figure_outputs():
-    return expand("results/figures/{fig}.{ext}", fig=FIGURES, ext=["png", "pdf", "csv"])
+    return study.figure_spec(config, fig)
 
 
 def table_outputs():
-    return expand("results/{table}.{ext}", table=TABLES, ext=["csv", "md", "tex"])
+    return study.table_outputs(config)
+
+
+def figure_outputs():
+    return study.figure_outputs(config)

@@ -1,9 +1,10 @@
-# Figures 2-5 (§5.2, §5.3): each point is its own set of KD, decoding and scoring jobs.
+# Figures (§5.2, §5.3), declared in config/paper.yaml: each point is its own set of KD, decoding
+# and scoring jobs.
 
 
 rule figure:
     input:
-        lambda wc: figure_inputs(wc.fig),
+        lambda wc: study.figure_inputs(config, wc.fig),
     output:
         png=report(
             "results/figures/{fig}.png",
@@ -14,6 +15,7 @@ rule figure:
         csv="results/figures/{fig}.csv",
     params:
         spec=lambda wc: figure_spec(wc.fig),
+        caption=lambda wc: config["figures"][wc.fig]["caption"],
     log:
         "results/logs/figure/{fig}.log",
     benchmark:

@@ -10,6 +10,7 @@ rule report:
         "results/report.html",
     params:
         config=config,
+        captions=study.captions(config),
     log:
         "results/logs/report.log",
     benchmark:

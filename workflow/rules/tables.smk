@@ -1,16 +1,10 @@
-# Tables (§5): Table 1 (13B teacher) and Table 2 (30B teacher), as CSV, Markdown and LaTeX.
+# Tables (§5), declared in config/paper.yaml: Table 1 (13B teacher), Table 2 (30B teacher), ...
+# as CSV, Markdown and LaTeX.
 
 
 rule table:
     input:
-        scores=lambda wc: [
-            f
-            for row in table_spec(wc.table)
-            for kind in ("scores", "comet")
-            if row[kind]
-            for fs in row[kind].values()
-            for f in fs
-        ],
+        scores=lambda wc: study.table_inputs(config, wc.table),
         significance="results/significance/{table}.json",
     output:
         csv=report(
@@ -21,6 +15,8 @@ rule table:
     params:
         rows=lambda wc: table_spec(wc.table),
         directions=TEST_DIRECTIONS,
+        title=lambda wc: config["tables"][wc.table]["title"],
+        caption=lambda wc: study.table_caption(config, wc.table),
     log:
         "results/logs/table/{table}.log",
     benchmark:

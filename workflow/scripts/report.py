@@ -17,4 +17,5 @@ with logged(snakemake.log[0]):
         dict(snakemake.params.config),
         Path(snakemake.output[0]),
         fidelity[0] if fidelity else None,
+        captions=dict(snakemake.params.captions),
     )

@@ -1,4 +1,4 @@
-"""Rule table: one of the paper's tables as CSV, Markdown and LaTeX."""
+"""Rule table: one declared table (config/paper.yaml) as CSV, Markdown and LaTeX."""
 
 import json
 import sys
@@ -8,14 +8,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from sekd import tables
 from sekd.logs import logged
 
-TITLES = {
-    "table1": "Table 1: Self-Evolution KD against baselines on WMT22 (Llama-13B teacher)",
-    "table2": "Table 2: distillation strategies with the Llama-30B teacher on WMT22",
-}
-
 with logged(snakemake.log[0]):
-    name = snakemake.wildcards.table
     directions = snakemake.params.directions
+    title = snakemake.params.title
     tests = json.loads(Path(snakemake.input.significance).read_text())
     significance = {}
     for d in directions:
@@ -24,8 +19,8 @@ with logged(snakemake.log[0]):
                 significance.setdefault(system, {})[d] = result["p_value"]
     table = tables.results_table(snakemake.params.rows, directions, significance)
     tables.write_csv(table, snakemake.output.csv)
-    markdown = tables.to_markdown(table, directions, TITLES[name])
+    markdown = tables.to_markdown(table, directions, title)
     Path(snakemake.output.md).write_text(markdown, encoding="utf-8")
-    latex = tables.to_latex(table, directions, TITLES[name], f"tab:{name}")
+    latex = tables.to_latex(table, directions, title, f"tab:{snakemake.wildcards.table}")
     Path(snakemake.output.tex).write_text(latex, encoding="utf-8")
     print(markdown)

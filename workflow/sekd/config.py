@@ -20,6 +20,8 @@ import yaml
 from sekd import data
 from sekd.errors import ConfigError
 from sekd.objectives import OBJECTIVES, kd_objectives
+from sekd.study import consistency_errors as study_errors
+from sekd.study import load_paper
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 MIRROR_ENV = "SEKD_DATA_MIRROR"
@@ -130,11 +132,13 @@ def fill_defaults(config: dict, schema: dict) -> dict:
 def validate_config(config: dict, *, environ: dict | None = None) -> dict:
     """Return a validated copy of `config` with defaults filled in; raise ConfigError otherwise.
 
-    `SEKD_DATA_MIRROR` in the environment, when set, replaces `data.mirror`.
+    `SEKD_DATA_MIRROR` in the environment, when set, replaces `data.mirror`. The tables and
+    figures of config/paper.yaml are the defaults of `tables` and `figures`.
     """
     environ = os.environ if environ is None else environ
     if not isinstance(config, dict):
         raise ConfigError("the configuration must be a mapping of keys")
+    config = deep_merge(load_paper(), config)
     schema = load_schema()
     messages = _schema_errors(config, schema)
     if messages:
@@ -205,10 +209,7 @@ def _consistency_errors(config: dict) -> list[str]:
                 "config key 'tokenizer.from_model': that model has no 'pretrained' tokenizer; "
                 "use 'tokenizer.train' for models built from 'init'"
             )
-    for name in ("table1", "table2"):
-        teacher = config["tables"][name]["teacher"]
-        if teacher not in models:
-            errors.append(f"config key 'tables.{name}.teacher': no model {teacher!r}")
+    errors += study_errors(config)
     for objective in config["teacher_store"]["fidelity"]["objectives"]:
         if OBJECTIVES[objective].needs_full_teacher:
             errors.append(

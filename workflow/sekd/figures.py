@@ -376,3 +376,11 @@ def bar_figure(
         if len(bar_series) > 1 or len(handles) > len(bar_series):
             _legend(ax, handles)
         return _save(fig, summary, out_prefix)
+
+
+def draw(spec: dict, out_prefix: str | Path) -> dict[str, Path]:
+    """A declared figure from its spec (sekd.study.figure_spec: kind, title, xlabel, ylabel,
+    points): a line_figure or a bar_figure. Writes <out_prefix>.png/.pdf/.csv."""
+    plot = {"line": line_figure, "bar": bar_figure}[spec["kind"]]
+    ylabel = spec.get("ylabel", DEFAULT_YLABEL)
+    return plot(spec["points"], out_prefix, spec["title"], spec["xlabel"], ylabel)

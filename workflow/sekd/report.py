@@ -1,5 +1,6 @@
 """The study report: one self-contained HTML page with every table and figure, what the paper
-reports for each, and the run's resolved configuration."""
+reports for each (the captions declared in config/paper.yaml, via sekd.study.captions), and the
+run's resolved configuration."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import html
 from pathlib import Path
 
 import yaml
-
-from sekd.paper import CAPTIONS
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -90,9 +89,12 @@ def build(
     config: dict,
     out: Path,
     fidelity: Path | None = None,
+    captions: dict[str, str] | None = None,
 ) -> None:
-    """Write the report to `out`: tables from their CSV, figures embedded as PNG, and the
-    teacher store's fidelity report (its JSON) if given."""
+    """Write the report to `out`: tables from their CSV, figures embedded as PNG, each with its
+    caption (what the paper reports, by table/figure name), and the teacher store's fidelity
+    report (its JSON) if given."""
+    captions = captions or {}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>Self-Evolution KD: study report</title>",
@@ -105,13 +107,14 @@ def build(
         name = path.stem
         parts.append(f"<h2>{html.escape(name.capitalize())}</h2>")
         parts.append(_csv_table(path))
-        parts.append(f"<p class='paper'>{html.escape(CAPTIONS[name])}</p>")
+        parts.append(f"<p class='paper'>{html.escape(captions.get(name, ''))}</p>")
     for path in figures:
         name = path.stem
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f"<figure><h2>{html.escape(name)}</h2>")
         parts.append(f"<img alt='{name}' src='data:image/png;base64,{data}'>")
-        parts.append(f"<figcaption class='paper'>{html.escape(CAPTIONS[name])}</figcaption>")
+        caption = html.escape(captions.get(name, ""))
+        parts.append(f"<figcaption class='paper'>{caption}</figcaption>")
         parts.append("</figure>")
     if fidelity is not None:
         parts.append(_fidelity(fidelity))

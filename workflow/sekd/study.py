@@ -1,0 +1,260 @@
+"""The study's tables and figures as plain functions of the config; config/paper.yaml declares them.
+
+Torch-free and free of numpy/pandas: the rules call these at parse time. A table's rows are its
+SFT'd models (`sft_rows`) and one KD run per objective (§5, Tables 1-2); a figure's points are KD
+runs with one hyper-parameter swept (`sweep`) and the others from `kd` or the line's `fixed`
+(§5.2-5.3, Figs. 2-5). Nothing here knows a table or a figure by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sekd.objectives import OBJECTIVES
+from sekd.tables import direction_label
+from sekd.teacher_store import teacher_segment
+from sekd.variants import make_variant
+
+PAPER_PATH = Path(__file__).resolve().parents[2] / "config" / "paper.yaml"
+# Keys of `tables` that are settings shared by every table, not tables.
+TABLE_SETTINGS = ("baseline", "bootstrap_samples", "bootstrap_seed")
+OUTPUT_EXTENSIONS = {"table": ["csv", "md", "tex"], "figure": ["png", "pdf", "csv"]}
+
+
+def load_paper(path: str | Path = PAPER_PATH) -> dict:
+    """The declarations of config/paper.yaml (`tables`, `figures`): the defaults of those keys."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def table_names(config: dict) -> list[str]:
+    """The declared tables, in declaration order."""
+    return [name for name in config["tables"] if name not in TABLE_SETTINGS]
+
+
+def figure_names(config: dict) -> list[str]:
+    """The declared figures, in declaration order."""
+    return list(config["figures"])
+
+
+def evalset_directions(config: dict, evalset: str) -> list[str]:
+    """Directions of an evaluation set: WMT21 validation (valid) or WMT22 test (wmt22)."""
+    data = config["data"]
+    return data["valid_directions"] if evalset == "valid" else data["test_directions"]
+
+
+def score_files(
+    config: dict,
+    run: str,
+    evalset: str = "wmt22",
+    directions: list[str] | None = None,
+    kind: str = "scores",
+) -> dict[str, list[str]]:
+    """{direction: [score file per seed]}; kind: scores (BLEU), comet, scores_vs_teacher."""
+    return {
+        d: [f"results/{kind}/{run}/seed{s}/{evalset}/{d}.json" for s in config["seeds"]]
+        for d in (directions or evalset_directions(config, evalset))
+    }
+
+
+def default_teacher(config: dict) -> str:
+    """The teacher of KD runs that name none: the first table's (Table 1's)."""
+    return config["tables"][table_names(config)[0]]["teacher"]
+
+
+def kd_run(
+    config: dict,
+    objective: str,
+    teacher: str | None = None,
+    store: dict | None = None,
+    **overrides: Any,
+) -> str:
+    """The run path of a KD variant with the config's `kd` hyper-parameters and `overrides`; its
+    teacher is read from a store per `store` (default: the config's `teacher_store`)."""
+    variant = make_variant(objective, config["kd"], **overrides)
+    teacher = teacher or default_teacher(config)
+    segment = teacher_segment(teacher, objective, store or config["teacher_store"])
+    return f"kd/{segment}/{variant.name}"
+
+
+# Tables
+
+
+def table_rows(config: dict, table: str) -> list[tuple[str, str]]:
+    """(label, run) rows: the declared SFT'd models, then one KD run per objective (§5)."""
+    spec = config["tables"][table]
+    model = {"teacher": spec["teacher"], "student": "student"}
+    rows = [(row["label"], f"sft/{model[row['role']]}") for row in spec["sft_rows"]]
+    rows += [(OBJECTIVES[o].label, kd_run(config, o, spec["teacher"])) for o in spec["objectives"]]
+    return rows
+
+
+def table_spec(config: dict, table: str) -> list[dict]:
+    """Everything a table job reads, i.e. its rows with their score files (COMET if declared)."""
+    with_comet = config["tables"][table]["comet"] and config["scoring"]["comet_model"] is not None
+    return [
+        {
+            "system": label,
+            "run": run,
+            "scores": score_files(config, run),
+            "comet": score_files(config, run, kind="comet") if with_comet else None,
+        }
+        for label, run in table_rows(config, table)
+    ]
+
+
+def table_inputs(config: dict, table: str) -> list[str]:
+    """Every score file of a table (BLEU, and COMET when shown)."""
+    return [
+        f
+        for row in table_spec(config, table)
+        for kind in ("scores", "comet")
+        if row[kind]
+        for fs in row[kind].values()
+        for f in fs
+    ]
+
+
+def significance_spec(config: dict, table: str) -> dict:
+    """The baseline and the systems tested against it (first seed's hypotheses, WMT22)."""
+    directions = config["data"]["test_directions"]
+    seed = config["seeds"][0]
+
+    def hyps(run: str) -> dict[str, str]:
+        return {d: f"results/hyps/{run}/seed{seed}/wmt22/{d}.txt" for d in directions}
+
+    return {
+        "baseline": OBJECTIVES[config["tables"]["baseline"]].label,
+        "systems": {
+            label: hyps(run) for label, run in table_rows(config, table) if run.startswith("kd/")
+        },
+        "references": {d: f"results/data/wmt22/{d}.jsonl" for d in directions},
+    }
+
+
+def _paper_numbers(numbers: dict[str, list[float]]) -> str:
+    return ", ".join(
+        f"{label} " + " / ".join(f"{v:.2f}" for v in values) for label, values in numbers.items()
+    )
+
+
+def table_caption(config: dict, table: str) -> str:
+    """The declared caption, with "{paper}" replaced by the paper's numbers."""
+    spec = config["tables"][table]
+    return spec["caption"].replace("{paper}", _paper_numbers(spec["paper"]))
+
+
+def table_outputs(config: dict) -> list[str]:
+    extensions = OUTPUT_EXTENSIONS["table"]
+    return [f"results/{name}.{ext}" for name in table_names(config) for ext in extensions]
+
+
+# Figures
+
+
+def _line_label(line: dict) -> str:
+    return line.get("label", "{label}").replace("{label}", OBJECTIVES[line["objective"]].label)
+
+
+def _x_label(value: Any) -> str:
+    """A bar's category: 0.5, or 0.9→0.5 for a [start, end] schedule."""
+    if isinstance(value, list):
+        return "→".join(f"{v:g}" for v in value)
+    return f"{value:g}"
+
+
+def figure_spec(config: dict, fig: str) -> dict:
+    """The points of one figure (sekd.figures' input) and how to draw it.
+
+    Each series contributes a point per swept value (a KD run with that value of `sweep.param`,
+    or per direction of the evalset when the param is `direction`), each reference line one point
+    at the config's hyper-parameters.
+    """
+    f = config["figures"][fig]
+    evalset, kind = f["evalset"], f["kind"]
+    directions = evalset_directions(config, evalset)
+    teacher = f["teacher"]
+    param = f["sweep"]["param"]
+    points: list[dict] = []
+
+    def point(series: str, x: Any, run: str, dirs: list[str], reference: bool = False) -> None:
+        scores = score_files(config, run, evalset, dirs, kind=f["scores"])
+        points.append(
+            {"series": series, "x": x, "run": run, "scores": scores, "reference": reference}
+        )
+
+    for line in f["series"]:
+        label, fixed = _line_label(line), line.get("fixed", {})
+        if param == "direction":
+            run = kd_run(config, line["objective"], teacher, **fixed)
+            for d in directions:
+                point(label, direction_label(d), run, [d])
+            continue
+        default_label = f["sweep"]["default_label"]
+        if default_label is not None:
+            x = default_label.format(value={**config["kd"], **fixed}[param])
+            point(label, x, kd_run(config, line["objective"], teacher, **fixed), directions)
+        for value in f[f["sweep"]["key"] or param]:
+            run = kd_run(config, line["objective"], teacher, **{**fixed, param: value})
+            point(label, value if kind == "line" else _x_label(value), run, directions)
+    for line in f["references"]:
+        run = kd_run(config, line["objective"], teacher, **line.get("fixed", {}))
+        point(_line_label(line), None, run, directions, reference=True)
+    return {
+        "kind": kind,
+        "title": f["title"],
+        "xlabel": f["xlabel"],
+        "ylabel": f["ylabel"],
+        "points": points,
+    }
+
+
+def figure_inputs(config: dict, fig: str) -> list[str]:
+    """Every score file a figure reads."""
+    return sorted(
+        {f for p in figure_spec(config, fig)["points"] for fs in p["scores"].values() for f in fs}
+    )
+
+
+def figure_outputs(config: dict) -> list[str]:
+    return [
+        f"results/figures/{name}.{ext}"
+        for name in figure_names(config)
+        for ext in OUTPUT_EXTENSIONS["figure"]
+    ]
+
+
+def captions(config: dict) -> dict[str, str]:
+    """What the paper reports for every table and figure, by name (the reports' captions)."""
+    out = {name: table_caption(config, name) for name in table_names(config)}
+    out.update({name: config["figures"][name]["caption"] for name in figure_names(config)})
+    return out
+
+
+def consistency_errors(config: dict) -> list[str]:
+    """Cross-key checks of the declarations that the schema cannot express."""
+    errors = []
+    models, kd = config["models"], config["kd"]
+    for name in table_names(config):
+        teacher = config["tables"][name]["teacher"]
+        if teacher not in models:
+            errors.append(f"config key 'tables.{name}.teacher': no model {teacher!r}")
+    for name, f in config["figures"].items():
+        where = f"config key 'figures.{name}"
+        if f["teacher"] is not None and f["teacher"] not in models:
+            errors.append(f"{where}.teacher': no model {f['teacher']!r}")
+        param, key = f["sweep"]["param"], f["sweep"]["key"] or f["sweep"]["param"]
+        if param != "direction":
+            if param not in kd:
+                errors.append(f"{where}.sweep.param': {param!r} is not a key of kd")
+            elif not isinstance(f.get(key), list):
+                errors.append(f"{where}.{key}': the swept values (a list) are missing")
+        for kind in ("series", "references"):
+            for i, line in enumerate(f[kind]):
+                for hp in line.get("fixed", {}):
+                    if hp not in kd:
+                        errors.append(f"{where}.{kind}.{i}.fixed.{hp}': not a key of kd")
+    return errors
