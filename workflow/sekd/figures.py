@@ -246,6 +246,22 @@ def _legend(ax: Axes, handles: list, title: str | None = None) -> None:
         )
 
 
+def _seaborn_data(data: pd.DataFrame, series: list[str], palette: dict, ax: Axes) -> dict:
+    """What a line and a bar plot share: bleu_avg against x, one hue per series in `series`'
+    order, error bars = std over seeds, no automatic legend (`_legend` draws it)."""
+    return {
+        "data": data,
+        "x": "x",
+        "y": "bleu_avg",
+        "hue": "series",
+        "hue_order": series,
+        "palette": {s: palette[s] for s in series},
+        "errorbar": "sd",
+        "legend": False,
+        "ax": ax,
+    }
+
+
 def line_figure(
     points: list[dict],
     out_prefix: str | Path,
@@ -279,23 +295,15 @@ def line_figure(
         handles = []
         if not lines.empty:
             sns.lineplot(
-                data=lines,
-                x="x",
-                y="bleu_avg",
-                hue="series",
-                hue_order=line_series,
+                **_seaborn_data(lines, line_series, palette, ax),
                 style="series",
                 style_order=line_series,
-                palette={s: palette[s] for s in line_series},
                 markers=[markers[i % len(markers)] for i in range(len(line_series))],
                 dashes=False,
-                errorbar="sd",
                 err_style="bars",
                 err_kws={"capsize": 3, "elinewidth": 1.0},
                 markersize=7,
                 linewidth=1.8,
-                legend=False,
-                ax=ax,
             )
             for i, name in enumerate(line_series):
                 marker = markers[i % len(markers)]
@@ -348,18 +356,10 @@ def bar_figure(
         handles = []
         if not bars.empty:
             sns.barplot(
-                data=bars,
-                x="x",
-                y="bleu_avg",
-                hue="series",
+                **_seaborn_data(bars, bar_series, palette, ax),
                 order=categories,
-                hue_order=bar_series,
-                palette={s: palette[s] for s in bar_series},
-                errorbar="sd",
                 capsize=0.15,
                 err_kws={"linewidth": 1.0},
-                legend=False,
-                ax=ax,
             )
             _label_bars(ax, summary, categories, bar_series, rotate=rotate)
             handles = [Patch(color=palette[s], label=s) for s in bar_series]
