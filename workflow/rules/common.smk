@@ -11,8 +11,8 @@ from sekd.config import validate_config
 from sekd.errors import ConfigError
 from sekd.objectives import KD_OBJECTIVES, OBJECTIVES
 from sekd.tables import direction_label
-from sekd.teacher_store import SOURCE_PATTERN, serves, source_name, split_teacher
-from sekd.teacher_store import parse_source, teacher_segment
+from sekd.runs import SOURCE_PATTERN, as_resource, parse_source, serves, source_name
+from sekd.runs import split_teacher, teacher_segment
 from sekd.variants import NAME_PATTERN, make_variant, parse_variant
 
 try:
