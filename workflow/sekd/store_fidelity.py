@@ -33,6 +33,59 @@ def _per_batch(student_logits, teacher, labels, objective, kwargs, offset=None):
     return out, grad
 
 
+def _accumulate(acc, s_logits, t_logits, t_store, offset, labels, variant) -> None:
+    """Add one batch's sums to `acc`: student logits [B, T, V], the online teacher's logits and
+    the store's log-probabilities [B, T, V], the difficulty offset [B, T] or None, labels [B, T]."""
+    objective, kwargs = variant.objective, variant.loss_kwargs()
+    online, g_on = _per_batch(s_logits, t_logits, labels, objective, kwargs)
+    st, g_st = _per_batch(s_logits, t_store, labels, objective, kwargs, offset)
+    acc["tokens"] += online.num_tokens
+    acc["loss_online"] += float(online.loss_sum.detach())
+    acc["loss_store"] += float(st.loss_sum.detach())
+    acc["dot"] += float((g_on.double() * g_st.double()).sum())
+    acc["norm_online"] += float(g_on.double().pow(2).sum())
+    acc["norm_store"] += float(g_st.double().pow(2).sum())
+    if online.hard_mask is None:
+        return
+    mask = labels != -100
+    plain = st  # the hard/easy split without the exact-entropy correction of d
+    if offset is not None:
+        plain, _ = _per_batch(s_logits, t_store, labels, objective, kwargs)
+    acc["hard_online"] += int(online.hard_mask[mask].sum())
+    acc["hard_store"] += int(st.hard_mask[mask].sum())
+    acc["agree"] += int((online.hard_mask == st.hard_mask)[mask].sum())
+    acc["agree_plain"] += int((online.hard_mask == plain.hard_mask)[mask].sum())
+    acc["split"] = 1
+
+
+def _summary(acc: dict) -> dict:
+    """Per-token means of one objective's sums, the gradient cosine and the split agreement."""
+    n = max(acc["tokens"], 1)
+    lo, ls = acc["loss_online"] / n, acc["loss_store"] / n
+    entry = {
+        "tokens": int(acc["tokens"]),
+        "loss_online": lo,
+        "loss_store": ls,
+        "loss_difference": ls - lo,
+        "loss_relative_difference": (ls - lo) / lo if lo else None,
+        "grad_cosine": acc["dot"] / math.sqrt(acc["norm_online"] * acc["norm_store"])
+        if acc["norm_online"] and acc["norm_store"]
+        else None,
+        "hard_fraction_online": None,
+        "hard_fraction_store": None,
+        "split_agreement": None,
+        "split_agreement_without_entropy_correction": None,
+    }
+    if acc["split"]:
+        entry.update(
+            hard_fraction_online=acc["hard_online"] / n,
+            hard_fraction_store=acc["hard_store"] / n,
+            split_agreement=acc["agree"] / n,
+            split_agreement_without_entropy_correction=acc["agree_plain"] / n,
+        )
+    return entry
+
+
 def compare_losses(
     *,
     teacher_model: str,
@@ -76,51 +129,10 @@ def compare_losses(
         for variant in variants:
             kwargs = variant.loss_kwargs()
             t_store, offset = teacher_inputs(stored, labels, V, kwargs.get("lam"))
-            online, g_on = _per_batch(s_logits, t_logits, labels, variant.objective, kwargs)
-            st, g_st = _per_batch(s_logits, t_store, labels, variant.objective, kwargs, offset)
-            acc = stats[variant.objective]
-            acc["tokens"] += online.num_tokens
-            acc["loss_online"] += float(online.loss_sum.detach())
-            acc["loss_store"] += float(st.loss_sum.detach())
-            acc["dot"] += float((g_on.double() * g_st.double()).sum())
-            acc["norm_online"] += float(g_on.double().pow(2).sum())
-            acc["norm_store"] += float(g_st.double().pow(2).sum())
-            if online.hard_mask is not None:
-                mask = labels != -100
-                plain = st
-                if offset is not None:
-                    plain, _ = _per_batch(s_logits, t_store, labels, variant.objective, kwargs)
-                acc["hard_online"] += int(online.hard_mask[mask].sum())
-                acc["hard_store"] += int(st.hard_mask[mask].sum())
-                acc["agree"] += int((online.hard_mask == st.hard_mask)[mask].sum())
-                acc["agree_plain"] += int((online.hard_mask == plain.hard_mask)[mask].sum())
-                acc["split"] = 1
-    results = {}
-    for objective, acc in stats.items():
-        n = max(acc["tokens"], 1)
-        lo, ls = acc["loss_online"] / n, acc["loss_store"] / n
-        entry = {
-            "tokens": int(acc["tokens"]),
-            "loss_online": lo,
-            "loss_store": ls,
-            "loss_difference": ls - lo,
-            "loss_relative_difference": (ls - lo) / lo if lo else None,
-            "grad_cosine": acc["dot"] / math.sqrt(acc["norm_online"] * acc["norm_store"])
-            if acc["norm_online"] and acc["norm_store"]
-            else None,
-            "hard_fraction_online": None,
-            "hard_fraction_store": None,
-            "split_agreement": None,
-            "split_agreement_without_entropy_correction": None,
-        }
-        if acc["split"]:
-            entry.update(
-                hard_fraction_online=acc["hard_online"] / n,
-                hard_fraction_store=acc["hard_store"] / n,
-                split_agreement=acc["agree"] / n,
-                split_agreement_without_entropy_correction=acc["agree_plain"] / n,
+            _accumulate(
+                stats[variant.objective], s_logits, t_logits, t_store, offset, labels, variant
             )
-        results[objective] = entry
+    results = {objective: _summary(acc) for objective, acc in stats.items()}
     meta = store.meta
     return {
         "store": {

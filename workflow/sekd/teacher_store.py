@@ -161,25 +161,40 @@ class StoreJob:
     threads: int = 1
 
 
-def _open_array(path: Path, dtype: str, shape: tuple[int, ...]):
+def _open_array(path: Path, dtype: str, shape: tuple[int, ...]) -> np.memmap:
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
-def build(job: StoreJob) -> dict:
-    """Run the teacher once over the training set and write the store; return its store.json."""
+def _open_arrays(tmp: Path, mode: str, n_tokens: int, vocab: int, k: int) -> dict[str, np.memmap]:
+    """The store's row arrays ([N, V] log p in full mode; [N, K] ids and weights, [N] exact
+    log p[label] and H(p) in sparse mode), memory-mapped .npy files in `tmp`."""
+    if mode == "full":
+        return {"logprobs": _open_array(tmp / "logprobs.npy", "float16", (n_tokens, vocab))}
+    return {
+        "ids": _open_array(tmp / "ids.npy", "int32", (n_tokens, k)),
+        "weights": _open_array(tmp / "weights.npy", "float32", (n_tokens, k)),
+        "label_logprob": _open_array(tmp / "label_logprob.npy", "float32", (n_tokens,)),
+        "entropy": _open_array(tmp / "entropy.npy", "float32", (n_tokens,)),
+    }
 
+
+def _check_job(job: StoreJob) -> None:
     if job.mode not in ("full", "sparse"):
         raise ValueError(
             f"teacher_store.mode: a store is built in full or sparse mode, not {job.mode!r}"
         )
     if job.mode == "sparse" and (job.samples < 1 or job.temperature <= 0):
         raise ValueError("teacher_store.samples must be >= 1 and teacher_store.temperature > 0")
+
+
+def build(job: StoreJob) -> dict:
+    """Run the teacher once over the training set and write the store; return its store.json."""
+    _check_job(job)
     models.configure_torch_threads(job.threads)
     start = time.time()
     tok = tokenizers.load(job.tokenizer_dir)
     examples = encode_files(job.train_files, tok, job.languages, job.max_length)
-    counts = target_counts(examples)
-    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    offsets = np.concatenate([[0], np.cumsum(target_counts(examples), dtype=np.int64)])
     n_tokens = int(offsets[-1])
     vocab = AutoConfig.from_pretrained(
         job.student_model, trust_remote_code=job.trust_remote_code
@@ -187,72 +202,29 @@ def build(job: StoreJob) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher = models.load_teacher(job.teacher_model, job.dtype, job.trust_remote_code, vocab)
     teacher.to(device)
-
-    out = Path(job.out_dir)
-    tmp = Path(f"{job.out_dir}.tmp")
+    out, tmp = Path(job.out_dir), Path(f"{job.out_dir}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     np.save(tmp / "offsets.npy", offsets)
-    if job.mode == "full":
-        arrays = {"logprobs": _open_array(tmp / "logprobs.npy", "float16", (n_tokens, vocab))}
-    else:
-        k = min(job.samples, vocab)
-        arrays = {
-            "ids": _open_array(tmp / "ids.npy", "int32", (n_tokens, k)),
-            "weights": _open_array(tmp / "weights.npy", "float32", (n_tokens, k)),
-            "label_logprob": _open_array(tmp / "label_logprob.npy", "float32", (n_tokens,)),
-            "entropy": _open_array(tmp / "entropy.npy", "float32", (n_tokens,)),
-        }
-    collate = PadCollator(tok.pad_token_id)
-    order = sorted(range(len(examples)), key=lambda e: -len(examples[e]["input_ids"]))
-    batches = [order[i : i + job.batch_size] for i in range(0, len(order), job.batch_size)]
-    fp16_min = float(np.finfo(np.float16).min)
+    k = min(job.samples, vocab)
+    arrays = _open_arrays(tmp, job.mode, n_tokens, vocab, k)
     log.info(
         "teacher %s over %d examples (%d target tokens), mode %s, V=%d, on %s",
-        job.teacher_model,
-        len(examples),
-        n_tokens,
-        job.mode,
-        vocab,
-        device,
+        *(job.teacher_model, len(examples), n_tokens, job.mode, vocab, device),
     )
-    with torch.inference_mode():
-        for batch in tqdm(batches, desc="teacher store", mininterval=5):
-            inputs = collate([examples[e] for e in batch])
-            logits = teacher(
-                input_ids=inputs["input_ids"].to(device),
-                attention_mask=inputs["attention_mask"].to(device),
-            ).logits[:, :-1, :vocab]
-            labels = inputs["labels"][:, 1:].to(device)
-            for row, e in enumerate(batch):
-                a, b = int(offsets[e]), int(offsets[e + 1])
-                if a == b:
-                    continue
-                keep = labels[row] != -100
-                log_p = logits[row][keep].float().log_softmax(-1)
-                if job.mode == "full":
-                    rows = log_p.clamp_min(fp16_min).half()
-                    arrays["logprobs"][a:b] = rows.cpu().numpy()
-                    continue
-                g = torch.Generator(device=device).manual_seed(job.seed * 1_000_003 + e)
-                ids, weights = sample_sparse(log_p, k, job.temperature, g)
-                y = labels[row][keep]
-                arrays["ids"][a:b] = ids.to(torch.int32).cpu().numpy()
-                arrays["weights"][a:b] = weights.cpu().numpy()
-                arrays["label_logprob"][a:b] = log_p.gather(-1, y[:, None])[:, 0].cpu().numpy()
-                entropy = -(log_p.exp() * log_p).sum(-1)
-                arrays["entropy"][a:b] = entropy.cpu().numpy()
+    _fill(arrays, teacher, examples, offsets, PadCollator(tok.pad_token_id), job, k, vocab)
     for array in arrays.values():
         array.flush()
     del arrays
     seconds = time.time() - start
+    sparse = job.mode == "sparse"
     meta = {
         "format": FORMAT,
         "mode": job.mode,
         "vocab_size": vocab,
-        "samples": k if job.mode == "sparse" else None,
-        "temperature": job.temperature if job.mode == "sparse" else None,
-        "seed": job.seed if job.mode == "sparse" else None,
+        "samples": k if sparse else None,
+        "temperature": job.temperature if sparse else None,
+        "seed": job.seed if sparse else None,
         "teacher": str(job.teacher_model),
         "teacher_dtype": job.dtype,
         "num_examples": len(examples),
@@ -267,13 +239,73 @@ def build(job: StoreJob) -> dict:
     tmp.rename(out)
     log.info(
         "%s: %d tokens, %.1f MiB, %.1f s (%.0f target tokens/s)",
-        out,
-        n_tokens,
-        meta["bytes"] / 2**20,
-        seconds,
-        meta["tokens_per_second"],
+        *(out, n_tokens, meta["bytes"] / 2**20, seconds, meta["tokens_per_second"]),
     )
     return meta
+
+
+@torch.inference_mode()
+def _fill(
+    arrays: dict[str, np.memmap],
+    teacher,
+    examples: list[dict],
+    offsets: np.ndarray,
+    collate: PadCollator,
+    job: StoreJob,
+    k: int,
+    vocab: int,
+) -> None:
+    """Run the teacher over `examples` (longest first, `job.batch_size` at a time) and write
+    each example's target rows offsets[e]:offsets[e+1] of `arrays`."""
+    device = next(teacher.parameters()).device
+    order = sorted(range(len(examples)), key=lambda e: -len(examples[e]["input_ids"]))
+    batches = [order[i : i + job.batch_size] for i in range(0, len(order), job.batch_size)]
+    for batch in tqdm(batches, desc="teacher store", mininterval=5):
+        inputs = collate([examples[e] for e in batch])
+        logits = teacher(
+            input_ids=inputs["input_ids"].to(device),
+            attention_mask=inputs["attention_mask"].to(device),
+        ).logits[:, :-1, :vocab]  # [B, T-1, V]
+        labels = inputs["labels"][:, 1:].to(device)  # [B, T-1]
+        for row, e in enumerate(batch):
+            a, b = int(offsets[e]), int(offsets[e + 1])
+            if a == b:
+                continue
+            keep = labels[row] != -100
+            log_p = logits[row][keep].float().log_softmax(-1)  # [n, V]
+            if job.mode == "full":
+                _write_full(arrays, a, b, log_p)
+            else:
+                g = torch.Generator(device=device).manual_seed(job.seed * 1_000_003 + e)
+                _write_sparse(arrays, a, b, log_p, labels[row][keep], k, job.temperature, g)
+
+
+_FP16_MIN = float(np.finfo(np.float16).min)
+
+
+def _write_full(arrays: dict, a: int, b: int, log_p: torch.Tensor) -> None:
+    """Rows a:b of the full store: log p [n, V] in fp16 (-inf clamped to fp16's minimum)."""
+    arrays["logprobs"][a:b] = log_p.clamp_min(_FP16_MIN).half().cpu().numpy()
+
+
+def _write_sparse(
+    arrays: dict,
+    a: int,
+    b: int,
+    log_p: torch.Tensor,
+    labels: torch.Tensor,
+    k: int,
+    temperature: float,
+    generator: torch.Generator,
+) -> None:
+    """Rows a:b of the sparse store from log p [n, V] and labels [n]: K sampled (id, weight)
+    pairs, the exact log p[label] and the entropy H(p)."""
+    ids, weights = sample_sparse(log_p, k, temperature, generator)
+    arrays["ids"][a:b] = ids.to(torch.int32).cpu().numpy()
+    arrays["weights"][a:b] = weights.cpu().numpy()
+    arrays["label_logprob"][a:b] = log_p.gather(-1, labels[:, None])[:, 0].cpu().numpy()
+    entropy = -(log_p.exp() * log_p).sum(-1)
+    arrays["entropy"][a:b] = entropy.cpu().numpy()
 
 
 # --- reading ------------------------------------------------------------------------------------
