@@ -10,7 +10,7 @@ random weights, a BPE of V tokens trained on ALMA de-en training pairs (the data
 $SEKD_DATA_MIRROR or ../shared/data/alma; synthetic sentences if absent). The same sekd KD job runs
 with the teacher online, from a sparse store (K = 64) and from a full store, on the same
 examples, interleaved for `--rounds` rounds; step time = the median over all rounds of an
-optimizer step's wall time (sekd.train's StepTimer, two warm-up steps dropped per run), and the
+optimizer step's wall time (sekd.checkpoints' StepTimer, two warm-up steps dropped per run), and the
 same for its process CPU time (steadier on a shared machine). Store build times are reported
 too (paid once per teacher, not per run). Prints one JSON line with
 `step_time_store_vs_online` (the sparse store; the full store's and the CPU-time ratios beside

@@ -21,7 +21,7 @@ import torch
 from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
-from sekd import data, distributed, models, train
+from sekd import checkpoints, data, distributed, models, train
 from sekd.variants import make_variant
 
 pytestmark = [pytest.mark.deepspeed, pytest.mark.slow]
@@ -157,15 +157,15 @@ def test_zero3_run_signalled_mid_way_resumes_to_the_same_result(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    marker = Path(job.checkpoint_dir) / "checkpoint-3" / train.COMPLETE
+    marker = Path(job.checkpoint_dir) / "checkpoint-3" / checkpoints.COMPLETE
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGUSR1)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0 and "PreemptedError" in output, output[-4000:]
-    stopped = sorted(Path(job.checkpoint_dir).glob("checkpoint-*/" + train.COMPLETE))
-    assert stopped and (Path(job.checkpoint_dir) / train.PREEMPTED).exists()
+    stopped = sorted(Path(job.checkpoint_dir).glob("checkpoint-*/" + checkpoints.COMPLETE))
+    assert stopped and (Path(job.checkpoint_dir) / checkpoints.PREEMPTED).exists()
     step = int(stopped[-1].parent.name.split("-")[1])
     assert 3 <= step < STEPS
 

@@ -17,7 +17,7 @@ import torch
 from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
-from sekd import data, models, train
+from sekd import checkpoints, data, models, train
 from sekd.variants import make_variant
 
 pytestmark = [pytest.mark.resume, pytest.mark.slow]
@@ -92,7 +92,7 @@ def _start(root, job, delay=0.4):
 
 
 def _wait_for_checkpoint(proc, job, step, timeout=180):
-    marker = Path(job.checkpoint_dir) / f"checkpoint-{step}" / train.COMPLETE
+    marker = Path(job.checkpoint_dir) / f"checkpoint-{step}" / checkpoints.COMPLETE
     deadline = time.time() + timeout
     while not marker.exists():
         if proc.poll() is not None:
@@ -162,13 +162,13 @@ def test_sigusr1_checkpoints_stops_and_the_rerun_resumes_kd(setup, tiny_model_di
     proc.send_signal(signal.SIGUSR1)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "PreemptedError" in output, output[-3000:]
-    note = (Path(job.checkpoint_dir) / train.PREEMPTED).read_text()
+    note = (Path(job.checkpoint_dir) / checkpoints.PREEMPTED).read_text()
     assert note.startswith("SIGUSR1: checkpointed")
     stopped_at = max(
         int(p.name.split("-")[1]) for p in Path(job.checkpoint_dir).glob("checkpoint-*")
     )
     assert 2 <= stopped_at < STEPS
-    assert (Path(job.checkpoint_dir) / f"checkpoint-{stopped_at}" / train.COMPLETE).exists()
+    assert (Path(job.checkpoint_dir) / f"checkpoint-{stopped_at}" / checkpoints.COMPLETE).exists()
 
     summary, resumed = _resume(job, caplog)
     assert resumed and resumed[0].endswith(f"checkpoint-{stopped_at}")
@@ -180,17 +180,17 @@ def test_checkpoints_of_another_job_or_incomplete_ones_are_not_resumed(setup, ti
     root, _ = setup
     job = _job(root, tiny_model_dir, "tidy")
     ckpts = Path(job.checkpoint_dir)
-    assert train.prepare_checkpoints(job) is None  # records the job the checkpoints belong to
+    assert checkpoints.prepare_checkpoints(job) is None  # records the job the checkpoints belong to
     for step, complete in ((2, True), (4, True), (6, False)):
         (ckpts / f"checkpoint-{step}").mkdir(parents=True)
         if complete:
-            (ckpts / f"checkpoint-{step}" / train.COMPLETE).write_text("{}")
-    assert train.prepare_checkpoints(job) == str(ckpts / "checkpoint-4")
+            (ckpts / f"checkpoint-{step}" / checkpoints.COMPLETE).write_text("{}")
+    assert checkpoints.prepare_checkpoints(job) == str(ckpts / "checkpoint-4")
     assert not (ckpts / "checkpoint-6").exists()  # killed while writing it
     # save_steps and threads may change between attempts; the learning rate may not
     again = train.TrainJob(**{**job.__dict__, "threads": 2})
     again.training = {**job.training, "save_steps": 5}
-    assert train.prepare_checkpoints(again) == str(ckpts / "checkpoint-4")
+    assert checkpoints.prepare_checkpoints(again) == str(ckpts / "checkpoint-4")
     other = train.TrainJob(**{**job.__dict__, "training": {**job.training, "learning_rate": 1.0}})
-    assert train.prepare_checkpoints(other) is None
+    assert checkpoints.prepare_checkpoints(other) is None
     assert not list(ckpts.glob("checkpoint-*"))

@@ -12,7 +12,7 @@ import torch
 from conftest import LANGUAGES, TINY_TRAINING
 from safetensors.torch import load_file
 
-from sekd import data, models, train
+from sekd import batches, data, models, runs, train
 from sekd import teacher_store as ts
 from sekd import tokenizer as tokenizers
 from sekd.losses import distill_loss
@@ -34,9 +34,9 @@ KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
     ],
 )
 def test_source_names_round_trip(store, name):
-    assert ts.source_name(store) == name
+    assert runs.source_name(store) == name
     if name is not None:
-        parsed = ts.parse_source(name)
+        parsed = runs.parse_source(name)
         assert parsed["mode"] == store["mode"]
         if store["mode"] == "sparse":
             assert parsed["samples"] == store["samples"]
@@ -45,19 +45,19 @@ def test_source_names_round_trip(store, name):
 
 def test_bad_source_names_are_refused():
     with pytest.raises(ValueError, match=r"teacher_store\.mode"):
-        ts.source_name({"mode": "topk"})
+        runs.source_name({"mode": "topk"})
     with pytest.raises(ValueError, match="sparse<K>"):
-        ts.parse_source("sparse")
+        runs.parse_source("sparse")
 
 
 def test_reverse_kd_keeps_the_online_teacher_under_a_sparse_store():
     sparse = {"mode": "sparse", "samples": 64, "temperature": 1.0}
-    assert ts.teacher_segment("teacher", "sekd", sparse) == "teacher.sparse64"
-    assert ts.teacher_segment("teacher", "reverse_kd", sparse) == "teacher"
-    assert ts.teacher_segment("teacher", "reverse_kd", {"mode": "full"}) == "teacher.full"
-    assert ts.teacher_segment("teacher", "sekd", {"mode": "online"}) == "teacher"
-    assert ts.split_teacher("teacher_l.sparse64") == ("teacher_l", "sparse64")
-    assert ts.split_teacher("teacher") == ("teacher", None)
+    assert runs.teacher_segment("teacher", "sekd", sparse) == "teacher.sparse64"
+    assert runs.teacher_segment("teacher", "reverse_kd", sparse) == "teacher"
+    assert runs.teacher_segment("teacher", "reverse_kd", {"mode": "full"}) == "teacher.full"
+    assert runs.teacher_segment("teacher", "sekd", {"mode": "online"}) == "teacher"
+    assert runs.split_teacher("teacher_l.sparse64") == ("teacher_l", "sparse64")
+    assert runs.split_teacher("teacher") == ("teacher", None)
 
 
 # --- sampling and the entropy correction --------------------------------------------------------
@@ -209,7 +209,7 @@ def _examples(setup, tiny_model_dir):
     root, _ = setup
     tok = tokenizers.load(tiny_model_dir)
     records = data.read_jsonl(root / "train.jsonl")
-    return train.encode_records(records, tok, LANGUAGES, TINY_TRAINING["max_length"])
+    return batches.encode_records(records, tok, LANGUAGES, TINY_TRAINING["max_length"])
 
 
 def test_full_store_holds_the_teachers_log_probs(setup, tiny_model_dir, stores):
@@ -371,7 +371,7 @@ def test_fidelity_of_a_full_store_is_exact_up_to_fp16(setup, tiny_model_dir, sto
 
 
 def test_fidelity_of_a_sparse_store_and_markdown(setup, tiny_model_dir, stores, tmp_path):
-    from sekd.store_fidelity import fidelity_report, to_markdown
+    from sekd.fidelity_report import fidelity_report, to_markdown
 
     result = _fidelity(setup, tiny_model_dir, stores["sparse"])
     for r in result["objectives"].values():

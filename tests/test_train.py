@@ -115,3 +115,35 @@ def test_prompt_longer_than_max_length_is_a_clear_error(files, tiny_model_dir, t
     with pytest.raises(ValueError, match=r"training\.max_length=16"):
         train.run(job)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_rule_job_takes_the_runtime_keys_from_its_resources(tmp_path, monkeypatch):
+    """The runtime keys travel as resources (unset: 0 or ""), never as params; a DeepSpeed
+    config path is relative to the repository when not to the working directory."""
+    from types import SimpleNamespace
+
+    from sekd.runs import RUNTIME_KEYS, as_resource, drop_runtime_keys
+
+    training = {"epochs": 1, "deepspeed": "config/deepspeed/zero3_bf16.json"}
+    training |= {"nproc_per_node": None, "save_steps": 5}
+    job_slice = {"training": training, "languages": {}, "dtype": "float32"}
+    job_slice["trust_remote_code"] = False
+    params = drop_runtime_keys(job_slice)
+    assert not set(params["training"]) & set(RUNTIME_KEYS)
+    resources = {key: as_resource(training[key]) for key in ("nproc_per_node", "save_steps")}
+    resources["deepspeed"] = as_resource(training["deepspeed"], str)
+    assert resources["nproc_per_node"] == 0 and as_resource(None, str) == ""
+    monkeypatch.chdir(tmp_path)
+    job = train.rule_job(
+        params,
+        SimpleNamespace(**resources, gpu=2),
+        variant="sft",
+        base_model="base",
+        tokenizer_dir="tok",
+        train_files=[],
+        out_dir="out",
+        checkpoint_dir="checkpoints",
+        seed=1,
+    )
+    assert job.training == {**training, "deepspeed": str(train.REPOSITORY / training["deepspeed"])}
+    assert job.gpus == 2

@@ -12,8 +12,8 @@ from sekd.config import check_config_file, deep_merge, typed_cli_overrides
 from sekd.config import validate_config
 from sekd.errors import ConfigError
 from sekd.objectives import kd_objectives
-from sekd.teacher_store import SOURCE_PATTERN, serves, source_name, split_teacher
-from sekd.teacher_store import parse_source
+from sekd.runs import SOURCE_PATTERN, as_resource, parse_source, serves, source_name
+from sekd.runs import split_teacher
 from sekd.variants import NAME_PATTERN, parse_variant
 
 try:

@@ -6,6 +6,11 @@ rule fetch_data:
         raw_file("{relpath}"),
     params:
         sha256=lambda wc: config["data"]["sha256"][wc.relpath],
+    resources:
+        # The source, mirror or URL: resources, which unlike params decide no rerun (the checksum
+        # makes the source irrelevant to the result; sekd.runs.as_resource: unset is "").
+        data_url=as_resource(config["data"]["url"], str),
+        data_mirror=as_resource(config["data"]["mirror"], str),
     log:
         "results/logs/fetch_data/{relpath}.log",
     benchmark:

@@ -58,7 +58,7 @@ rule bleu_vs_teacher:
     conda:
         "../envs/score.yaml"
     script:
-        "../scripts/bleu.py"
+        "../scripts/bleu_vs_teacher.py"
 
 
 rule comet:

@@ -16,13 +16,14 @@ rule teacher_store:
         student=lambda wc, input: (
             input.student[0] if input.student else base_model("student")
         ),
-        # teacher_store.batch_size (speed only) is read from the config by the script
         job=lambda wc: store_slice(wc.teacher, wc.source),
     threads: 1
     resources:
         # Small CPU defaults; profiles/slurm sizes the GPU, memory and time per teacher.
         tasks=1,
         nodes=1,
+        # teacher_store.batch_size (speed only): a resource, which unlike params decides no rerun
+        store_batch_size=config["teacher_store"]["batch_size"],
     log:
         "results/logs/teacher_store/{teacher}/{source}/seed{seed}.log",
     benchmark:

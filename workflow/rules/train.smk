@@ -1,7 +1,7 @@
 # Training (§4.2): SFT of teachers and student; KD of the student from its base model, with the
 # teacher online or read from its store (teacher_store.smk).
 
-from sekd.train import drop_runtime_keys
+from sekd.runs import drop_runtime_keys
 
 
 rule sft:
@@ -17,8 +17,7 @@ rule sft:
         directory("results/models/sft/{model}/seed{seed}"),
     params:
         base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
-        # training.deepspeed, nproc_per_node and save_steps (how a run executes, not what it
-        # computes) are read from the config by the script: changing them reruns nothing
+        # without training.deepspeed, nproc_per_node and save_steps (resources below)
         job=lambda wc: drop_runtime_keys(training_slice(wc.model)),
     threads: 1
     resources:
@@ -28,6 +27,11 @@ rule sft:
         mpi="srun",
         tasks=2,
         nodes=1,
+        # How a run executes, not what it computes: resources, which (unlike params) decide no
+        # rerun, carry them to the script (sekd.runs.as_resource; unset: "" or 0).
+        deepspeed=as_resource(config["training"]["deepspeed"], str),
+        nproc_per_node=as_resource(config["training"]["nproc_per_node"]),
+        save_steps=as_resource(config["training"]["save_steps"]),
     log:
         "results/logs/sft/{model}/seed{seed}.log",
     benchmark:
@@ -35,7 +39,7 @@ rule sft:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/train.py"
+        "../scripts/sft.py"
 
 
 rule kd:
@@ -59,6 +63,9 @@ rule kd:
         mpi="srun",
         tasks=2,
         nodes=1,
+        deepspeed=as_resource(config["training"]["deepspeed"], str),  # as sft
+        nproc_per_node=as_resource(config["training"]["nproc_per_node"]),
+        save_steps=as_resource(config["training"]["save_steps"]),
     log:
         "results/logs/kd/{teacher}/{variant}/seed{seed}.log",
     benchmark:
@@ -66,4 +73,4 @@ rule kd:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/train.py"
+        "../scripts/kd.py"

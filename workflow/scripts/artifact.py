@@ -1,9 +1,9 @@
 """Rule artifact: results/artifact.tar.gz for artifact review (sekd.archive)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
 from sekd import archive
 from sekd.logs import logged
 

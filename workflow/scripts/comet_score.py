@@ -1,10 +1,10 @@
 """Rule comet: COMET (Unbabel/wmt22-comet-da or a local checkpoint) of one direction."""
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
 from sekd import comet, data, score
 from sekd.logs import logged
 

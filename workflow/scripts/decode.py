@@ -1,15 +1,15 @@
 """Rule decode: hypotheses for one direction, one line per source sentence."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from sekd import data, decode
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
+from sekd import data, decode, models
 from sekd import tokenizer as tokenizers
-from sekd.logs import configure_torch_threads, logged
+from sekd.logs import logged
 
 with logged(snakemake.log[0]):
-    configure_torch_threads(snakemake.threads)
+    models.configure_torch_threads(snakemake.threads)
     model_dir = snakemake.input.model
     records = data.read_jsonl(snakemake.input.source)
     hyps = decode.translate_with_engine(

@@ -1,20 +1,19 @@
 """Rule fetch_data: one ALMA file from the mirror or upstream, checked against its sha256."""
 
-import sys
-from pathlib import Path
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from sekd import data
 from sekd.logs import logged
+from sekd.runs import from_resources
 
 with logged(snakemake.log[0]):
-    # The source (mirror or URL) is read from the config, not from params, on purpose: the
-    # checksum makes it irrelevant to the result, so switching source must not rerun anything.
-    source = snakemake.config["data"]
+    # The source (mirror or URL) comes as resources, not params, on purpose: the checksum makes
+    # it irrelevant to the result, so switching source must not rerun anything.
+    source = from_resources(snakemake.resources, ("data_url", "data_mirror"))
     data.fetch_file(
         snakemake.wildcards.relpath,
         snakemake.output[0],
-        url=source["url"],
-        mirror=source["mirror"],
+        url=source["data_url"],
+        mirror=source["data_mirror"],
         sha256=snakemake.params.sha256,
     )

@@ -1,9 +1,9 @@
 """Rule figure: one declared figure (config/paper.yaml) as PNG, PDF and the CSV of its numbers."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
 from sekd import figures
 from sekd.logs import logged
 

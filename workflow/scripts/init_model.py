@@ -1,9 +1,7 @@
 """Rule init_model: a tiny Llama-architecture model built from config with seeded weights."""
 
-import sys
-from pathlib import Path
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from sekd import models
 from sekd import tokenizer as tokenizers
 from sekd.logs import logged

@@ -1,10 +1,9 @@
 """Rule prepare_eval: one validation (WMT21) or test (WMT22) direction as JSONL records."""
 
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
 from sekd import data
 from sekd.logs import logged
 

@@ -1,9 +1,9 @@
 """Rule report: results/report.html with every table and figure."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
 from sekd import report
 from sekd.logs import logged
 

@@ -1,10 +1,10 @@
 """Rule significance: paired bootstrap of every KD row against the baseline, per direction."""
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
 from sekd import data, score
 from sekd.logs import logged
 from sekd.significance import paired_bootstrap

@@ -2,16 +2,16 @@
 Markdown (loss, hard/easy split and gradient agreement; BLEU of runs trained both ways)."""
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from sekd import store_fidelity
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
+from sekd import fidelity_report
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
     spec = snakemake.params.spec
-    report = store_fidelity.fidelity_report(spec)
+    report = fidelity_report.fidelity_report(spec)
     Path(snakemake.output.json).write_text(json.dumps(report, indent=1) + "\n")
-    Path(snakemake.output.md).write_text(store_fidelity.to_markdown(report))
-    print(store_fidelity.to_markdown(report))
+    Path(snakemake.output.md).write_text(fidelity_report.to_markdown(report))
+    print(fidelity_report.to_markdown(report))

@@ -2,10 +2,10 @@
 online teacher and with a teacher store, on the same training batches (sekd.store_fidelity)."""
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
 from sekd import store_fidelity
 from sekd.logs import logged
 

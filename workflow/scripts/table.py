@@ -1,10 +1,10 @@
 """Rule table: one declared table (config/paper.yaml) as CSV, Markdown and LaTeX."""
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
 from sekd import tables
 from sekd.logs import logged
 

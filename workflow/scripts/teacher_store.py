@@ -1,9 +1,7 @@
 """Rule teacher_store: run one SFT'd teacher over the training set once (sekd.teacher_store)."""
 
-import sys
-from pathlib import Path
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from sekd import teacher_store
 from sekd.logs import logged
 
@@ -22,8 +20,8 @@ with logged(snakemake.log[0]):
             samples=job["samples"] or 1,
             temperature=job["temperature"] or 1.0,
             seed=job.get("seed", 0),
-            # speed only, so not in the rule's params (changing it reruns nothing)
-            batch_size=snakemake.config["teacher_store"]["batch_size"],
+            # speed only: a resource, not a param (changing it reruns nothing)
+            batch_size=snakemake.resources.store_batch_size,
             dtype=job["dtype"],
             trust_remote_code=job["trust_remote_code"],
             threads=snakemake.threads,

@@ -1,9 +1,7 @@
 """Rule tokenizer: the shared tokenizer, pretrained (the paper) or BPE trained on the data."""
 
-import sys
-from pathlib import Path
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from sekd import data, prompts
 from sekd import tokenizer as tokenizers
 from sekd.logs import logged

@@ -1,7 +1,20 @@
 """Self-Evolution Knowledge Distillation (Song et al., COLING 2025) as a reproducible workflow.
 
-One module a job: `config` (schema + validation), `data` (ALMA files), `prompts` (ParroT
-instructions), `losses` (eqs. 1-10), `tokenizer`, `models`, `train`, `decode`, `score`, `tables`.
+Two layers, split by module (tests/test_layers.py checks the boundary):
+
+Parse time, torch-free (imported by the Snakefile and the rules):
+  `config` (schema, validation, defaults, cross-key checks), `config_docs` (config/README.md),
+  `objectives` (each objective and hyper-parameter declared once), `variants` (KD run names),
+  `runs` (teacher-store sources in run names, runtime keys), `study` (the tables and figures of
+  config/paper.yaml as jobs), `data` (ALMA files), `errors`.
+
+Compute (import torch and transformers at the top):
+  `losses` (reference losses, eqs. 1-10) and `chunked` (their memory-flat kernels), `batches`
+  (encode + collate), `trainer` (DistillTrainer.compute_loss -> losses.distill_loss),
+  `checkpoints` (checkpoint/preemption protocol), `distributed` (torchrun/srun, the teacher's
+  DeepSpeed engine), `train` (TrainJob, run), `teacher_store`, `store_fidelity`, `models`,
+  `tokenizer`, `prompts`, `decode`, `score`, `comet`, `significance`; and the report side:
+  `tables`, `figures`, `report`, `fidelity_report`, `archive`, `logs`.
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """COMET (Rei et al., 2022) with Unbabel/wmt22-comet-da, reported x100 as in the paper (§4.3).
 
-`unbabel-comet` (and with it PyTorch Lightning) is imported only when a model is loaded, so
-importing this module stays cheap.
+`unbabel-comet` (and with it PyTorch Lightning) is imported only when a model is loaded: it is
+slow to import, optional outside the comet environment, and reconfigures logging on import.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 DEFAULT_MODEL = "Unbabel/wmt22-comet-da"
 CHECKPOINT = Path("checkpoints") / "model.ckpt"
 
@@ -20,7 +22,7 @@ def _import_comet() -> Any:
     """`import comet`, undoing the `logging.basicConfig(level=INFO)` it runs at import time."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    import comet
+    import comet  # optional and slow (see the module's docstring): imported on use
 
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
@@ -117,8 +119,6 @@ def score(
     if n == 0:
         raise ValueError("nothing to score: no segments")
     if gpus is None:
-        import torch
-
         gpus = 1 if torch.cuda.is_available() else 0
     samples = [
         {"src": s, "mt": h, "ref": r}

@@ -11,13 +11,17 @@ Each hypothesis is cut at the first EOS and written as one line; throughput is l
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sekd import prompts
+import torch
+from tqdm import tqdm
+from transformers import GenerationConfig
+from transformers.cache_utils import Cache, DynamicLayer
+
+from sekd import models, prompts
 
 log = logging.getLogger("sekd.decode")
 
@@ -70,10 +74,6 @@ def translate_with_engine(
         return translate_vllm(
             model_dir, tokenizer, sources, direction, languages, dtype=dtype, **common
         )
-    import torch
-
-    from sekd import models
-
     model = models.load_causal_lm(model_dir, dtype)
     if torch.cuda.is_available():
         model.to("cuda")
@@ -104,9 +104,6 @@ def translate(
 
     `stats`, when given, receives sentences, generated_tokens (EOS excluded) and seconds.
     """
-    import torch
-    from tqdm import tqdm
-
     model.eval()
     encoded = encode_prompts(tokenizer, sources, direction, languages)
     batches = length_sorted_batches([len(e) for e in encoded], batch_size)
@@ -138,8 +135,6 @@ def greedy_batch(
     Rows are left-padded; padded keys are masked and positions count from each row's first
     real token. A row is dropped from the batch (and its KV cache) at its first EOS.
     """
-    import torch
-
     device = next(model.parameters()).device
     eager = _attention(model) == "eager"
     dtype = model.get_input_embeddings().weight.dtype
@@ -225,6 +220,7 @@ def translate_vllm(
         results = llm.generate(requests, params)
         generated = [list(r.outputs[0].token_ids) for r in results]
     else:
+        # vllm is optional (GPU machines, decoding.engine: vllm): imported on use.
         from vllm.sampling_params import BeamSearchParams
 
         params = BeamSearchParams(beam_width=num_beams, max_tokens=max_new_tokens)
@@ -243,7 +239,7 @@ def translate_vllm(
 
 def import_vllm() -> Any:
     """The vllm module, or an error naming the config switch when it is not installed."""
-    try:
+    try:  # optional (GPU machines, decoding.engine: vllm): imported on use
         import vllm
     except ImportError as err:
         raise ImportError(
@@ -261,28 +257,20 @@ def _as_mask(allowed: Any, eager: bool, dtype: Any) -> Any:
     """sdpa takes the bool mask; eager adds it to the scores (0 or the dtype's minimum)."""
     if not eager:
         return allowed
-    import torch
-
     zeros = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
     return zeros.masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
 def _preallocated_cache(model: Any, capacity: int) -> Any:
     """A KV cache written in place (no per-step concatenation), `capacity` positions a layer."""
-    from transformers.cache_utils import Cache
-
     layers = model.config.get_text_config(decoder=True).num_hidden_layers
-    layer = _preallocated_layer_class()
-    return Cache(layers=[layer(capacity) for _ in range(layers)])
+    return Cache(layers=[PreallocatedLayer(capacity) for _ in range(layers)])
 
 
 def _generate_batch(
     model: Any, tokenizer: Any, prompt_ids: list[list[int]], num_beams: int, max_new_tokens: int
 ) -> list[list[int]]:
     """Continuations from Hugging Face `generate` (beam search, or attention without 4D masks)."""
-    import torch
-    from transformers import GenerationConfig
-
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     width = max(len(p) for p in prompt_ids)
@@ -327,45 +315,38 @@ def _log_throughput(
     )
 
 
-@functools.cache
-def _preallocated_layer_class() -> type:
-    """A DynamicLayer subclass (defined on first use: transformers is imported lazily)."""
-    from transformers.cache_utils import DynamicLayer
+class PreallocatedLayer(DynamicLayer):
+    """KV cache layer of fixed capacity: writes in place, returns the filled prefix."""
 
-    class PreallocatedLayer(DynamicLayer):
-        """KV cache layer of fixed capacity: writes in place, returns the filled prefix."""
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
 
-        def __init__(self, capacity: int) -> None:
-            super().__init__()
-            self.capacity = capacity
-            self.length = 0
+    def lazy_initialization(self, key_states: Any) -> None:
+        batch, heads, _, dim = key_states.shape
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.keys = key_states.new_zeros((batch, heads, self.capacity, dim))
+        self.values = key_states.new_zeros((batch, heads, self.capacity, dim))
+        self.is_initialized = True
 
-        def lazy_initialization(self, key_states: Any) -> None:
-            batch, heads, _, dim = key_states.shape
-            self.dtype, self.device = key_states.dtype, key_states.device
-            self.keys = key_states.new_zeros((batch, heads, self.capacity, dim))
-            self.values = key_states.new_zeros((batch, heads, self.capacity, dim))
-            self.is_initialized = True
+    def update(
+        self, key_states: Any, value_states: Any, cache_kwargs: dict | None = None
+    ) -> tuple[Any, Any]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            raise RuntimeError(f"KV cache full: {end} > {self.capacity} positions")
+        self.keys[:, :, self.length : end] = key_states
+        self.values[:, :, self.length : end] = value_states
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
 
-        def update(
-            self, key_states: Any, value_states: Any, cache_kwargs: dict | None = None
-        ) -> tuple[Any, Any]:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states)
-            end = self.length + key_states.shape[-2]
-            if end > self.capacity:
-                raise RuntimeError(f"KV cache full: {end} > {self.capacity} positions")
-            self.keys[:, :, self.length : end] = key_states
-            self.values[:, :, self.length : end] = value_states
-            self.length = end
-            return self.keys[:, :, :end], self.values[:, :, :end]
+    def get_seq_length(self) -> int:
+        return self.length
 
-        def get_seq_length(self) -> int:
-            return self.length
-
-        def batch_select_indices(self, indices: Any) -> None:
-            if self.is_initialized:
-                self.keys = self.keys[indices]
-                self.values = self.values[indices]
-
-    return PreallocatedLayer
+    def batch_select_indices(self, indices: Any) -> None:
+        if self.is_initialized:
+            self.keys = self.keys[indices]
+            self.values = self.values[indices]

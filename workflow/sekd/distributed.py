@@ -9,6 +9,9 @@ that node's torchrun agent. docs/deepspeed.md describes the whole path.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import ctypes
 import json
 import logging
 import os
@@ -19,6 +22,10 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import torch
+from accelerate.state import PartialState
+from accelerate.utils import DistributedType
 
 log = logging.getLogger("sekd.distributed")
 
@@ -223,12 +230,8 @@ def _fileno(stream) -> int | None:
 
 def _die_with_parent() -> None:
     """In the child: get SIGTERM (checkpoint and stop) if the launching process dies."""
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError, AttributeError):  # not Linux
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux
-        pass
 
 
 def accelerate_cpu_shim() -> None:
@@ -240,13 +243,8 @@ def accelerate_cpu_shim() -> None:
     * world_size``). Under torchrun (LOCAL_RANK set) without CUDA this makes accelerate choose gloo
     and MULTI_CPU, as it does for CPU runs without DeepSpeed.
     """
-    import torch
-
     if torch.cuda.is_available() or "LOCAL_RANK" not in os.environ:
         return
-    from accelerate.state import PartialState
-    from accelerate.utils import DistributedType
-
     original = PartialState._prepare_backend
     if getattr(original, "_sekd_shim", False):
         return
@@ -259,6 +257,33 @@ def accelerate_cpu_shim() -> None:
 
     prepare_backend._sekd_shim = True
     PartialState._prepare_backend = prepare_backend
+
+
+def teacher_engine(teacher, args):
+    """The frozen teacher as an inference-only DeepSpeed engine, partitioned like the student.
+
+    As TRL's GKD trainer does: the Trainer's (processed) DeepSpeed config without optimizer and
+    scheduler, with ZeRO-3's bucket sizes set for the teacher's hidden size.
+    """
+    # deepspeed is optional (training.deepspeed only) and slow to import: imported on use.
+    import deepspeed
+
+    config = copy.deepcopy(args.hf_deepspeed_config.config)
+    for key in ("optimizer", "scheduler"):
+        config.pop(key, None)
+    zero = config.setdefault("zero_optimization", {})
+    if zero.get("stage") == 3:
+        hidden = getattr(teacher.config, "hidden_size", None) or max(
+            getattr(teacher.config, "hidden_sizes", [1024])
+        )
+        zero["reduce_bucket_size"] = hidden * hidden
+        zero["stage3_param_persistence_threshold"] = 10 * hidden
+        zero["stage3_prefetch_bucket_size"] = int(0.9 * hidden * hidden)
+    else:
+        zero["stage"] = 0  # ZeRO-1/2 partition optimizer states only: a frozen model has none
+    engine, *_ = deepspeed.initialize(model=teacher, config=config)
+    engine.eval()
+    return engine
 
 
 def main(argv: list[str] | None = None) -> None:

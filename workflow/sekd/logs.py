@@ -32,10 +32,3 @@ def logged(log_path: str | Path | None) -> Iterator[None]:
         finally:
             logging.getLogger("sekd").info("job ended after %.1f s", time.time() - start)
             root.removeHandler(handler)
-
-
-def configure_torch_threads(threads: int) -> None:
-    """One thread budget per job, as Snakemake assigns it (reproducible on CPU)."""
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))

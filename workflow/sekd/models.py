@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
-def torch_dtype(name: str):
-    import torch
-
+def torch_dtype(name: str) -> torch.dtype:
     return getattr(torch, DTYPES[name])
 
 
 def build_tiny_llama(init: dict, tokenizer, seed: int):
     """A LlamaForCausalLM of the sizes in `init` (config `models.<name>.init`), seeded."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=init["hidden_size"],
@@ -38,16 +36,35 @@ def build_tiny_llama(init: dict, tokenizer, seed: int):
 
 def load_causal_lm(
     name_or_path: str | Path, dtype: str = "float32", trust_remote_code: bool = False
-):
+) -> PreTrainedModel:
     """Load weights (safetensors only) for training or decoding."""
-    from transformers import AutoModelForCausalLM
-
     return AutoModelForCausalLM.from_pretrained(
         str(name_or_path),
         torch_dtype=torch_dtype(dtype),
         trust_remote_code=trust_remote_code,
         use_safetensors=True,
     )
+
+
+def load_teacher(
+    name_or_path: str | Path, dtype: str, trust_remote_code: bool, student_vocab_size: int
+) -> PreTrainedModel:
+    """The frozen SFT'd teacher (eval mode, no gradients), on the CPU; refused when its
+    vocabulary is smaller than the student's (the KD losses compare distributions over the
+    student's vocabulary, eqs. 3-10)."""
+    teacher = load_causal_lm(name_or_path, dtype, trust_remote_code)
+    teacher.eval().requires_grad_(False)
+    if teacher.config.vocab_size < student_vocab_size:
+        raise ValueError(
+            f"{name_or_path}: the teacher's vocabulary ({teacher.config.vocab_size}) is "
+            f"smaller than the student's ({student_vocab_size})"
+        )
+    return teacher
+
+
+def configure_torch_threads(threads: int) -> None:
+    """One thread budget per job, as Snakemake assigns it (reproducible on CPU)."""
+    torch.set_num_threads(max(1, int(threads)))
 
 
 def save(model, tokenizer, out_dir: str | Path) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from sacrebleu.metrics import BLEU
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -12,8 +15,6 @@ def read_lines(path: str | Path) -> list[str]:
 
 def bleu(hypotheses: list[str], references: list[str], tokenize: str = "13a") -> dict:
     """Corpus BLEU of one system on one test set; raises if the line counts differ."""
-    from sacrebleu.metrics import BLEU
-
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     metric = BLEU(tokenize=tokenize)
@@ -27,3 +28,13 @@ def bleu(hypotheses: list[str], references: list[str], tokenize: str = "13a") ->
         "sys_len": result.sys_len,
         "ref_len": result.ref_len,
     }
+
+
+def write_bleu(hypotheses_file: str, references: list[str], tokenize: str, out: str) -> dict:
+    """BLEU of the hypotheses in `hypotheses_file` against `references`, written to `out` as
+    JSON (with the signature and the hypotheses' path); printed to the job's log."""
+    result = bleu(read_lines(hypotheses_file), references, tokenize)
+    result["hypotheses"] = hypotheses_file
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"BLEU {result['bleu']:.2f}  {result['signature']}")
+    return result

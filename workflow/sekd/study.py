@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from sekd.objectives import OBJECTIVES
+from sekd.runs import teacher_segment
 from sekd.tables import direction_label
-from sekd.teacher_store import teacher_segment
 from sekd.variants import make_variant
 
 PAPER_PATH = Path(__file__).resolve().parents[2] / "config" / "paper.yaml"

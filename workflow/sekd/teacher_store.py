@@ -31,8 +31,8 @@ renamed when complete; a KD job checks the fingerprint of its own tokenised trai
 the store's before it trains.
 
 Names: a KD run trained from a store is ``kd/<teacher>.<source>/<variant>``, source = ``full`` or
-``sparse<K>`` (``sparse<K>t<τ>`` for τ ≠ 1); online runs keep ``kd/<teacher>/<variant>``. This
-module is torch-free at import (the Snakefile uses the names).
+``sparse<K>`` (``sparse<K>t<τ>`` for τ ≠ 1); online runs keep ``kd/<teacher>/<variant>``. The
+grammar lives in sekd.runs, torch-free for the Snakefile.
 """
 
 from __future__ import annotations
@@ -40,20 +40,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sekd.objectives import OBJECTIVES
+import numpy as np
+import torch
+from torch.special import xlogy
+from tqdm import tqdm
+from transformers import AutoConfig
+
+from sekd import models
+from sekd import tokenizer as tokenizers
+from sekd.batches import PadCollator, encode_files
 
 log = logging.getLogger("sekd.teacher_store")
 
 FORMAT = 1
-MODES = ("online", "full", "sparse")
-SOURCE_PATTERN = r"full|sparse[0-9]+(?:t[0-9]+(?:\.[0-9]+)?)?"
-_SOURCE = re.compile(rf"^(?:{SOURCE_PATTERN})$")
 FULL_FIELDS = ("logprobs",)
 SPARSE_FIELDS = ("ids", "weights", "label_logprob", "entropy")
 # Float fields travel in batches as same-width integers (bit views): the Trainer casts floating
@@ -61,55 +65,6 @@ SPARSE_FIELDS = ("ids", "weights", "label_logprob", "entropy")
 FLOAT_FIELDS = {"logprobs": "float16", "weights": "float32", "label_logprob": "float32"}
 FLOAT_FIELDS["entropy"] = "float32"
 _BITS = {"float16": "int16", "float32": "int32"}
-
-
-# --- names (torch-free) -------------------------------------------------------------------------
-
-
-def _number(x: float) -> str:
-    return f"{float(x):.6f}".rstrip("0").rstrip(".")
-
-
-def source_name(store: dict) -> str | None:
-    """The run-name suffix of the config's `teacher_store` section: None for online."""
-    mode = store["mode"]
-    if mode == "online":
-        return None
-    if mode == "full":
-        return "full"
-    if mode == "sparse":
-        tau = float(store["temperature"])
-        return f"sparse{int(store['samples'])}" + ("" if tau == 1 else f"t{_number(tau)}")
-    raise ValueError(f"teacher_store.mode: {mode!r} is not one of {', '.join(MODES)}")
-
-
-def parse_source(source: str) -> dict:
-    """Inverse of `source_name`: {mode, samples, temperature}."""
-    if not _SOURCE.match(source):
-        raise ValueError(f"teacher source {source!r}: expected 'full' or 'sparse<K>[t<τ>]'")
-    if source == "full":
-        return {"mode": "full", "samples": None, "temperature": None}
-    samples, _, tau = source[len("sparse") :].partition("t")
-    return {"mode": "sparse", "samples": int(samples), "temperature": float(tau or 1)}
-
-
-def split_teacher(segment: str) -> tuple[str, str | None]:
-    """``teacher.sparse64`` -> ("teacher", "sparse64"); ``teacher`` -> ("teacher", None)."""
-    model, _, source = segment.partition(".")
-    return model, source or None
-
-
-def serves(objective: str, mode: str) -> bool:
-    """Whether a store of `mode` can stand in for the teacher of `objective`."""
-    return mode in ("online", "full") or not OBJECTIVES[objective].needs_full_teacher
-
-
-def teacher_segment(teacher: str, objective: str, store: dict) -> str:
-    """The teacher part of a KD run name for the config's `teacher_store` section."""
-    source = source_name(store)
-    if source is None or not serves(objective, store["mode"]):
-        return teacher
-    return f"{teacher}.{source}"
 
 
 # --- what a store is keyed to -------------------------------------------------------------------
@@ -122,7 +77,6 @@ def target_counts(examples: list[dict]) -> list[int]:
 
 def fingerprint(examples: list[dict]) -> str:
     """SHA-256 of the tokenised training set (input ids and labels, in order)."""
-    import numpy as np
 
     digest = hashlib.sha256()
     for ex in examples:
@@ -140,7 +94,6 @@ def sample_sparse(log_p, samples: int, temperature: float = 1.0, generator=None)
     with replacement from r ∝ p^(1/τ), weight_v = (count_v/K)·(p_v/r_v), normalised per row
     (τ = 1: count_v/K, an unbiased estimate of p). The distinct drawn ids come first, by
     weight; unused slots have weight 0."""
-    import torch
 
     log_p = log_p.float()
     log_r = log_p if temperature == 1 else (log_p / temperature).log_softmax(-1)
@@ -157,7 +110,6 @@ def sample_sparse(log_p, samples: int, temperature: float = 1.0, generator=None)
 
 def dense_log_probs(ids, weights, vocab_size: int):
     """log p̂ [n, V] (fp32, -inf off the sample) from sparse (ids, weights)."""
-    import torch
 
     p_hat = torch.zeros(ids.shape[0], vocab_size, dtype=torch.float32, device=ids.device)
     return p_hat.scatter_add_(-1, ids.long(), weights.float()).log()
@@ -166,8 +118,6 @@ def dense_log_probs(ids, weights, vocab_size: int):
 def target_negentropy(entropy, label_prob, lam: float):
     """Σ_v ỹ_v log ỹ_v of ỹ = (1-λ)·y + λ·p (eq. 4) from H(p) and p[label] alone:
     λ·(-H - p_y log p_y) + λ log λ·(1 - p_y) + ỹ_y log ỹ_y, ỹ_y = (1-λ) + λ·p_y (float64)."""
-    import torch
-    from torch.special import xlogy
 
     h, py = entropy.double(), label_prob.double()
     lam_t = torch.tensor(float(lam), dtype=torch.float64, device=h.device)
@@ -178,8 +128,6 @@ def target_negentropy(entropy, label_prob, lam: float):
 def difficulty_offset(fields: dict, labels, lam: float):
     """Per target token: exact Σ ỹ log ỹ minus that of the sampled ỹ̂ (fp32 [n]); added to d
     (`sekd.losses.distill_loss(difficulty_offset=...)`) it makes d's estimate unbiased."""
-    import torch
-    from torch.special import xlogy
 
     ids, w = fields["ids"].long(), fields["weights"].double()
     est_label = (w * (ids == labels[:, None])).sum(-1)
@@ -213,115 +161,70 @@ class StoreJob:
     threads: int = 1
 
 
-def _open_array(path: Path, dtype: str, shape: tuple[int, ...]):
-    import numpy as np
-
+def _open_array(path: Path, dtype: str, shape: tuple[int, ...]) -> np.memmap:
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
-def build(job: StoreJob) -> dict:
-    """Run the teacher once over the training set and write the store; return its store.json."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-    from transformers import AutoConfig
+def _open_arrays(tmp: Path, mode: str, n_tokens: int, vocab: int, k: int) -> dict[str, np.memmap]:
+    """The store's row arrays ([N, V] log p in full mode; [N, K] ids and weights, [N] exact
+    log p[label] and H(p) in sparse mode), memory-mapped .npy files in `tmp`."""
+    if mode == "full":
+        return {"logprobs": _open_array(tmp / "logprobs.npy", "float16", (n_tokens, vocab))}
+    return {
+        "ids": _open_array(tmp / "ids.npy", "int32", (n_tokens, k)),
+        "weights": _open_array(tmp / "weights.npy", "float32", (n_tokens, k)),
+        "label_logprob": _open_array(tmp / "label_logprob.npy", "float32", (n_tokens,)),
+        "entropy": _open_array(tmp / "entropy.npy", "float32", (n_tokens,)),
+    }
 
-    from sekd import data, models
-    from sekd import tokenizer as tokenizers
-    from sekd.logs import configure_torch_threads
-    from sekd.train import PadCollator, encode_records
 
+def _check_job(job: StoreJob) -> None:
     if job.mode not in ("full", "sparse"):
         raise ValueError(
             f"teacher_store.mode: a store is built in full or sparse mode, not {job.mode!r}"
         )
     if job.mode == "sparse" and (job.samples < 1 or job.temperature <= 0):
         raise ValueError("teacher_store.samples must be >= 1 and teacher_store.temperature > 0")
-    configure_torch_threads(job.threads)
+
+
+def build(job: StoreJob) -> dict:
+    """Run the teacher once over the training set and write the store; return its store.json."""
+    _check_job(job)
+    models.configure_torch_threads(job.threads)
     start = time.time()
     tok = tokenizers.load(job.tokenizer_dir)
-    records = [r for path in job.train_files for r in data.read_jsonl(path)]
-    examples = encode_records(records, tok, job.languages, job.max_length)
-    counts = target_counts(examples)
-    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    examples = encode_files(job.train_files, tok, job.languages, job.max_length)
+    offsets = np.concatenate([[0], np.cumsum(target_counts(examples), dtype=np.int64)])
     n_tokens = int(offsets[-1])
     vocab = AutoConfig.from_pretrained(
         job.student_model, trust_remote_code=job.trust_remote_code
     ).vocab_size
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    teacher = models.load_causal_lm(job.teacher_model, job.dtype, job.trust_remote_code)
-    teacher.eval().requires_grad_(False).to(device)
-    if teacher.config.vocab_size < vocab:
-        raise ValueError(
-            f"{job.teacher_model}: the teacher's vocabulary ({teacher.config.vocab_size}) is "
-            f"smaller than the student's ({vocab})"
-        )
-
-    out = Path(job.out_dir)
-    tmp = Path(f"{job.out_dir}.tmp")
+    teacher = models.load_teacher(job.teacher_model, job.dtype, job.trust_remote_code, vocab)
+    teacher.to(device)
+    out, tmp = Path(job.out_dir), Path(f"{job.out_dir}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     np.save(tmp / "offsets.npy", offsets)
-    if job.mode == "full":
-        arrays = {"logprobs": _open_array(tmp / "logprobs.npy", "float16", (n_tokens, vocab))}
-    else:
-        k = min(job.samples, vocab)
-        arrays = {
-            "ids": _open_array(tmp / "ids.npy", "int32", (n_tokens, k)),
-            "weights": _open_array(tmp / "weights.npy", "float32", (n_tokens, k)),
-            "label_logprob": _open_array(tmp / "label_logprob.npy", "float32", (n_tokens,)),
-            "entropy": _open_array(tmp / "entropy.npy", "float32", (n_tokens,)),
-        }
-    collate = PadCollator(tok.pad_token_id)
-    order = sorted(range(len(examples)), key=lambda e: -len(examples[e]["input_ids"]))
-    batches = [order[i : i + job.batch_size] for i in range(0, len(order), job.batch_size)]
-    fp16_min = float(np.finfo(np.float16).min)
+    k = min(job.samples, vocab)
+    arrays = _open_arrays(tmp, job.mode, n_tokens, vocab, k)
     log.info(
         "teacher %s over %d examples (%d target tokens), mode %s, V=%d, on %s",
-        job.teacher_model,
-        len(examples),
-        n_tokens,
-        job.mode,
-        vocab,
-        device,
+        *(job.teacher_model, len(examples), n_tokens, job.mode, vocab, device),
     )
-    with torch.inference_mode():
-        for batch in tqdm(batches, desc="teacher store", mininterval=5):
-            inputs = collate([examples[e] for e in batch])
-            logits = teacher(
-                input_ids=inputs["input_ids"].to(device),
-                attention_mask=inputs["attention_mask"].to(device),
-            ).logits[:, :-1, :vocab]
-            labels = inputs["labels"][:, 1:].to(device)
-            for row, e in enumerate(batch):
-                a, b = int(offsets[e]), int(offsets[e + 1])
-                if a == b:
-                    continue
-                keep = labels[row] != -100
-                log_p = logits[row][keep].float().log_softmax(-1)
-                if job.mode == "full":
-                    rows = log_p.clamp_min(fp16_min).half()
-                    arrays["logprobs"][a:b] = rows.cpu().numpy()
-                    continue
-                g = torch.Generator(device=device).manual_seed(job.seed * 1_000_003 + e)
-                ids, weights = sample_sparse(log_p, k, job.temperature, g)
-                y = labels[row][keep]
-                arrays["ids"][a:b] = ids.to(torch.int32).cpu().numpy()
-                arrays["weights"][a:b] = weights.cpu().numpy()
-                arrays["label_logprob"][a:b] = log_p.gather(-1, y[:, None])[:, 0].cpu().numpy()
-                entropy = -(log_p.exp() * log_p).sum(-1)
-                arrays["entropy"][a:b] = entropy.cpu().numpy()
+    _fill(arrays, teacher, examples, offsets, PadCollator(tok.pad_token_id), job, k, vocab)
     for array in arrays.values():
         array.flush()
     del arrays
     seconds = time.time() - start
+    sparse = job.mode == "sparse"
     meta = {
         "format": FORMAT,
         "mode": job.mode,
         "vocab_size": vocab,
-        "samples": k if job.mode == "sparse" else None,
-        "temperature": job.temperature if job.mode == "sparse" else None,
-        "seed": job.seed if job.mode == "sparse" else None,
+        "samples": k if sparse else None,
+        "temperature": job.temperature if sparse else None,
+        "seed": job.seed if sparse else None,
         "teacher": str(job.teacher_model),
         "teacher_dtype": job.dtype,
         "num_examples": len(examples),
@@ -336,13 +239,73 @@ def build(job: StoreJob) -> dict:
     tmp.rename(out)
     log.info(
         "%s: %d tokens, %.1f MiB, %.1f s (%.0f target tokens/s)",
-        out,
-        n_tokens,
-        meta["bytes"] / 2**20,
-        seconds,
-        meta["tokens_per_second"],
+        *(out, n_tokens, meta["bytes"] / 2**20, seconds, meta["tokens_per_second"]),
     )
     return meta
+
+
+@torch.inference_mode()
+def _fill(
+    arrays: dict[str, np.memmap],
+    teacher,
+    examples: list[dict],
+    offsets: np.ndarray,
+    collate: PadCollator,
+    job: StoreJob,
+    k: int,
+    vocab: int,
+) -> None:
+    """Run the teacher over `examples` (longest first, `job.batch_size` at a time) and write
+    each example's target rows offsets[e]:offsets[e+1] of `arrays`."""
+    device = next(teacher.parameters()).device
+    order = sorted(range(len(examples)), key=lambda e: -len(examples[e]["input_ids"]))
+    batches = [order[i : i + job.batch_size] for i in range(0, len(order), job.batch_size)]
+    for batch in tqdm(batches, desc="teacher store", mininterval=5):
+        inputs = collate([examples[e] for e in batch])
+        logits = teacher(
+            input_ids=inputs["input_ids"].to(device),
+            attention_mask=inputs["attention_mask"].to(device),
+        ).logits[:, :-1, :vocab]  # [B, T-1, V]
+        labels = inputs["labels"][:, 1:].to(device)  # [B, T-1]
+        for row, e in enumerate(batch):
+            a, b = int(offsets[e]), int(offsets[e + 1])
+            if a == b:
+                continue
+            keep = labels[row] != -100
+            log_p = logits[row][keep].float().log_softmax(-1)  # [n, V]
+            if job.mode == "full":
+                _write_full(arrays, a, b, log_p)
+            else:
+                g = torch.Generator(device=device).manual_seed(job.seed * 1_000_003 + e)
+                _write_sparse(arrays, a, b, log_p, labels[row][keep], k, job.temperature, g)
+
+
+_FP16_MIN = float(np.finfo(np.float16).min)
+
+
+def _write_full(arrays: dict, a: int, b: int, log_p: torch.Tensor) -> None:
+    """Rows a:b of the full store: log p [n, V] in fp16 (-inf clamped to fp16's minimum)."""
+    arrays["logprobs"][a:b] = log_p.clamp_min(_FP16_MIN).half().cpu().numpy()
+
+
+def _write_sparse(
+    arrays: dict,
+    a: int,
+    b: int,
+    log_p: torch.Tensor,
+    labels: torch.Tensor,
+    k: int,
+    temperature: float,
+    generator: torch.Generator,
+) -> None:
+    """Rows a:b of the sparse store from log p [n, V] and labels [n]: K sampled (id, weight)
+    pairs, the exact log p[label] and the entropy H(p)."""
+    ids, weights = sample_sparse(log_p, k, temperature, generator)
+    arrays["ids"][a:b] = ids.to(torch.int32).cpu().numpy()
+    arrays["weights"][a:b] = weights.cpu().numpy()
+    arrays["label_logprob"][a:b] = log_p.gather(-1, labels[:, None])[:, 0].cpu().numpy()
+    entropy = -(log_p.exp() * log_p).sum(-1)
+    arrays["entropy"][a:b] = entropy.cpu().numpy()
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -352,8 +315,6 @@ class TeacherStore:
     """A built store, memory-mapped; `rows(indices)` gives a batch's fields as torch tensors."""
 
     def __init__(self, path: str | Path):
-        import numpy as np
-
         self.path = Path(path)
         meta_file = self.path / "store.json"
         if not meta_file.is_file():
@@ -398,8 +359,6 @@ class TeacherStore:
     def rows(self, indices: list[int]) -> dict:
         """The stored fields of examples `indices` (``store_<name>``), their target rows
         concatenated in order; float fields as integer bit views (`decode_fields` undoes it)."""
-        import numpy as np
-        import torch
 
         spans = [(int(self.offsets[e]), int(self.offsets[e + 1])) for e in indices]
         out = {}
@@ -413,7 +372,6 @@ class TeacherStore:
 
 def decode_fields(fields: dict) -> dict:
     """{name: tensor} of a batch's ``store_<name>`` fields, float fields viewed back as floats."""
-    import torch
 
     out = {}
     for key, value in fields.items():
@@ -428,7 +386,6 @@ def teacher_inputs(fields: dict, labels, vocab_size: int, lam: float | None):
     """(teacher log-probabilities [B,T,V] for `distill_loss`, difficulty offset [B,T] or None)
     from a batch's ``store_*`` fields (as `TeacherStore.rows` gives them); labels [B,T] are the
     shifted labels (-100 ignored)."""
-    import torch
 
     mask = labels != -100
     n = int(mask.sum())

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
 SPECIAL_TOKENS = {
     "bos_token": "<s>",
     "eos_token": "</s>",
@@ -14,11 +17,10 @@ SPECIAL_TOKENS = {
 }
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
+def train_bpe(
+    texts: Iterable[str], vocab_size: int, min_frequency: int = 2
+) -> PreTrainedTokenizerFast:
     """Byte-level BPE over `texts` (deterministic for the same texts in the same order)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -40,8 +42,6 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
 
 def load_pretrained(name_or_path: str, trust_remote_code: bool = False):
     """The tokenizer of a hub id or local model directory, with a pad token for batching."""
-    from transformers import AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         # Llama has none; padded positions are masked, so any id works. unk keeps eos distinct.
@@ -53,6 +53,4 @@ def load_pretrained(name_or_path: str, trust_remote_code: bool = False):
 
 def load(path: str | Path):
     """The tokenizer a workflow run saved (results/tokenizer)."""
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(str(path))

@@ -1,0 +1,30 @@
+"""Rule kd: knowledge distillation of the student from an SFT'd teacher, online or read from its
+teacher store (eqs. 3-10; sekd.train). Launching, resuming and preemption as in rule sft."""
+
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
+from sekd import train
+from sekd.logs import logged
+from sekd.runs import split_teacher
+
+with logged(snakemake.log[0]):
+    wc = snakemake.wildcards
+    # kd/<teacher>.<source>/<variant> reads the teacher's store, kd/<teacher>/<variant> the model
+    from_store = split_teacher(wc.teacher)[1] is not None
+    train.run(
+        train.rule_job(
+            snakemake.params.job,
+            snakemake.resources,
+            variant=wc.variant,
+            base_model=snakemake.params.base,
+            tokenizer_dir=snakemake.input.tokenizer,
+            train_files=list(snakemake.input.train),
+            teacher_model=None if from_store else snakemake.input.teacher,
+            teacher_store=snakemake.input.teacher if from_store else None,
+            teacher_dtype=snakemake.params.teacher_dtype,
+            out_dir=snakemake.output[0],
+            checkpoint_dir=f"results/checkpoints/kd/{wc.teacher}/{wc.variant}/seed{wc.seed}",
+            seed=int(wc.seed),
+            threads=snakemake.threads,
+        )
+    )

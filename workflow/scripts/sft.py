@@ -1,0 +1,30 @@
+"""Rule sft: supervised fine-tuning of a teacher or the student (eq. 2; sekd.train).
+
+One process without DeepSpeed trains here; otherwise sekd.train launches torchrun (one rank per GPU
+of the job, across SLURM nodes too; docs/deepspeed.md). A rerun resumes from the run's last
+complete checkpoint; SIGUSR1/SIGTERM make it checkpoint and fail (PreemptedError) so that it can be
+resubmitted.
+"""
+
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
+from sekd import train
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    wc = snakemake.wildcards
+    train.run(
+        train.rule_job(
+            snakemake.params.job,
+            snakemake.resources,
+            variant="sft",
+            base_model=snakemake.params.base,
+            tokenizer_dir=snakemake.input.tokenizer,
+            train_files=list(snakemake.input.train),
+            valid_files=list(snakemake.input.valid),
+            out_dir=snakemake.output[0],
+            checkpoint_dir=f"results/checkpoints/sft/{wc.model}/seed{wc.seed}",
+            seed=int(wc.seed),
+            threads=snakemake.threads,
+        )
+    )

@@ -1,0 +1,70 @@
+"""Training examples and batches: ParroT-formatted records tokenised with the prompt masked, and
+the collator that right-pads them (§4.2).
+
+An example is ``{"input_ids": [T], "attention_mask": [T], "labels": [T]}`` with the prompt's
+labels -100, so that eq. 2 (and every KD objective) reads the target tokens only; a batch is the
+same fields as int64 tensors [B, T_max].
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from tqdm import tqdm
+
+from sekd import data, prompts
+
+log = logging.getLogger("sekd.batches")
+
+
+def encode_records(records: list[dict], tokenizer, languages: dict, max_length: int) -> list[dict]:
+    """Tokenize {direction, source, target} records into masked examples (prompt labels = -100)."""
+    examples, truncated, dropped = [], 0, 0
+    for rec in tqdm(records, desc="tokenize", mininterval=5):
+        prompt = prompts.build_prompt(rec["source"], rec["direction"], languages)
+        ex = prompts.encode_example(tokenizer, prompt, rec["target"], max_length)
+        if ex is None:
+            dropped += 1
+            continue
+        truncated += bool(ex.pop("truncated", False))
+        examples.append(ex)
+    log.info(
+        "%d examples (%d truncated to %d tokens, %d dropped: prompt too long)",
+        len(examples),
+        truncated,
+        max_length,
+        dropped,
+    )
+    return examples
+
+
+def encode_files(files: list[str], tokenizer, languages: dict, max_length: int) -> list[dict]:
+    """The records of the JSONL `files`, in order, as masked examples (`encode_records`)."""
+    records = [r for path in files for r in data.read_jsonl(path)]
+    return encode_records(records, tokenizer, languages, max_length)
+
+
+class PadCollator:
+    """Right-pad a batch of examples; labels are padded with -100. With a teacher store, the
+    batch also gets the store's rows of its examples (`store_*` fields; examples carry their
+    position in the training set as "index")."""
+
+    def __init__(self, pad_id: int, store=None):
+        self.pad_id = pad_id
+        self.store = store
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(ex["input_ids"]) for ex in batch)
+
+        def pad(key: str, value: int) -> torch.Tensor:
+            return torch.tensor([ex[key] + [value] * (width - len(ex[key])) for ex in batch])
+
+        out = {
+            "input_ids": pad("input_ids", self.pad_id),
+            "attention_mask": pad("attention_mask", 0),
+            "labels": pad("labels", -100),
+        }
+        if self.store is not None:
+            out.update(self.store.rows([ex["index"] for ex in batch]))
+        return out

@@ -1,0 +1,90 @@
+"""The run-name grammar of the teacher store and the training runtime keys (torch-free).
+
+The rules import this module when the Snakefile is parsed: no torch or numpy import here.
+
+A KD run trained from a teacher store is ``kd/<teacher>.<source>/<variant>``, source = ``full``
+or ``sparse<K>`` (``sparse<K>t<τ>`` for τ ≠ 1; sekd.teacher_store); online runs keep
+``kd/<teacher>/<variant>``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sekd.objectives import OBJECTIVES
+
+MODES = ("online", "full", "sparse")  # the config's teacher_store.mode
+SOURCE_PATTERN = r"full|sparse[0-9]+(?:t[0-9]+(?:\.[0-9]+)?)?"
+_SOURCE = re.compile(rf"^(?:{SOURCE_PATTERN})$")
+
+# `training` keys that change how a run executes, not what it computes: the rules leave them out of
+# their params (changing them reruns nothing) and a resumed run may change save_steps.
+RUNTIME_KEYS = ("deepspeed", "nproc_per_node", "save_steps")
+
+
+def drop_runtime_keys(job_slice: dict) -> dict:
+    """A rule's config slice without RUNTIME_KEYS (its params: what decides a rerun)."""
+    training = {k: v for k, v in job_slice["training"].items() if k not in RUNTIME_KEYS}
+    return {**job_slice, "training": training}
+
+
+# Settings that must not decide a rerun travel to the scripts as rule resources: Snakemake reruns
+# a job when its params change (rerun triggers: mtime, params, input, software-env, code), never
+# when its resources do. A resource is an int or a string, so an unset (None) setting travels as
+# 0 or "" and comes back as None.
+
+
+def as_resource(value: str | int | None, kind: type = int) -> str | int:
+    """`value` as a rule resource: unset (None) becomes 0 (int) or "" (str)."""
+    return kind() if value is None else value
+
+
+def from_resources(resources, names: tuple[str, ...]) -> dict:
+    """{name: the resource's value, None when unset (0 or "")} of a job's resources."""
+    return {name: getattr(resources, name, None) or None for name in names}
+
+
+def _number(x: float) -> str:
+    return f"{float(x):.6f}".rstrip("0").rstrip(".")
+
+
+def source_name(store: dict) -> str | None:
+    """The run-name suffix of the config's `teacher_store` section: None for online."""
+    mode = store["mode"]
+    if mode == "online":
+        return None
+    if mode == "full":
+        return "full"
+    if mode == "sparse":
+        tau = float(store["temperature"])
+        return f"sparse{int(store['samples'])}" + ("" if tau == 1 else f"t{_number(tau)}")
+    raise ValueError(f"teacher_store.mode: {mode!r} is not one of {', '.join(MODES)}")
+
+
+def parse_source(source: str) -> dict:
+    """Inverse of `source_name`: {mode, samples, temperature}."""
+    if not _SOURCE.match(source):
+        raise ValueError(f"teacher source {source!r}: expected 'full' or 'sparse<K>[t<τ>]'")
+    if source == "full":
+        return {"mode": "full", "samples": None, "temperature": None}
+    samples, _, tau = source[len("sparse") :].partition("t")
+    return {"mode": "sparse", "samples": int(samples), "temperature": float(tau or 1)}
+
+
+def split_teacher(segment: str) -> tuple[str, str | None]:
+    """``teacher.sparse64`` -> ("teacher", "sparse64"); ``teacher`` -> ("teacher", None)."""
+    model, _, source = segment.partition(".")
+    return model, source or None
+
+
+def serves(objective: str, mode: str) -> bool:
+    """Whether a store of `mode` can stand in for the teacher of `objective`."""
+    return mode in ("online", "full") or not OBJECTIVES[objective].needs_full_teacher
+
+
+def teacher_segment(teacher: str, objective: str, store: dict) -> str:
+    """The teacher part of a KD run name for the config's `teacher_store` section."""
+    source = source_name(store)
+    if source is None or not serves(objective, store["mode"]):
+        return teacher
+    return f"{teacher}.{source}"
