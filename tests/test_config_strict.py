@@ -13,6 +13,7 @@ import pytest
 
 from sekd.config import check_config_file, load_config, typed_cli_overrides, validate_config
 from sekd.errors import ConfigError
+from sekd.variants import format_number, make_variant, parse_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"
@@ -160,3 +161,21 @@ def test_kv_heads_must_divide_the_attention_heads(tmp_path):
         load_config(PAPER, MINI, write(tmp_path, text))
     ok = "models: {student: {init: {num_attention_heads: 4, num_key_value_heads: 2}}}\n"
     assert load_config(PAPER, MINI, write(tmp_path, ok))["models"]["student"]["init"]
+
+
+def test_run_names_keep_every_value_exactly():
+    """Training reads its hyper-parameters back from the run name: the name must not round."""
+    tiny = make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": 1e-7})
+    assert tiny.name == "sekd-lam0.5-beta0.5-gamma0.0000001"
+    assert parse_variant(tiny.name).hparams["gamma"] == 1e-7
+    close = {make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": g}).name
+             for g in (0.1234567, 0.1234568)}  # fmt: skip
+    assert len(close) == 2
+    for x in (1 / 3, 0.1 + 0.2, 123.456, 5e-324):
+        assert float(format_number(x)) == x
+
+
+def test_a_sweep_value_given_twice_is_refused(tmp_path):
+    text = "figures: {fig2a: {gamma: [0.2, 0.4, 0.4]}}\n"
+    with pytest.raises(ConfigError, match=r"config key 'figures.fig2a.gamma': .* non-unique"):
+        load_config(PAPER, write(tmp_path, text))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from sekd.objectives import OBJECTIVES
+from sekd.variants import format_number
 
 MODES = ("online", "full", "sparse")  # the config's teacher_store.mode
 SOURCE_PATTERN = r"full|sparse[0-9]+(?:t[0-9]+(?:\.[0-9]+)?)?"
@@ -44,10 +45,6 @@ def from_resources(resources, names: tuple[str, ...]) -> dict:
     return {name: getattr(resources, name, None) or None for name in names}
 
 
-def _number(x: float) -> str:
-    return f"{float(x):.6f}".rstrip("0").rstrip(".")
-
-
 def source_name(store: dict) -> str | None:
     """The run-name suffix of the config's `teacher_store` section: None for online."""
     mode = store["mode"]
@@ -57,7 +54,7 @@ def source_name(store: dict) -> str | None:
         return "full"
     if mode == "sparse":
         tau = float(store["temperature"])
-        return f"sparse{int(store['samples'])}" + ("" if tau == 1 else f"t{_number(tau)}")
+        return f"sparse{int(store['samples'])}" + ("" if tau == 1 else f"t{format_number(tau)}")
     raise ValueError(f"teacher_store.mode: {mode!r} is not one of {', '.join(MODES)}")
 
 

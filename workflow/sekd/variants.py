@@ -7,8 +7,10 @@ and leaves every other run untouched. A progressive β (Fig. 3) is written ``bet
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from sekd.objectives import HPARAMS, OBJECTIVES
 
@@ -19,10 +21,16 @@ NAME_PATTERN = r"[a-z_]+(?:-[a-z]+[0-9.]+(?:to[0-9.]+)?)*"
 
 
 def format_number(x: float) -> str:
-    """Shortest stable text for a hyper-parameter value: 0.5 -> '0.5', 1.0 -> '1', 20 -> '20'."""
-    if x < 0:
-        raise ValueError(f"hyper-parameter values are non-negative, got {x}")
-    return f"{float(x):.6f}".rstrip("0").rstrip(".")
+    """The shortest text that reads back as exactly `x`, without an exponent (run names join
+    their parts with '-'): 0.5 -> '0.5', 1.0 -> '1', 20 -> '20', 1e-07 -> '0.0000001'.
+
+    Lossless, so that training, which reads its hyper-parameters back from the run name, gets the
+    config's value and two different values never share a run (a rounded name made Γ = 1e-7
+    train with Γ = 0)."""
+    if x < 0 or not math.isfinite(x):
+        raise ValueError(f"hyper-parameter values are finite and non-negative, got {x}")
+    text = format(Decimal(repr(float(x))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @dataclass(frozen=True)
