@@ -340,6 +340,11 @@ def main(argv: list[str] | None = None) -> None:
     except PreemptedError as stop:
         log.warning("%s", stop)
         sys.exit(EXIT_PREEMPTED)
+    finally:
+        # Close the process group before the interpreter exits: left to teardown, its
+        # background threads can abort a rank ("terminate called without an active exception").
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
