@@ -299,6 +299,40 @@ def _scatter(values: Tensor | None, mask: Tensor) -> Tensor | None:
     return out
 
 
+def _check_inputs(
+    declaration: Objective,
+    student_logits: Tensor,
+    teacher_logits: Tensor | None,
+    labels: Tensor,
+    chunk_size: int | str | None,
+) -> None:
+    """ValueError unless student [B,T,V], teacher [B,T,V_t >= V] (when the objective needs one),
+    labels [B,T] and chunk_size fit `distill_loss`."""
+    if chunk_size not in (None, "auto") and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be an int >= 1, 'auto' or None; got {chunk_size!r}")
+    if student_logits.dim() != 3 or labels.shape != student_logits.shape[:2]:
+        raise ValueError(
+            f"student_logits must be [B,T,V] and labels [B,T]; got student_logits "
+            f"{tuple(student_logits.shape)} and labels {tuple(labels.shape)}"
+        )
+    if not declaration.needs_teacher:
+        return
+    if teacher_logits is None:
+        raise ValueError(f"objective {declaration.name!r} needs teacher_logits, got None")
+    if teacher_logits.dim() != 3 or teacher_logits.shape[:2] != student_logits.shape[:2]:
+        raise ValueError(
+            f"teacher_logits {tuple(teacher_logits.shape)} must be [B,T,V_t] with the "
+            f"[B,T] of student_logits {tuple(student_logits.shape)}"
+        )
+    if teacher_logits.shape[-1] < student_logits.shape[-1]:
+        raise ValueError(
+            f"teacher vocabulary ({teacher_logits.shape[-1]}) is smaller than the student's "
+            f"({student_logits.shape[-1]}); student and teacher must share the tokenizer"
+        )
+
+
 def distill_loss(
     student_logits: Tensor,
     teacher_logits: Tensor | None,
@@ -323,37 +357,15 @@ def distill_loss(
     objectives (noevo_kd, skew_kd, sekd, sekd_topk), hence to their hard/easy split and to the
     loss value of the tokens whose loss is KL(ỹ||q); it changes no gradient directly and is
     ignored by the other objectives. `sekd.teacher_store` sets it for a sampled teacher."""
-    if chunk_size not in (None, "auto") and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be an int >= 1, 'auto' or None; got {chunk_size!r}")
     declaration = get_objective(objective)
-    fn = reference_loss(objective)
+    fn = reference_loss(objective)  # an error for an objective without one, on either path
     _check_hparams(declaration, lam, beta, gamma, top_k_percent)
-    if student_logits.dim() != 3 or labels.shape != student_logits.shape[:2]:
-        raise ValueError(
-            f"student_logits must be [B,T,V] and labels [B,T]; got student_logits "
-            f"{tuple(student_logits.shape)} and labels {tuple(labels.shape)}"
-        )
+    _check_inputs(declaration, student_logits, teacher_logits, labels, chunk_size)
     V = student_logits.shape[-1]
     mask = labels != IGNORE_INDEX
     targets = labels[mask].long()
     if ((targets < 0) | (targets >= V)).any():
         raise ValueError(f"labels must be -100 or in [0, {V}) (the student vocabulary)")
-    if declaration.needs_teacher:
-        if teacher_logits is None:
-            raise ValueError(f"objective {objective!r} needs teacher_logits, got None")
-        if teacher_logits.dim() != 3 or teacher_logits.shape[:2] != student_logits.shape[:2]:
-            raise ValueError(
-                f"teacher_logits {tuple(teacher_logits.shape)} must be [B,T,V_t] with the "
-                f"[B,T] of student_logits {tuple(student_logits.shape)}"
-            )
-        if teacher_logits.shape[-1] < V:
-            raise ValueError(
-                f"teacher vocabulary ({teacher_logits.shape[-1]}) is smaller than the student's "
-                f"({V}); student and teacher must share the tokenizer"
-            )
-
     d_offset = None
     if difficulty_offset is not None:
         if difficulty_offset.shape != labels.shape:
