@@ -11,3 +11,7 @@ class ConfigError(SekdError):
 
 class DataError(SekdError):
     """A data file is invalid; the message names the file and, where it applies, the line."""
+
+
+class NonFiniteError(SekdError):
+    """NaN or inf in a model's logits or in the loss; the message names the step and the model."""

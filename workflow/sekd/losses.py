@@ -377,7 +377,7 @@ def distill_loss(
 
     n = targets.numel()
     kernel = kernel_of(objective)
-    if chunk_size is not None and kernel is not None:
+    if chunk_size is not None and kernel is not None and n > 0:  # no token: nothing to chunk
         loss, loss_sum, hard, d = chunked_distill(
             kernel,
             student_logits,

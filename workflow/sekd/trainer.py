@@ -6,9 +6,12 @@ against a frozen teacher run in every step or its stored outputs (sekd.teacher_s
 
 from __future__ import annotations
 
+import math
+
 import torch
 from transformers import Trainer
 
+from sekd.errors import NonFiniteError
 from sekd.losses import distill_loss, progressive_beta
 from sekd.teacher_store import teacher_inputs
 from sekd.variants import Variant
@@ -66,6 +69,9 @@ class DistillTrainer(Trainer):
         teacher, offset = self.teacher_logits(
             stored, inputs, labels, outputs.logits.shape[-1], loss_kwargs.get("lam")
         )
+        if teacher is not None and not stored and not torch.isfinite(teacher).all():
+            # an all -inf teacher row would even give a finite loss on the chunked path
+            raise NonFiniteError(self.non_finite_message("the teacher's logits hold NaN or inf"))
         result = distill_loss(
             outputs.logits[:, :-1],  # [B, T-1, V]
             teacher,
@@ -74,10 +80,20 @@ class DistillTrainer(Trainer):
             difficulty_offset=offset,
             **loss_kwargs,
         )
+        if not torch.isfinite(result.loss):  # one scalar per step
+            raise NonFiniteError(self.non_finite_message(_culprit(outputs.logits, teacher, stored)))
         if model.training and result.hard_mask is not None:
             self._hard_tokens += int(result.hard_mask.sum())
             self._tokens += result.num_tokens
         return (result.loss, outputs) if return_outputs else result.loss
+
+    def non_finite_message(self, culprit: str) -> str:
+        """Why training stops: the step (1-based, counting optimizer steps), the run, the model."""
+        phase = "training" if self.model.training else "evaluation"
+        return (
+            f"{self.variant.name}: {culprit} at optimizer step {self.state.global_step + 1} "
+            f"({phase}); stopped at the first bad step, nothing of it is saved"
+        )
 
     def log(self, logs: dict, start_time=None) -> None:
         if self._tokens and "loss" in logs:
@@ -86,3 +102,13 @@ class DistillTrainer(Trainer):
         if self.variant.beta_schedule is not None and "loss" in logs:
             logs["beta"] = round(self._last_beta, 4)  # β of the last step's loss
         super().log(logs, start_time)
+
+
+def _culprit(student: torch.Tensor, teacher: torch.Tensor | None, stored: dict) -> str:
+    """Which input made the loss NaN/inf: the student's logits [B, T, V], the teacher's
+    (stored log-probabilities may hold -inf for a probability of 0, never NaN), or neither."""
+    if not torch.isfinite(student).all():
+        return "the student's logits hold NaN or inf"
+    if teacher is not None and stored and (teacher.isnan().any() or (teacher == math.inf).any()):
+        return "the teacher store's log-probabilities hold NaN or +inf"
+    return "the loss is NaN or inf although the student's and teacher's logits are finite"
