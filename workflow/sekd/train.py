@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -227,7 +228,22 @@ def _datasets(job: TrainJob, tok, select_best: bool) -> tuple[list[dict], list[d
         )
     if not select_best:
         return train_set, None
+    _check_eval_steps(job.training, len(train_set))
     return train_set, encode_files(job.valid_files, tok, job.languages, max_length)
+
+
+def _check_eval_steps(training: dict, examples: int) -> None:
+    """ValueError if `training.eval_steps` exceeds the run's optimizer steps: the Trainer would
+    then never evaluate, and §4.2's best-checkpoint selection would silently not happen."""
+    eval_steps = training["eval_steps"]
+    steps = math.ceil(training["epochs"] * math.ceil(examples / training["batch_size"]))
+    if eval_steps is not None and eval_steps > steps:
+        raise ValueError(
+            f"training.eval_steps={eval_steps} is more than the run's {steps} optimizer steps "
+            f"({examples} examples, batch_size {training['batch_size']}, epochs "
+            f"{training['epochs']}): the best SFT checkpoint (§4.2) would never be selected; "
+            "lower it, or set it to null (once per epoch)"
+        )
 
 
 def _teacher(
