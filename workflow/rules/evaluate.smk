@@ -70,6 +70,12 @@ rule comet:
     params:
         model=config["scoring"]["comet_model"],
         batch_size=config["scoring"]["comet_batch_size"],
+        # only when pinned (an unpinned plan's params stay as before)
+        **(
+            {"revision": config["scoring"]["comet_revision"]}
+            if config["scoring"]["comet_revision"]
+            else {}
+        ),
     threads: 1
     log:
         "results/logs/comet/{run}/seed{seed}/{evalset}/{direction}.log",

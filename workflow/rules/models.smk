@@ -19,6 +19,8 @@ rule tokenizer:
             else False
         ),
         languages=languages_for(train_directions()),
+        # the from_model's revision, only when pinned (an unpinned plan's params stay as before)
+        **tokenizer_revision(),
     log:
         "results/logs/tokenizer.log",
     benchmark:

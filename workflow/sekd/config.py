@@ -178,6 +178,49 @@ def _pretrained_errors(key: str, value: str) -> list[str]:
     return []
 
 
+# Names that are branches on (nearly) every hub repository: they move, so they pin nothing.
+BRANCHES = frozenset({"main", "master", "head", "dev", "develop", "trunk"})
+
+
+def _revision_errors(key: str, revision: str | None, source: str | None) -> list[str]:
+    """A revision pins a hub id's source to a commit hash or tag: not a branch, and not a model
+    built from `init` or a local directory (which have no revisions)."""
+    if revision is None:
+        return []
+    if revision.lower() in BRANCHES or revision.startswith("refs/heads/"):
+        return [
+            f"config key '{key}': {revision!r} is a branch, which moves; pin a commit hash "
+            "(40 hex digits) or a tag"
+        ]
+    if source is None or Path(source).expanduser().exists():
+        what = "a model built from 'init'" if source is None else f"the local path {source!r}"
+        return [f"config key '{key}': {what} has no revisions; remove it"]
+    return []
+
+
+def is_hub_id(source: str | None) -> bool:
+    """Whether a `pretrained` / `comet_model` value names a hub repository (not a local path)."""
+    return source is not None and not Path(source).expanduser().exists()
+
+
+def unpinned_warnings(config: dict) -> list[str]:
+    """One warning per hub model (models.*.pretrained, scoring.comet_model) without a revision:
+    it loads whatever the hub serves on the day the job runs."""
+    sources = [
+        (f"models.{name}", model["pretrained"], model["revision"])
+        for name, model in config["models"].items()
+    ]
+    scoring = config["scoring"]
+    sources.append(("scoring.comet_model", scoring["comet_model"], scoring["comet_revision"]))
+    return [
+        f"{key}: hub model {source!r} loads without a revision (unpinned: the hub's current "
+        f"files); set {'scoring.comet_revision' if key.startswith('scoring') else key + '.revision'}"
+        " to a commit hash or tag (README, section Models)"
+        for key, source, revision in sources
+        if is_hub_id(source) and revision is None
+    ]
+
+
 def _consistency_errors(config: dict) -> list[str]:
     """Checks a schema cannot express: cross-references between keys."""
     errors = []
@@ -198,6 +241,9 @@ def _consistency_errors(config: dict) -> list[str]:
             )
         if model["pretrained"] is not None:
             errors += _pretrained_errors(f"models.{name}.pretrained", model["pretrained"])
+        errors += _revision_errors(
+            f"models.{name}.revision", model["revision"], model["pretrained"]
+        )
     tok = config["tokenizer"]
     if (tok["from_model"] is None) == (tok["train"] is None):
         errors.append("config key 'tokenizer': set exactly one of 'from_model' or 'train'")
@@ -216,6 +262,13 @@ def _consistency_errors(config: dict) -> list[str]:
                 f"config key 'teacher_store.fidelity.objectives': {objective!r} needs the "
                 "teacher's full distribution; a sparse store cannot serve it"
             )
+    scoring = config["scoring"]
+    if scoring["comet_revision"] is not None and scoring["comet_model"] is None:
+        errors.append("config key 'scoring.comet_revision': set, but scoring.comet_model is null")
+    else:
+        errors += _revision_errors(
+            "scoring.comet_revision", scoring["comet_revision"], scoring["comet_model"]
+        )
     training = config["training"]
     if training["batch_size"] % training["per_device_batch_size"]:
         errors.append(
