@@ -100,11 +100,16 @@ def run_model(run):
     return config["models"][name if kind == "sft" else "student"]
 
 
+def pinned(key, revision):
+    """{key: revision} when a revision is set, else {} (params: an unpinned plan's params stay
+    as they were, so adding the revision keys reruns nothing)."""
+    return {key: revision} if revision else {}
+
+
 def tokenizer_revision():
     """{"revision": ...} of the tokenizer's from_model when it is pinned, else {}."""
     name = config["tokenizer"]["from_model"]
-    revision = config["models"][name]["revision"] if name else None
-    return {"revision": revision} if revision else {}
+    return pinned("revision", config["models"][name]["revision"] if name else None)
 
 
 def training_slice(model_name):
@@ -115,8 +120,7 @@ def training_slice(model_name):
         "languages": languages_for(train_directions()),
         "dtype": model["dtype"],
         "trust_remote_code": model["trust_remote_code"],
-        # only when pinned: an unpinned slice stays as before, so it reruns nothing
-        **({"revision": model["revision"]} if model["revision"] else {}),
+        **pinned("revision", model["revision"]),
     }
 
 

@@ -68,14 +68,10 @@ rule comet:
     output:
         "results/comet/{run}/seed{seed}/{evalset}/{direction}.json",
     params:
+        # scoring.comet_revision, only when pinned (an unpinned plan's params stay as before)
+        **pinned("revision", config["scoring"]["comet_revision"]),
         model=config["scoring"]["comet_model"],
         batch_size=config["scoring"]["comet_batch_size"],
-        # only when pinned (an unpinned plan's params stay as before)
-        **(
-            {"revision": config["scoring"]["comet_revision"]}
-            if config["scoring"]["comet_revision"]
-            else {}
-        ),
     threads: 1
     log:
         "results/logs/comet/{run}/seed{seed}/{evalset}/{direction}.log",

@@ -7,6 +7,8 @@ rule tokenizer:
     output:
         directory("results/tokenizer"),
     params:
+        # the from_model's revision, only when pinned (an unpinned plan's params stay as before)
+        **tokenizer_revision(),
         train=config["tokenizer"]["train"],
         pretrained=(
             config["models"][config["tokenizer"]["from_model"]]["pretrained"]
@@ -19,8 +21,6 @@ rule tokenizer:
             else False
         ),
         languages=languages_for(train_directions()),
-        # the from_model's revision, only when pinned (an unpinned plan's params stay as before)
-        **tokenizer_revision(),
     log:
         "results/logs/tokenizer.log",
     benchmark:

@@ -25,5 +25,8 @@ with logged(snakemake.log[0]):
             dtype=job["dtype"],
             trust_remote_code=job["trust_remote_code"],
             threads=snakemake.threads,
+            # not params (an unpinned plan reruns nothing); the job reads them as the plan did
+            student_revision=snakemake.config["models"]["student"]["revision"],
+            teacher_key=f"models.{snakemake.wildcards.teacher} (SFT'd)",
         )
     )

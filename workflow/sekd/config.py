@@ -207,16 +207,16 @@ def unpinned_warnings(config: dict) -> list[str]:
     """One warning per hub model (models.*.pretrained, scoring.comet_model) without a revision:
     it loads whatever the hub serves on the day the job runs."""
     sources = [
-        (f"models.{name}", model["pretrained"], model["revision"])
+        (f"models.{name}", model["pretrained"], model["revision"], f"models.{name}.revision")
         for name, model in config["models"].items()
     ]
     scoring = config["scoring"]
-    sources.append(("scoring.comet_model", scoring["comet_model"], scoring["comet_revision"]))
+    comet = (scoring["comet_model"], scoring["comet_revision"], "scoring.comet_revision")
+    sources.append(("scoring.comet_model", *comet))
     return [
         f"{key}: hub model {source!r} loads without a revision (unpinned: the hub's current "
-        f"files); set {'scoring.comet_revision' if key.startswith('scoring') else key + '.revision'}"
-        " to a commit hash or tag (README, section Models)"
-        for key, source, revision in sources
+        f"files); set {pin} to a commit hash or tag (README, section Models)"
+        for key, source, revision, pin in sources
         if is_hub_id(source) and revision is None
     ]
 

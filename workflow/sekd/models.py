@@ -80,7 +80,9 @@ def has_own_tokenizer(name_or_path: str | Path) -> bool:
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of a tokenizer's token -> id map and its special tokens."""
-    payload = repr((sorted(tokenizer.get_vocab().items()), sorted(tokenizer.special_tokens_map.items())))
+    payload = repr(
+        (sorted(tokenizer.get_vocab().items()), sorted(tokenizer.special_tokens_map.items()))
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
