@@ -139,16 +139,17 @@ def load_teacher(
     trust_remote_code: bool,
     student_vocab_size: int,
     revision: str | None = None,
+    key: str = "the teacher",
 ) -> PreTrainedModel:
     """The frozen SFT'd teacher (eval mode, no gradients), on the CPU; refused when its
     vocabulary is smaller than the student's (the KD losses compare distributions over the
-    student's vocabulary, eqs. 3-10)."""
+    student's vocabulary, eqs. 3-10). `key` names it in errors (models.<name>)."""
     teacher = load_causal_lm(name_or_path, dtype, trust_remote_code, revision)
     teacher.eval().requires_grad_(False)
     if teacher.config.vocab_size < student_vocab_size:
         raise ValueError(
-            f"{name_or_path}: the teacher's vocabulary ({teacher.config.vocab_size}) is "
-            f"smaller than the student's ({student_vocab_size})"
+            f"{key} ({name_or_path}): the teacher's vocabulary ({teacher.config.vocab_size}) "
+            f"is smaller than the student's ({student_vocab_size})"
         )
     return teacher
 

@@ -203,7 +203,9 @@ def build(job: StoreJob) -> dict:
     ).vocab_size
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     models.check_tokenizer(job.teacher_model, tok, job.teacher_key, None, job.trust_remote_code)
-    teacher = models.load_teacher(job.teacher_model, job.dtype, job.trust_remote_code, vocab)
+    teacher = models.load_teacher(
+        job.teacher_model, job.dtype, job.trust_remote_code, vocab, key=job.teacher_key
+    )
     models.check_vocab(teacher, tok, job.teacher_model, job.teacher_key)
     teacher.to(device)
     out, tmp = Path(job.out_dir), Path(f"{job.out_dir}.tmp")

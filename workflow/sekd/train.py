@@ -266,7 +266,11 @@ def _teacher(
         raise ValueError(f"objective {variant.objective!r} needs a teacher model")
     models.check_tokenizer(job.teacher_model, tok, job.teacher_key, None, job.trust_remote_code)
     teacher = models.load_teacher(
-        job.teacher_model, job.teacher_dtype, job.trust_remote_code, vocab_size
+        job.teacher_model,
+        job.teacher_dtype,
+        job.trust_remote_code,
+        vocab_size,
+        key=job.teacher_key,
     )
     models.check_vocab(teacher, tok, job.teacher_model, job.teacher_key)
     if job.training.get("deepspeed"):
