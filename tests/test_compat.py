@@ -285,7 +285,8 @@ def test_a_teacher_with_another_tokenizer_stops_kd_naming_both(
     message = (
         rf"models.teacher \(SFT'd\) \({teacher}\): its tokenizer \({len(other_tokenizer)} "
         rf"entries, vocabulary sha256 {theirs}\) differs from the workflow's "
-        rf"\(results/tokenizer, {len(tiny_tokenizer)} entries, sha256 {mine}\)"
+        rf"\(results/tokenizer, {len(tiny_tokenizer)} entries, sha256 {mine}\): \d+ of the "
+        r"workflow's tokens are missing or have other ids"
     )
     with pytest.raises(ValueError, match=message):
         train.run(job)
@@ -310,11 +311,21 @@ def test_a_teacher_smaller_than_the_tokenizer_stops_kd(
 
 def test_special_tokens_are_part_of_the_comparison(tiny_model_dir, tiny_tokenizer, tmp_path):
     other = tokenizers.load(tiny_model_dir)
-    other.pad_token = other.eos_token
+    other.eos_token = other.unk_token
     other.save_pretrained(tmp_path)
     models.check_tokenizer(tiny_model_dir, tiny_tokenizer, "k")  # same: passes
-    with pytest.raises(ValueError, match="its tokenizer"):
+    with pytest.raises(ValueError, match=r"its tokenizer .*its eos_token is '<unk>'"):
         models.check_tokenizer(tmp_path, tiny_tokenizer, "models.teacher")
+
+
+def test_a_tokenizer_extended_with_higher_ids_is_accepted(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """A padded teacher (extra tokens after the workflow's, another pad) shares its ids."""
+    padded = tokenizers.load(tiny_model_dir)
+    padded.add_special_tokens({"pad_token": "[PAD]"})
+    padded.add_tokens(["<extra_0>", "<extra_1>"])
+    padded.save_pretrained(tmp_path)
+    assert len(padded) == len(tiny_tokenizer) + 3
+    models.check_tokenizer(tmp_path, tiny_tokenizer, "models.teacher")
 
 
 def test_decoding_refuses_a_model_smaller_than_its_tokenizer(

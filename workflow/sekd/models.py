@@ -78,12 +78,33 @@ def has_own_tokenizer(name_or_path: str | Path) -> bool:
     return not path.exists()  # a hub id (config validation refused missing local paths)
 
 
+# The special tokens whose ids the data and generation rely on (pad positions are masked).
+SHARED_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token")
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of a tokenizer's token -> id map and its special tokens."""
     payload = repr(
         (sorted(tokenizer.get_vocab().items()), sorted(tokenizer.special_tokens_map.items()))
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def tokenizer_difference(own, tokenizer) -> str | None:
+    """How a model's own tokenizer differs from the workflow's `tokenizer`, or None when every
+    token of the workflow's has the same id in it and BOS/EOS/UNK agree. A model's tokenizer may
+    extend the workflow's with tokens of higher ids (a padded teacher: KD cuts its logits to the
+    student's ids), and may pad with another token (padded positions are masked)."""
+    theirs = own.get_vocab()
+    moved = [token for token, i in sorted(tokenizer.get_vocab().items()) if theirs.get(token) != i]
+    if moved:
+        return f"{len(moved)} of the workflow's tokens are missing or have other ids: {moved[:3]!r}"
+    for name in SHARED_SPECIAL_TOKENS:
+        if getattr(own, name) != getattr(tokenizer, name):
+            return (
+                f"its {name} is {getattr(own, name)!r}, the workflow's {getattr(tokenizer, name)!r}"
+            )
+    return None
 
 
 def check_tokenizer(
@@ -98,13 +119,14 @@ def check_tokenizer(
     if not has_own_tokenizer(name_or_path):
         return
     own = tokenizers.load_pretrained(str(name_or_path), trust_remote_code, revision)
-    mine, theirs = tokenizer_fingerprint(tokenizer), tokenizer_fingerprint(own)
-    if mine != theirs:
+    difference = tokenizer_difference(own, tokenizer)
+    if difference is not None:
+        mine, theirs = tokenizer_fingerprint(tokenizer)[:12], tokenizer_fingerprint(own)[:12]
         raise ValueError(
             f"{key} ({name_or_path}): its tokenizer ({len(own)} entries, vocabulary sha256 "
-            f"{theirs[:12]}) differs from the workflow's (results/tokenizer, {len(tokenizer)} "
-            f"entries, sha256 {mine[:12]}): teacher and student must share one tokenizer "
-            "(tokenizer.from_model)"
+            f"{theirs}) differs from the workflow's (results/tokenizer, {len(tokenizer)} "
+            f"entries, sha256 {mine}): {difference}; teacher and student must share one "
+            "tokenizer (tokenizer.from_model)"
         )
 
 
