@@ -409,3 +409,21 @@ def test_a_teacher_store_refuses_a_teacher_with_another_tokenizer(
     with pytest.raises(ValueError, match=rf"models.teacher \(SFT'd\) \({teacher}\): its tokenizer"):
         teacher_store.build(job)
     assert not out.exists() and not Path(f"{out}.tmp").exists()
+
+
+def test_comet_records_the_revision_and_the_snapshot_commit(tmp_path):
+    ckpt = tmp_path / "snapshots" / COMMIT / "checkpoints" / "model.ckpt"
+    assert sekd_comet._snapshot_commit(ckpt) == COMMIT
+    assert sekd_comet._snapshot_commit(tmp_path / "model.ckpt") is None
+
+    class Output:
+        scores, system_score = [0.5], 0.5
+
+    class Model:
+        sekd_name, sekd_revision, sekd_commit = "Unbabel/wmt22-comet-da", "v1", COMMIT
+
+        def predict(self, samples, **kwargs):
+            return Output()
+
+    result = sekd_comet.score(Model(), ["a"], ["b"], ["c"], gpus=0)
+    assert (result["model_revision"], result["model_commit"]) == ("v1", COMMIT)

@@ -88,7 +88,8 @@ def load_model(name_or_path: str | Path, revision: str | None = None) -> Any:
     Hub models are fetched at `revision` (config `scoring.comet_revision`; None = the hub's
     default) with `comet.download_model` / huggingface_hub (from the local cache only when
     HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set). The returned model carries its name in
-    `sekd_name`, which `score` reports, and the revision asked for in `sekd_revision`.
+    `sekd_name`, which `score` reports with the revision asked for (`sekd_revision`) and the
+    hub commit of the cached snapshot it loaded (`sekd_commit`, None for a local checkpoint).
     """
     ckpt = resolve_checkpoint(name_or_path)
     if ckpt is not None and revision is not None:
@@ -110,7 +111,17 @@ def load_model(name_or_path: str | Path, revision: str | None = None) -> Any:
     model = comet.load_from_checkpoint(str(ckpt), local_files_only=offline)
     model.sekd_name = str(name_or_path)
     model.sekd_revision = revision
+    model.sekd_commit = _snapshot_commit(ckpt)
     return model
+
+
+def _snapshot_commit(ckpt: Path) -> str | None:
+    """The hub commit of a checkpoint in the Hugging Face cache (.../snapshots/<commit>/
+    checkpoints/model.ckpt), else None."""
+    parents = Path(ckpt).parents
+    if len(parents) > 2 and parents[2].name == "snapshots":
+        return parents[1].name
+    return None
 
 
 def score(
@@ -125,7 +136,8 @@ def score(
     """COMET of one system on one test set.
 
     Returns {"comet": system score x100, "segments": segment scores x100 in input order
-    (their mean is "comet"), "model": name, "n_sentences": n}. `gpus` defaults to 1 when
+    (their mean is "comet"), "model": name, "model_revision" (asked for) and "model_commit"
+    (loaded, when from the hub cache), "n_sentences": n}. `gpus` defaults to 1 when
     CUDA is available, else 0 (CPU). Raises ValueError if the three lists differ in length
     or are empty.
     """
@@ -152,5 +164,7 @@ def score(
         "comet": system,
         "segments": segments,
         "model": getattr(model, "sekd_name", type(model).__name__),
+        "model_revision": getattr(model, "sekd_revision", None),
+        "model_commit": getattr(model, "sekd_commit", None),
         "n_sentences": n,
     }
