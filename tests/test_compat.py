@@ -427,3 +427,25 @@ def test_comet_records_the_revision_and_the_snapshot_commit(tmp_path):
 
     result = sekd_comet.score(Model(), ["a"], ["b"], ["c"], gpus=0)
     assert (result["model_revision"], result["model_commit"]) == ("v1", COMMIT)
+
+
+def test_a_local_model_smaller_than_a_local_tokenizer_stops_the_plan(
+    tiny_model_dir, tiny_tokenizer, tmp_path
+):
+    from sekd.config import _local_tokenizer_size
+
+    assert _local_tokenizer_size(Path(tiny_model_dir)) == len(tiny_tokenizer)
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "config.json").write_text(json.dumps({"vocab_size": 300}))
+    text = (
+        f"models: {{student: {{pretrained: {tiny_model_dir}}}, teacher: {{pretrained: {small}}}}}\n"
+    )
+    message = (
+        rf"'models.teacher.pretrained': {small} has vocab_size 300 \(config.json\), fewer than "
+        rf"the {len(tiny_tokenizer)} entries of the workflow's tokenizer"
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_config(PAPER, write(tmp_path, text))
+    (small / "config.json").write_text(json.dumps({"vocab_size": len(tiny_tokenizer) + 8}))
+    assert load_config(PAPER, write(tmp_path, text))["models"]["teacher"]["pretrained"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -221,6 +222,56 @@ def unpinned_warnings(config: dict) -> list[str]:
     ]
 
 
+def _local_tokenizer_size(directory: Path) -> int | None:
+    """Entries of a local directory's tokenizer.json (vocabulary and added tokens), read without
+    transformers; None without one (or of a kind not read here)."""
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        return None
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    vocab = (spec.get("model") or {}).get("vocab")
+    if isinstance(vocab, dict):  # BPE, WordPiece: token -> id
+        ids = set(vocab.values())
+    elif isinstance(vocab, list):  # Unigram: [piece, score] by id
+        ids = set(range(len(vocab)))
+    else:
+        return None
+    return len(ids | {token["id"] for token in spec.get("added_tokens") or []})
+
+
+def _local_vocab_size(directory: Path) -> int | None:
+    """vocab_size of a local model directory's config.json, None without one."""
+    path = directory / "config.json"
+    if not path.is_file():
+        return None
+    size = json.loads(path.read_text(encoding="utf-8")).get("vocab_size")
+    return size if isinstance(size, int) else None
+
+
+def _local_vocab_errors(config: dict) -> list[str]:
+    """At plan time where both are on disk: a local `pretrained` model whose config.json
+    vocab_size is smaller than the tokenizer that `tokenizer.from_model` names (its job would
+    stop at start; built `init` models take the tokenizer's size, hub models are checked then)."""
+    models = config["models"]
+    source = models.get(config["tokenizer"]["from_model"] or "", {}).get("pretrained")
+    if source is None or not Path(source).expanduser().is_dir():
+        return []
+    entries = _local_tokenizer_size(Path(source).expanduser())
+    if entries is None:
+        return []
+    errors = []
+    for name, model in models.items():
+        path = Path(model["pretrained"] or "").expanduser()
+        size = _local_vocab_size(path) if model["pretrained"] and path.is_dir() else None
+        if size is not None and size < entries:
+            errors.append(
+                f"config key 'models.{name}.pretrained': {model['pretrained']} has vocab_size "
+                f"{size} (config.json), fewer than the {entries} entries of the workflow's "
+                f"tokenizer (tokenizer.from_model: {source}/tokenizer.json)"
+            )
+    return errors
+
+
 def _consistency_errors(config: dict) -> list[str]:
     """Checks a schema cannot express: cross-references between keys."""
     errors = []
@@ -255,6 +306,8 @@ def _consistency_errors(config: dict) -> list[str]:
                 "config key 'tokenizer.from_model': that model has no 'pretrained' tokenizer; "
                 "use 'tokenizer.train' for models built from 'init'"
             )
+        else:
+            errors += _local_vocab_errors(config)
     errors += study_errors(config)
     for objective in config["teacher_store"]["fidelity"]["objectives"]:
         if OBJECTIVES[objective].needs_full_teacher:
