@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from sekd import data as alma
 from sekd import study
 from sekd.config import check_config_file, deep_merge, typed_cli_overrides
-from sekd.config import validate_config
+from sekd.config import unpinned_warnings, validate_config
 from sekd.errors import ConfigError
 from sekd.objectives import kd_objectives
 from sekd.runs import SOURCE_PATTERN, as_resource, parse_source, serves, source_name
@@ -26,6 +26,9 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 config.clear()
 config.update(_validated)
+if workflow.is_main_process:  # once per plan, not again in every job
+    for _warning in unpinned_warnings(config):
+        print(f"WARNING (config) {_warning}", file=sys.stderr)
 
 MODEL_NAME = "[a-z][a-z0-9_]*"
 TABLES = study.table_names(config)
@@ -97,6 +100,18 @@ def run_model(run):
     return config["models"][name if kind == "sft" else "student"]
 
 
+def pinned(key, revision):
+    """{key: revision} when a revision is set, else {} (params: an unpinned plan's params stay
+    as they were, so adding the revision keys reruns nothing)."""
+    return {key: revision} if revision else {}
+
+
+def tokenizer_revision():
+    """{"revision": ...} of the tokenizer's from_model when it is pinned, else {}."""
+    name = config["tokenizer"]["from_model"]
+    return pinned("revision", config["models"][name]["revision"] if name else None)
+
+
 def training_slice(model_name):
     """The config a training job reads; nothing else, so unrelated edits rerun nothing."""
     model = config["models"][model_name]
@@ -105,6 +120,7 @@ def training_slice(model_name):
         "languages": languages_for(train_directions()),
         "dtype": model["dtype"],
         "trust_remote_code": model["trust_remote_code"],
+        **pinned("revision", model["revision"]),
     }
 
 
@@ -124,6 +140,7 @@ def store_slice(teacher, source):
         "languages": languages_for(train_directions()),
         "dtype": config["models"][teacher]["dtype"],
         "trust_remote_code": config["models"][teacher]["trust_remote_code"],
+        **pinned("student_revision", config["models"]["student"]["revision"]),
     }
 
 

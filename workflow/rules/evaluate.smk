@@ -68,6 +68,8 @@ rule comet:
     output:
         "results/comet/{run}/seed{seed}/{evalset}/{direction}.json",
     params:
+        # scoring.comet_revision, only when pinned (an unpinned plan's params stay as before)
+        **pinned("revision", config["scoring"]["comet_revision"]),
         model=config["scoring"]["comet_model"],
         batch_size=config["scoring"]["comet_batch_size"],
     threads: 1

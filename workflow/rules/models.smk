@@ -7,6 +7,8 @@ rule tokenizer:
     output:
         directory("results/tokenizer"),
     params:
+        # the from_model's revision, only when pinned (an unpinned plan's params stay as before)
+        **tokenizer_revision(),
         train=config["tokenizer"]["train"],
         pretrained=(
             config["models"][config["tokenizer"]["from_model"]]["pretrained"]

@@ -11,7 +11,7 @@ from sekd.logs import logged
 with logged(snakemake.log[0]):
     records = data.read_jsonl(snakemake.input.refs)
     hyps = score.read_lines(snakemake.input.hyps)
-    model = comet.load_model(snakemake.params.model)
+    model = comet.load_model(snakemake.params.model, snakemake.params.get("revision"))
     result = comet.score(
         model,
         [r["source"] for r in records],

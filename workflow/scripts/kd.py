@@ -16,6 +16,8 @@ with logged(snakemake.log[0]):
             snakemake.params.job,
             snakemake.resources,
             variant=wc.variant,
+            model_key="models.student",
+            teacher_key=f"models.{split_teacher(wc.teacher)[0]} (SFT'd)",
             base_model=snakemake.params.base,
             tokenizer_dir=snakemake.input.tokenizer,
             train_files=list(snakemake.input.train),

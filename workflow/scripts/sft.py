@@ -18,6 +18,7 @@ with logged(snakemake.log[0]):
             snakemake.params.job,
             snakemake.resources,
             variant="sft",
+            model_key=f"models.{wc.model}",
             base_model=snakemake.params.base,
             tokenizer_dir=snakemake.input.tokenizer,
             train_files=list(snakemake.input.train),

@@ -25,5 +25,7 @@ with logged(snakemake.log[0]):
             dtype=job["dtype"],
             trust_remote_code=job["trust_remote_code"],
             threads=snakemake.threads,
+            student_revision=job.get("student_revision"),  # only in params when pinned
+            teacher_key=f"models.{snakemake.wildcards.teacher} (SFT'd)",
         )
     )

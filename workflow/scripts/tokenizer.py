@@ -18,7 +18,9 @@ with logged(snakemake.log[0]):
         tok = tokenizers.train_bpe(texts, spec["vocab_size"], spec["min_frequency"])
     else:
         tok = tokenizers.load_pretrained(
-            snakemake.params.pretrained, snakemake.params.trust_remote_code
+            snakemake.params.pretrained,
+            snakemake.params.trust_remote_code,
+            snakemake.params.get("revision"),
         )
     tok.save_pretrained(snakemake.output[0])
     print(f"tokenizer: {len(tok)} entries, eos={tok.eos_token!r}, pad={tok.pad_token!r}")

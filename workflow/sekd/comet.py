@@ -71,27 +71,57 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path | None:
     return None
 
 
-def load_model(name_or_path: str | Path) -> Any:
+def _download(comet: Any, name: str, revision: str | None, offline: bool) -> Path:
+    """The hub model's checkpoint: at `revision` (a commit hash or tag) when given, through
+    huggingface_hub (comet.download_model takes no revision), else comet's own download."""
+    if revision is None:
+        return Path(comet.download_model(name, local_files_only=offline))
+    from huggingface_hub import snapshot_download
+
+    snapshot = snapshot_download(repo_id=name, revision=revision, local_files_only=offline)
+    return Path(snapshot) / CHECKPOINT
+
+
+def load_model(name_or_path: str | Path, revision: str | None = None) -> Any:
     """Load a COMET model from a hub id (e.g. Unbabel/wmt22-comet-da) or a local checkpoint.
 
-    Hub models are fetched with `comet.download_model` (from the local cache only when
+    Hub models are fetched at `revision` (config `scoring.comet_revision`; None = the hub's
+    default) with `comet.download_model` / huggingface_hub (from the local cache only when
     HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set). The returned model carries its name in
-    `sekd_name`, which `score` reports.
+    `sekd_name`, which `score` reports with the revision asked for (`sekd_revision`) and the
+    hub commit of the cached snapshot it loaded (`sekd_commit`, None for a local checkpoint).
     """
     ckpt = resolve_checkpoint(name_or_path)
+    if ckpt is not None and revision is not None:
+        raise ValueError(
+            f"scoring.comet_revision: {revision!r} pins a hub model, but {name_or_path} is local"
+        )
     comet = _import_comet()
     offline = _offline()
     if ckpt is None:
         try:
-            ckpt = Path(comet.download_model(str(name_or_path), local_files_only=offline))
+            ckpt = _download(comet, str(name_or_path), revision, offline)
         except Exception as err:  # comet turns every failure into KeyError("not supported")
             where = "in the local Hugging Face cache (offline)" if offline else "on the hub"
+            at = f" at revision {revision!r}" if revision else ""
             raise RuntimeError(
-                f"COMET model {name_or_path!r} is neither a local path nor available {where}: {err}"
+                f"COMET model {name_or_path!r} is neither a local path nor available{at} "
+                f"{where}: {err}"
             ) from err
     model = comet.load_from_checkpoint(str(ckpt), local_files_only=offline)
     model.sekd_name = str(name_or_path)
+    model.sekd_revision = revision
+    model.sekd_commit = _snapshot_commit(ckpt)
     return model
+
+
+def _snapshot_commit(ckpt: Path) -> str | None:
+    """The hub commit of a checkpoint in the Hugging Face cache (.../snapshots/<commit>/
+    checkpoints/model.ckpt), else None."""
+    parents = Path(ckpt).parents
+    if len(parents) > 2 and parents[2].name == "snapshots":
+        return parents[1].name
+    return None
 
 
 def score(
@@ -106,7 +136,8 @@ def score(
     """COMET of one system on one test set.
 
     Returns {"comet": system score x100, "segments": segment scores x100 in input order
-    (their mean is "comet"), "model": name, "n_sentences": n}. `gpus` defaults to 1 when
+    (their mean is "comet"), "model": name, "model_revision" (asked for) and "model_commit"
+    (loaded, when from the hub cache), "n_sentences": n}. `gpus` defaults to 1 when
     CUDA is available, else 0 (CPU). Raises ValueError if the three lists differ in length
     or are empty.
     """
@@ -133,5 +164,7 @@ def score(
         "comet": system,
         "segments": segments,
         "model": getattr(model, "sekd_name", type(model).__name__),
+        "model_revision": getattr(model, "sekd_revision", None),
+        "model_commit": getattr(model, "sekd_commit", None),
         "n_sentences": n,
     }

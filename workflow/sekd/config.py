@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -178,6 +179,99 @@ def _pretrained_errors(key: str, value: str) -> list[str]:
     return []
 
 
+# Names that are branches on (nearly) every hub repository: they move, so they pin nothing.
+BRANCHES = frozenset({"main", "master", "head", "dev", "develop", "trunk"})
+
+
+def _revision_errors(key: str, revision: str | None, source: str | None) -> list[str]:
+    """A revision pins a hub id's source to a commit hash or tag: not a branch, and not a model
+    built from `init` or a local directory (which have no revisions)."""
+    if revision is None:
+        return []
+    if revision.lower() in BRANCHES or revision.startswith("refs/heads/"):
+        return [
+            f"config key '{key}': {revision!r} is a branch, which moves; pin a commit hash "
+            "(40 hex digits) or a tag"
+        ]
+    if source is None or Path(source).expanduser().exists():
+        what = "a model built from 'init'" if source is None else f"the local path {source!r}"
+        return [f"config key '{key}': {what} has no revisions; remove it"]
+    return []
+
+
+def is_hub_id(source: str | None) -> bool:
+    """Whether a `pretrained` / `comet_model` value names a hub repository (not a local path)."""
+    return source is not None and not Path(source).expanduser().exists()
+
+
+def unpinned_warnings(config: dict) -> list[str]:
+    """One warning per hub model (models.*.pretrained, scoring.comet_model) without a revision:
+    it loads whatever the hub serves on the day the job runs."""
+    sources = [
+        (f"models.{name}", model["pretrained"], model["revision"], f"models.{name}.revision")
+        for name, model in config["models"].items()
+    ]
+    scoring = config["scoring"]
+    comet = (scoring["comet_model"], scoring["comet_revision"], "scoring.comet_revision")
+    sources.append(("scoring.comet_model", *comet))
+    return [
+        f"{key}: hub model {source!r} loads without a revision (unpinned: the hub's current "
+        f"files); set {pin} to a commit hash or tag (README, section Models)"
+        for key, source, revision, pin in sources
+        if is_hub_id(source) and revision is None
+    ]
+
+
+def _local_tokenizer_size(directory: Path) -> int | None:
+    """Entries of a local directory's tokenizer.json (vocabulary and added tokens), read without
+    transformers; None without one (or of a kind not read here)."""
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        return None
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    vocab = (spec.get("model") or {}).get("vocab")
+    if isinstance(vocab, dict):  # BPE, WordPiece: token -> id
+        ids = set(vocab.values())
+    elif isinstance(vocab, list):  # Unigram: [piece, score] by id
+        ids = set(range(len(vocab)))
+    else:
+        return None
+    return len(ids | {token["id"] for token in spec.get("added_tokens") or []})
+
+
+def _local_vocab_size(directory: Path) -> int | None:
+    """vocab_size of a local model directory's config.json, None without one."""
+    path = directory / "config.json"
+    if not path.is_file():
+        return None
+    size = json.loads(path.read_text(encoding="utf-8")).get("vocab_size")
+    return size if isinstance(size, int) else None
+
+
+def _local_vocab_errors(config: dict) -> list[str]:
+    """At plan time where both are on disk: a local `pretrained` model whose config.json
+    vocab_size is smaller than the tokenizer that `tokenizer.from_model` names (its job would
+    stop at start; built `init` models take the tokenizer's size, hub models are checked then)."""
+    models = config["models"]
+    source = models.get(config["tokenizer"]["from_model"] or "", {}).get("pretrained")
+    if source is None or not Path(source).expanduser().is_dir():
+        return []
+    entries = _local_tokenizer_size(Path(source).expanduser())
+    if entries is None:
+        return []
+    errors = []
+    for name, model in models.items():
+        path = Path(model["pretrained"] or "").expanduser()
+        size = _local_vocab_size(path) if model["pretrained"] and path.is_dir() else None
+        if size is not None and size < entries:
+            errors.append(
+                f"config key 'models.{name}.pretrained': {model['pretrained']} has vocab_size "
+                f"{size} (config.json), fewer than the {entries} entries of the workflow's "
+                f"tokenizer (tokenizer.from_model: {source}/tokenizer.json)"
+            )
+    return errors
+
+
 def _consistency_errors(config: dict) -> list[str]:
     """Checks a schema cannot express: cross-references between keys."""
     errors = []
@@ -198,6 +292,9 @@ def _consistency_errors(config: dict) -> list[str]:
             )
         if model["pretrained"] is not None:
             errors += _pretrained_errors(f"models.{name}.pretrained", model["pretrained"])
+        errors += _revision_errors(
+            f"models.{name}.revision", model["revision"], model["pretrained"]
+        )
     tok = config["tokenizer"]
     if (tok["from_model"] is None) == (tok["train"] is None):
         errors.append("config key 'tokenizer': set exactly one of 'from_model' or 'train'")
@@ -209,6 +306,8 @@ def _consistency_errors(config: dict) -> list[str]:
                 "config key 'tokenizer.from_model': that model has no 'pretrained' tokenizer; "
                 "use 'tokenizer.train' for models built from 'init'"
             )
+        else:
+            errors += _local_vocab_errors(config)
     errors += study_errors(config)
     for objective in config["teacher_store"]["fidelity"]["objectives"]:
         if OBJECTIVES[objective].needs_full_teacher:
@@ -216,6 +315,13 @@ def _consistency_errors(config: dict) -> list[str]:
                 f"config key 'teacher_store.fidelity.objectives': {objective!r} needs the "
                 "teacher's full distribution; a sparse store cannot serve it"
             )
+    scoring = config["scoring"]
+    if scoring["comet_revision"] is not None and scoring["comet_model"] is None:
+        errors.append("config key 'scoring.comet_revision': set, but scoring.comet_model is null")
+    else:
+        errors += _revision_errors(
+            "scoring.comet_revision", scoring["comet_revision"], scoring["comet_model"]
+        )
     training = config["training"]
     if training["batch_size"] % training["per_device_batch_size"]:
         errors.append(

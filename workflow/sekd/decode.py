@@ -75,6 +75,7 @@ def translate_with_engine(
             model_dir, tokenizer, sources, direction, languages, dtype=dtype, **common
         )
     model = models.load_causal_lm(model_dir, dtype)
+    models.check_vocab(model, tokenizer, model_dir, "the model to decode")
     if torch.cuda.is_available():
         model.to("cuda")
     return translate(

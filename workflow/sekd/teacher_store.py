@@ -159,6 +159,8 @@ class StoreJob:
     dtype: str = "float32"  # the teacher's
     trust_remote_code: bool = False
     threads: int = 1
+    student_revision: str | None = None  # of student_model when a hub id (models.student.revision)
+    teacher_key: str = "the teacher"  # its config key, for errors (models.<name>)
 
 
 def _open_array(path: Path, dtype: str, shape: tuple[int, ...]) -> np.memmap:
@@ -197,10 +199,14 @@ def build(job: StoreJob) -> dict:
     offsets = np.concatenate([[0], np.cumsum(target_counts(examples), dtype=np.int64)])
     n_tokens = int(offsets[-1])
     vocab = AutoConfig.from_pretrained(
-        job.student_model, trust_remote_code=job.trust_remote_code
+        job.student_model, trust_remote_code=job.trust_remote_code, revision=job.student_revision
     ).vocab_size
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    teacher = models.load_teacher(job.teacher_model, job.dtype, job.trust_remote_code, vocab)
+    models.check_tokenizer(job.teacher_model, tok, job.teacher_key, None, job.trust_remote_code)
+    teacher = models.load_teacher(
+        job.teacher_model, job.dtype, job.trust_remote_code, vocab, key=job.teacher_key
+    )
+    models.check_vocab(teacher, tok, job.teacher_model, job.teacher_key)
     teacher.to(device)
     out, tmp = Path(job.out_dir), Path(f"{job.out_dir}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -40,9 +40,14 @@ def train_bpe(
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
 
 
-def load_pretrained(name_or_path: str, trust_remote_code: bool = False):
-    """The tokenizer of a hub id or local model directory, with a pad token for batching."""
-    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+def load_pretrained(
+    name_or_path: str, trust_remote_code: bool = False, revision: str | None = None
+):
+    """The tokenizer of a hub id or local model directory, with a pad token for batching;
+    `revision` (a commit hash or tag) pins a hub model, None = the hub's default."""
+    tok = AutoTokenizer.from_pretrained(
+        name_or_path, trust_remote_code=trust_remote_code, revision=revision
+    )
     if tok.pad_token is None:
         # Llama has none; padded positions are masked, so any id works. unk keeps eos distinct.
         tok.pad_token = tok.unk_token or tok.eos_token

@@ -71,6 +71,9 @@ class TrainJob:
     teacher_model: str | None = None  # SFT'd teacher directory (KD only)
     teacher_store: str | None = None  # or a store of its outputs (sekd.teacher_store; KD only)
     teacher_dtype: str = "float32"
+    revision: str | None = None  # of base_model when it is a hub id (models.<name>.revision)
+    model_key: str = "models"  # the config key of the trained model, for errors (models.<name>)
+    teacher_key: str = "the teacher"  # and of the teacher (KD only)
     threads: int = 1  # CPU threads (of a rank; `run` shares the node's among its ranks)
     gpus: int = 0  # GPUs of the whole job (the rule's `gpu` resource): ranks when nproc is unset
     resume_from_checkpoint: str | None = None  # set by `run`, read by the ranks
@@ -89,6 +92,7 @@ def rule_job(job_slice: dict, resources, **fields) -> TrainJob:
         training={**job_slice["training"], **runtime},
         dtype=job_slice["dtype"],
         trust_remote_code=job_slice["trust_remote_code"],
+        revision=job_slice.get("revision"),
         gpus=int(getattr(resources, "gpu", 0) or 0),
         **fields,
     )
@@ -136,8 +140,16 @@ def _train(job: TrainJob) -> dict:
     tok = tokenizers.load(job.tokenizer_dir)
     train_set, valid_set = _datasets(job, tok, select_best)
     # Master weights in fp32; mixed precision (bf16 autocast) on GPUs, as DeepSpeed does.
-    model = models.load_causal_lm(job.base_model, "float32", job.trust_remote_code)
-    teacher, store = _teacher(job, variant, train_set, model.config.vocab_size, args)
+    # Compatibility with results/tokenizer before any step (a named error, not an IndexError).
+    models.check_tokenizer(
+        job.base_model, tok, f"{job.model_key}.pretrained", job.revision, job.trust_remote_code
+    )
+    model = models.load_causal_lm(job.base_model, "float32", job.trust_remote_code, job.revision)
+    models.check_vocab(model, tok, job.base_model, job.model_key)
+    sources = {"base": models.provenance(job.base_model, job.revision, model)}
+    teacher, store = _teacher(job, variant, train_set, model.config.vocab_size, args, tok)
+    if variant.objective != "sft":
+        sources["teacher"] = models.provenance(job.teacher_store or job.teacher_model)
     _log_start(job, len(train_set), store)
     checkpoints, timer = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir), StepTimer()
     trainer = DistillTrainer(
@@ -155,7 +167,7 @@ def _train(job: TrainJob) -> dict:
         trainer.train(resume_from_checkpoint=job.resume_from_checkpoint)
     finally:
         checkpoints.restore()
-    summary = _summary(job, variant, trainer, timer)
+    summary = _summary(job, variant, trainer, timer, sources)
     _save(trainer, tok, job, summary)
     return summary
 
@@ -247,11 +259,12 @@ def _check_eval_steps(training: dict, examples: int) -> None:
 
 
 def _teacher(
-    job: TrainJob, variant: Variant, train_set: list[dict], vocab_size: int, args
+    job: TrainJob, variant: Variant, train_set: list[dict], vocab_size: int, args, tok
 ) -> tuple[PreTrainedModel | None, TeacherStore | None]:
     """(online teacher, teacher store): neither for SFT; the store when the job names one (its
     examples then carry their "index"), else the frozen teacher on the student's device (under
-    ZeRO-3, as an engine every rank loads partitioned, never whole on one device)."""
+    ZeRO-3, as an engine every rank loads partitioned, never whole on one device). The teacher
+    must share the workflow's tokenizer `tok` and cover its vocabulary."""
     if variant.objective == "sft":
         return None, None
     if job.teacher_store:
@@ -267,9 +280,15 @@ def _teacher(
         return None, store
     if job.teacher_model is None:
         raise ValueError(f"objective {variant.objective!r} needs a teacher model")
+    models.check_tokenizer(job.teacher_model, tok, job.teacher_key, None, job.trust_remote_code)
     teacher = models.load_teacher(
-        job.teacher_model, job.teacher_dtype, job.trust_remote_code, vocab_size
+        job.teacher_model,
+        job.teacher_dtype,
+        job.trust_remote_code,
+        vocab_size,
+        key=job.teacher_key,
     )
+    models.check_vocab(teacher, tok, job.teacher_model, job.teacher_key)
     if job.training.get("deepspeed"):
         return distributed.teacher_engine(teacher, args), None
     return teacher.to(args.device), None
@@ -289,8 +308,12 @@ def _log_start(job: TrainJob, examples: int, store: TeacherStore | None) -> None
     )
 
 
-def _summary(job: TrainJob, variant: Variant, trainer: DistillTrainer, timer: StepTimer) -> dict:
-    """train_summary.json: the run, its steps, best checkpoint, log history and step times."""
+def _summary(
+    job: TrainJob, variant: Variant, trainer: DistillTrainer, timer: StepTimer, sources: dict
+) -> dict:
+    """train_summary.json: the run, its steps, best checkpoint, log history, step times, and
+    what was loaded (`models`: source, revision asked for, resolved commit or sha256; see
+    sekd.models.provenance)."""
     state = trainer.state
     if timer.seconds:
         ordered = sorted(timer.seconds)
@@ -305,6 +328,7 @@ def _summary(job: TrainJob, variant: Variant, trainer: DistillTrainer, timer: St
         "log_history": state.log_history,
         "step_seconds": timer.seconds,  # of this process's steps (not those before a resume)
         "step_cpu_seconds": timer.cpu_seconds,
+        "models": sources,
     }
 
 
