@@ -341,7 +341,8 @@ def read_parallel(
 
 
 def _entry_line(text: str, index: int) -> int:
-    """The line on which entry ``index`` (0-based) of the JSON list ``text`` starts."""
+    """The line on which entry ``index`` (0-based) of the JSON list ``text`` starts (named in
+    the error about a character escaped in one of its texts)."""
     decoder = json.JSONDecoder()
     space = re.compile(r"[ \t\n\r]*")
     pos = space.match(text, 0).end() + 1  # past "["
