@@ -262,10 +262,13 @@ SLOW_BODY = b"hello\n" * 40
 
 
 class _SlowHandler(http.server.BaseHTTPRequestHandler):
-    """Serves SLOW_BODY: at full speed for /fast/*, one byte a second for /trickle/*, and only
-    the headers for /stall/*."""
+    """Serves SLOW_BODY: at full speed for /fast/*, one byte a second for /trickle/*, only the
+    headers for /stall/*, and headers that never end, one byte a second, for /headers/*."""
 
     def do_GET(self) -> None:
+        if self.path.startswith("/headers/"):
+            self._trickle_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(SLOW_BODY)))
         self.end_headers()
@@ -280,6 +283,17 @@ class _SlowHandler(http.server.BaseHTTPRequestHandler):
                     time.sleep(1)
             else:
                 time.sleep(6)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _trickle_headers(self) -> None:
+        """A status line, then a header one byte a second, for 30 s."""
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(30):
+                self.wfile.write(b"a")
+                self.wfile.flush()
+                time.sleep(1)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -310,7 +324,7 @@ def test_download_at_full_speed(tmp_path: Path, slow_server: str) -> None:
     assert dest.read_bytes() == SLOW_BODY
 
 
-@pytest.mark.parametrize("kind", ["trickle", "stall"])
+@pytest.mark.parametrize("kind", ["trickle", "stall", "headers"])
 def test_slow_download_stops_at_the_deadline(tmp_path: Path, slow_server: str, kind: str) -> None:
     dest = tmp_path / "out/f.txt"
     start = time.monotonic()

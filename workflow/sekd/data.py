@@ -14,11 +14,12 @@ import os
 import random
 import re
 import tempfile
+import threading
 import time
 import unicodedata
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -172,8 +173,9 @@ def fetch_file(
     (a scheduler's restarts are the only retries). A download waits at most
     ``min(60 s, timeout_s)`` for its next bytes and stops with a DataError naming the URL once
     ``timeout_s`` seconds have passed in all (``data.download_timeout_s``), however slowly bytes
-    trickle in. Writes a temp file next to ``dest`` and renames it into place only after the
-    checksum matches, so a failure leaves neither ``dest`` nor the temp file behind.
+    trickle in, headers included (the fetch runs in a thread the caller stops waiting for).
+    Writes a temp file next to ``dest`` and renames it into place only after the checksum
+    matches, so a failure leaves neither ``dest`` nor the temp file behind.
     """
     _check_relpath(relpath)
     if not _SHA256.fullmatch(sha256.lower()):
@@ -186,10 +188,15 @@ def fetch_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    name = _source_name(relpath, url, mirror)
     deadline = time.monotonic() + timeout_s
-    try:
+
+    def download() -> str:
         with os.fdopen(fd, "wb") as out, _open_source(relpath, url, mirror, timeout_s) as src:
-            actual = _copy_hashed(src, out, deadline, _source_name(relpath, url, mirror), timeout_s)
+            return _copy_hashed(src, out, deadline, name, timeout_s)
+
+    try:
+        actual = _call_by(download, deadline, _timed_out(name, timeout_s))
         if actual != sha256.lower():
             raise DataError(f"{relpath}: sha256 mismatch: expected {sha256}, got {actual}")
         os.replace(tmp, dest)
@@ -205,6 +212,38 @@ def _source_name(relpath: str, url: str | None, mirror: str | os.PathLike[str] |
     return f"{str(url).rstrip('/')}/{relpath}"
 
 
+def _timed_out(name: str, timeout_s: float) -> DataError:
+    """The error of a download past its deadline."""
+    return DataError(
+        f"{name}: download timed out: not complete after {timeout_s:g} s (data.download_timeout_s)"
+    )
+
+
+def _call_by(fn: Callable[[], T], deadline: float, error: Exception) -> T:
+    """``fn()``, run in a daemon thread: its result or its exception, or ``error`` once
+    ``time.monotonic()`` passes ``deadline`` (plus a second's grace for ``fn``'s own message).
+
+    This bounds what no read timeout bounds: a server that trickles its headers, or a name
+    lookup that hangs. A thread left behind ends at its next read timeout or with the process.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as e:  # handed to the caller
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, name="sekd-fetch", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+    if thread.is_alive():
+        raise error
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def _copy_hashed(src: Any, out: Any, deadline: float, name: str, timeout_s: float) -> str:
     """Copy ``src`` to ``out`` and return the sha256 of what was copied; DataError naming
     ``name`` once ``time.monotonic()`` passes ``deadline`` or a read times out.
@@ -216,10 +255,7 @@ def _copy_hashed(src: Any, out: Any, deadline: float, name: str, timeout_s: floa
     h = hashlib.sha256()
     while True:
         if time.monotonic() > deadline:
-            raise DataError(
-                f"{name}: download timed out: not complete after {timeout_s:g} s "
-                "(data.download_timeout_s)"
-            )
+            raise _timed_out(name, timeout_s)
         try:
             chunk = read(_CHUNK)
         except (TimeoutError, OSError) as e:
