@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -258,8 +259,8 @@ def _copy_hashed(src: Any, out: Any, deadline: float, name: str, timeout_s: floa
             raise _timed_out(name, timeout_s)
         try:
             chunk = read(_CHUNK)
-        except (TimeoutError, OSError) as e:
-            raise DataError(f"{name}: download failed: {e}") from e
+        except (OSError, http.client.HTTPException) as e:  # a read timeout, a cut connection
+            raise DataError(f"{name}: download failed: {e!r}") from e
         if not chunk:
             return h.hexdigest()
         h.update(chunk)
