@@ -263,7 +263,8 @@ SLOW_BODY = b"hello\n" * 40
 
 class _SlowHandler(http.server.BaseHTTPRequestHandler):
     """Serves SLOW_BODY: at full speed for /fast/*, one byte a second for /trickle/*, only the
-    headers for /stall/*, and headers that never end, one byte a second, for /headers/*."""
+    headers for /stall/*, the first 10 bytes for /cut/*, and headers that never end, one byte a
+    second, for /headers/*."""
 
     def do_GET(self) -> None:
         if self.path.startswith("/headers/"):
@@ -276,6 +277,8 @@ class _SlowHandler(http.server.BaseHTTPRequestHandler):
         try:
             if self.path.startswith("/fast/"):
                 self.wfile.write(SLOW_BODY)
+            elif self.path.startswith("/cut/"):
+                self.wfile.write(SLOW_BODY[:10])  # then the connection closes
             elif self.path.startswith("/trickle/"):
                 for i in range(len(SLOW_BODY)):
                     self.wfile.write(SLOW_BODY[i : i + 1])
@@ -336,6 +339,14 @@ def test_slow_download_stops_at_the_deadline(tmp_path: Path, slow_server: str, k
     assert elapsed < 3 + 2, elapsed  # the 240 bytes would take 4 minutes
     assert f"{slow_server}/{kind}/deen/f.txt" in str(exc.value)
     assert sorted(p.name for p in dest.parent.iterdir()) == []  # no partial file left
+
+
+def test_cut_connection_names_the_url(tmp_path: Path, slow_server: str) -> None:
+    dest = tmp_path / "out/f.txt"
+    message = f"{slow_server}/cut/deen/f.txt: download failed: got 10 of 240 bytes"
+    with pytest.raises(DataError, match=re.escape(message)):
+        data.fetch_file("deen/f.txt", dest, url=f"{slow_server}/cut", sha256=SHA_OF_BODY)
+    assert sorted(p.name for p in dest.parent.iterdir()) == []
 
 
 def test_trickle_names_the_deadline_key(tmp_path: Path, slow_server: str) -> None:

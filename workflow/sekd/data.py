@@ -253,7 +253,9 @@ def _copy_hashed(src: Any, out: Any, deadline: float, name: str, timeout_s: floa
     trickle in cannot keep a single call busy past the deadline.
     """
     read = getattr(src, "read1", src.read)
+    expected = _content_length(src)
     h = hashlib.sha256()
+    size = 0
     while True:
         if time.monotonic() > deadline:
             raise _timed_out(name, timeout_s)
@@ -262,9 +264,20 @@ def _copy_hashed(src: Any, out: Any, deadline: float, name: str, timeout_s: floa
         except (OSError, http.client.HTTPException) as e:  # a read timeout, a cut connection
             raise DataError(f"{name}: download failed: {e!r}") from e
         if not chunk:
-            return h.hexdigest()
+            break
         h.update(chunk)
         out.write(chunk)
+        size += len(chunk)
+    if expected is not None and size != expected:
+        raise DataError(f"{name}: download failed: got {size} of {expected} bytes")
+    return h.hexdigest()
+
+
+def _content_length(src: Any) -> int | None:
+    """The Content-Length an HTTP response announced, if any."""
+    headers = getattr(src, "headers", None)
+    value = headers.get("Content-Length") if headers is not None else None
+    return int(value) if value is not None and value.strip().isdigit() else None
 
 
 @contextlib.contextmanager
