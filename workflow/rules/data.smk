@@ -1,6 +1,13 @@
 # Data (§4.1): fetch the ALMA human-written files (checked by sha256), then slice and format them.
 
 
+def eval_file(wc):
+    """The ALMA file (below human_written_data/) of a prepare_eval job."""
+    if wc.evalset == "valid":
+        return alma.valid_file(wc.direction)
+    return alma.test_file(wc.direction)
+
+
 rule fetch_data:
     output:
         raw_file("{relpath}"),
@@ -11,6 +18,7 @@ rule fetch_data:
         # makes the source irrelevant to the result; sekd.runs.as_resource: unset is "").
         data_url=as_resource(config["data"]["url"], str),
         data_mirror=as_resource(config["data"]["mirror"], str),
+        download_timeout_s=config["data"]["download_timeout_s"],
     log:
         "results/logs/fetch_data/{relpath}.log",
     benchmark:
@@ -27,6 +35,10 @@ rule prepare_train:
     output:
         "results/data/train/{pair}.jsonl",
     params:
+        # checked again before reading: a fetched file edited since its fetch must not pass
+        sha256=lambda wc: [
+            config["data"]["sha256"][p] for p in alma.train_files(wc.pair)
+        ],
         max_pairs=config["data"]["max_train_pairs"],
         max_words=config["data"]["max_train_words"],
         seed=config["data"]["slice_seed"],
@@ -42,14 +54,11 @@ rule prepare_train:
 
 rule prepare_eval:
     input:
-        lambda wc: raw_file(
-            alma.valid_file(wc.direction)
-            if wc.evalset == "valid"
-            else alma.test_file(wc.direction)
-        ),
+        lambda wc: raw_file(eval_file(wc)),
     output:
         "results/data/{evalset}/{direction}.jsonl",
     params:
+        sha256=lambda wc: config["data"]["sha256"][eval_file(wc)],
         max_sentences=lambda wc: config["data"][
             "max_valid_sentences" if wc.evalset == "valid" else "max_test_sentences"
         ],

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import random
 import re
 import tempfile
+import threading
+import time
+import unicodedata
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +32,14 @@ DATA_SUBDIR = "human_written_data"
 _CODE = re.compile(r"[a-z]{2,3}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
+_READ_TIMEOUT_S = 60.0  # the longest a download may wait for its next bytes
+DEFAULT_DOWNLOAD_TIMEOUT_S = 300.0  # the longest a whole download may take (schema default)
+_UTF8_BOM = b"\xef\xbb\xbf"
+# Characters that never belong inside a sentence: C0 controls but TAB (a CR is allowed only as
+# the CR of a CRLF line ending, a LF only as a line ending), DEL, C1 controls, a byte order mark
+# past the start of the file, and the Unicode line and paragraph separators.
+_BAD_CHAR = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ufeff\u2028\u2029]")
+_CONTROL_NAMES = {0x00: "NUL", 0x0A: "LF", 0x0D: "CR", 0x1B: "ESC", 0x7F: "DEL", 0x85: "NEL"}
 
 
 # --------------------------------------------------------------------------- keys and paths
@@ -128,6 +140,18 @@ def verify_checksums(root: str | os.PathLike[str], sha_map: dict[str, str]) -> N
         raise DataError("checksum verification failed:\n  " + "\n  ".join(problems))
 
 
+def verify_file(path: str | os.PathLike[str], expected: str) -> None:
+    """Check a fetched file against its ``data.sha256`` entry again before a job reads it
+    (the fetch checked it once; an edit since then must not pass): DataError naming the file
+    and both hashes."""
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise DataError(
+            f"{path}: sha256 mismatch: the file changed after it was fetched "
+            f"(data.sha256 expects {expected}, the file has {actual}); delete it to fetch it again"
+        )
+
+
 def _check_relpath(relpath: str) -> None:
     p = Path(relpath)
     if p.is_absolute() or ".." in p.parts or not p.parts:
@@ -141,30 +165,39 @@ def fetch_file(
     url: str | None = None,
     mirror: str | os.PathLike[str] | None = None,
     sha256: str,
+    timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S,
 ) -> Path:
     """Fetch ``relpath`` (below ``human_written_data/``) to ``dest`` and verify its sha256.
 
     Copies ``mirror/human_written_data/relpath`` when ``mirror`` is given, else downloads
-    ``url + "/" + relpath`` (any urllib URL, ``file://`` included). Writes a temp file next
-    to ``dest`` and renames it into place only after the checksum matches, so a failure
-    leaves neither ``dest`` nor the temp file behind.
+    ``url + "/" + relpath`` (any urllib URL, ``file://`` included) once, without retrying
+    (a scheduler's restarts are the only retries). A download waits at most
+    ``min(60 s, timeout_s)`` for its next bytes and stops with a DataError naming the URL once
+    ``timeout_s`` seconds have passed in all (``data.download_timeout_s``), however slowly bytes
+    trickle in, headers included (the fetch runs in a thread the caller stops waiting for).
+    Writes a temp file next to ``dest`` and renames it into place only after the checksum
+    matches, so a failure leaves neither ``dest`` nor the temp file behind.
     """
     _check_relpath(relpath)
     if not _SHA256.fullmatch(sha256.lower()):
         raise ValueError(f"{relpath}: invalid sha256 {sha256!r}")
     if mirror is None and url is None:
         raise ValueError(f"{relpath}: neither a mirror nor a URL to fetch from")
+    if not timeout_s > 0:
+        raise ValueError(f"{relpath}: download timeout must be > 0 s, got {timeout_s!r}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    name = _source_name(relpath, url, mirror)
+    deadline = time.monotonic() + timeout_s
+
+    def download() -> str:
+        with os.fdopen(fd, "wb") as out, _open_source(relpath, url, mirror, timeout_s) as src:
+            return _copy_hashed(src, out, deadline, name, timeout_s)
+
     try:
-        with os.fdopen(fd, "wb") as out, _open_source(relpath, url, mirror) as src:
-            h = hashlib.sha256()
-            for chunk in iter(lambda: src.read(_CHUNK), b""):
-                h.update(chunk)
-                out.write(chunk)
-        actual = h.hexdigest()
+        actual = _call_by(download, deadline, _timed_out(name, timeout_s))
         if actual != sha256.lower():
             raise DataError(f"{relpath}: sha256 mismatch: expected {sha256}, got {actual}")
         os.replace(tmp, dest)
@@ -173,8 +206,87 @@ def fetch_file(
     return dest
 
 
+def _source_name(relpath: str, url: str | None, mirror: str | os.PathLike[str] | None) -> str:
+    """The mirror file or the URL ``relpath`` is fetched from (for messages)."""
+    if mirror is not None:
+        return str(Path(mirror) / DATA_SUBDIR / relpath)
+    return f"{str(url).rstrip('/')}/{relpath}"
+
+
+def _timed_out(name: str, timeout_s: float) -> DataError:
+    """The error of a download past its deadline."""
+    return DataError(
+        f"{name}: download timed out: not complete after {timeout_s:g} s (data.download_timeout_s)"
+    )
+
+
+def _call_by(fn: Callable[[], T], deadline: float, error: Exception) -> T:
+    """``fn()``, run in a daemon thread: its result or its exception, or ``error`` once
+    ``time.monotonic()`` passes ``deadline`` (plus a second's grace for ``fn``'s own message).
+
+    This bounds what no read timeout bounds: a server that trickles its headers, or a name
+    lookup that hangs. A thread left behind ends at its next read timeout or with the process.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as e:  # handed to the caller
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, name="sekd-fetch", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+    if thread.is_alive():
+        raise error
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _copy_hashed(src: Any, out: Any, deadline: float, name: str, timeout_s: float) -> str:
+    """Copy ``src`` to ``out`` and return the sha256 of what was copied; DataError naming
+    ``name`` once ``time.monotonic()`` passes ``deadline`` or a read times out.
+
+    Reads with ``read1`` where the stream has it (one network read at a time), so bytes that
+    trickle in cannot keep a single call busy past the deadline.
+    """
+    read = getattr(src, "read1", src.read)
+    expected = _content_length(src)
+    h = hashlib.sha256()
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise _timed_out(name, timeout_s)
+        try:
+            chunk = read(_CHUNK)
+        except (OSError, http.client.HTTPException) as e:  # a read timeout, a cut connection
+            raise DataError(f"{name}: download failed: {e!r}") from e
+        if not chunk:
+            break
+        h.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+    if expected is not None and size != expected:
+        raise DataError(f"{name}: download failed: got {size} of {expected} bytes")
+    return h.hexdigest()
+
+
+def _content_length(src: Any) -> int | None:
+    """The Content-Length an HTTP response announced, if any."""
+    headers = getattr(src, "headers", None)
+    value = headers.get("Content-Length") if headers is not None else None
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
 @contextlib.contextmanager
-def _open_source(relpath: str, url: str | None, mirror: str | os.PathLike[str] | None) -> Iterator:
+def _open_source(
+    relpath: str,
+    url: str | None,
+    mirror: str | os.PathLike[str] | None,
+    timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S,
+) -> Iterator:
     """Binary stream of the file to fetch, from the mirror or the URL."""
     if mirror is not None:
         src = Path(mirror) / DATA_SUBDIR / relpath
@@ -183,9 +295,9 @@ def _open_source(relpath: str, url: str | None, mirror: str | os.PathLike[str] |
         with open(src, "rb") as f:
             yield f
         return
-    full = f"{str(url).rstrip('/')}/{relpath}"
+    full = _source_name(relpath, url, None)
     try:
-        resp = urllib.request.urlopen(full, timeout=60)
+        resp = urllib.request.urlopen(full, timeout=min(_READ_TIMEOUT_S, timeout_s))
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise DataError(f"{relpath}: cannot download {full}: {e}") from e
     with resp:
@@ -195,11 +307,46 @@ def _open_source(relpath: str, url: str | None, mirror: str | os.PathLike[str] |
 # --------------------------------------------------------------------------- readers
 
 
-def _decode_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 file without their ``\\n`` / ``\\r\\n``; DataError on bad UTF-8."""
+def describe_char(ch: str) -> str:
+    """``"U+0000 NUL"``, ``"U+2028 LINE SEPARATOR"``, ``"U+FEFF BYTE ORDER MARK"``: a character
+    named for an error message."""
+    code = ord(ch)
+    if code == 0xFEFF:
+        name = "BYTE ORDER MARK"
+    elif code in _CONTROL_NAMES:
+        name = _CONTROL_NAMES[code]
+    else:
+        name = unicodedata.name(ch, "control character")
+    return f"U+{code:04X} {name}"
+
+
+def check_text(text: str, where: str) -> None:
+    """DataError ``"<where>: U+0000 NUL at column 3"`` if ``text`` holds a character that
+    never belongs inside a sentence (see ``_BAD_CHAR``); a stray CR is called one."""
+    m = _BAD_CHAR.search(text)
+    if m is None:
+        return
+    what = describe_char(m.group())
+    if m.group() == "\r":
+        what += " (a carriage return that does not end a CRLF line)"
+    raise DataError(f"{where}: {what} at column {m.start() + 1}")
+
+
+def _decode_lines(path: Path, *, strict: bool = False) -> list[str]:
+    """Lines of a UTF-8 file without their ``\\n`` / ``\\r\\n``; DataError on bad UTF-8.
+
+    ``strict`` (the corpus readers): a UTF-8 byte order mark at the very start of the file is
+    dropped (an encoding signature some editors write, not text), and a line holding any other
+    BOM, a NUL or other control character but TAB, a CR that is not part of a CRLF line ending
+    (a file may mix LF and CRLF endings), or U+2028/U+2029 is a DataError naming file:line,
+    the character and its column.
+    """
     data = Path(path).read_bytes()
+    if strict and data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
     raw = data.split(b"\n")
-    if raw and raw[-1] == b"":
+    terminated = raw[-1] == b""
+    if terminated:
         raw.pop()  # the final newline does not start another line
     lines = []
     for lineno, b in enumerate(raw, 1):
@@ -209,17 +356,25 @@ def _decode_lines(path: Path) -> list[str]:
             raise DataError(
                 f"{path}:{lineno}: invalid UTF-8 (byte 0x{b[e.start]:02x} at column {e.start + 1})"
             ) from e
-        lines.append(line[:-1] if line.endswith("\r") else line)
+        ends_crlf = line.endswith("\r") and (terminated or lineno < len(raw) or not strict)
+        line = line[:-1] if ends_crlf else line
+        if strict:
+            check_text(line, f"{path}:{lineno}")
+        lines.append(line)
     return lines
 
 
 def read_parallel(
     src_path: str | os.PathLike[str], tgt_path: str | os.PathLike[str]
 ) -> list[tuple[str, str]]:
-    """Aligned (source, target) lines of two plain-text files, validated strictly."""
+    """Aligned (source, target) lines of two plain-text files, validated strictly.
+
+    Every line must be non-blank and free of control characters (see ``_decode_lines``, which
+    drops a leading UTF-8 BOM); two empty files are an error, not an empty corpus.
+    """
     columns = []
     for path in (Path(src_path), Path(tgt_path)):
-        lines = _decode_lines(path)
+        lines = _decode_lines(path, strict=True)
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 raise DataError(f"{path}:{lineno}: empty or whitespace-only line")
@@ -230,24 +385,58 @@ def read_parallel(
             f"misaligned parallel files: {src_path} has {len(src)} lines, "
             f"{tgt_path} has {len(tgt)} lines"
         )
+    if not src:
+        raise DataError(f"no sentence pairs: {src_path} and {tgt_path} are both empty")
     return list(zip(src, tgt, strict=True))
 
 
+def _entry_line(text: str, index: int) -> int:
+    """The line on which entry ``index`` (0-based) of the JSON list ``text`` starts (named in
+    the error about a character escaped in one of its texts)."""
+    decoder = json.JSONDecoder()
+    space = re.compile(r"[ \t\n\r]*")
+    pos = space.match(text, 0).end() + 1  # past "["
+    for _ in range(index):
+        pos = space.match(text, pos).end()
+        _, pos = decoder.raw_decode(text, pos)
+        pos = space.match(text, pos).end() + 1  # past ","
+    return text.count("\n", 0, space.match(text, pos).end()) + 1
+
+
+def _check_json_lines(path: Path, text: str) -> None:
+    """The characters of a JSON file, line by line, as ``_decode_lines(strict=True)`` checks
+    them (JSON itself allows a raw BOM, U+2028 and U+2029 inside strings)."""
+    lines = text.split("\n")
+    for lineno, line in enumerate(lines, 1):
+        ends_crlf = line.endswith("\r") and lineno < len(lines)
+        check_text(line[:-1] if ends_crlf else line, f"{path}:{lineno}")
+
+
 def read_json_pairs(path: str | os.PathLike[str], src: str, tgt: str) -> list[tuple[str, str]]:
-    """(src, tgt) pairs of an ALMA JSON file: a list of ``{"translation": {lang: text}}``."""
+    """(src, tgt) pairs of an ALMA JSON file: a list of ``{"translation": {lang: text}}``.
+
+    A UTF-8 BOM at the very start of the file is dropped; a control character, BOM or line
+    separator elsewhere in the file, raw or escaped in a text (``"\\u0000"``), is a DataError
+    naming file:line and the character; a file without entries is an error too.
+    """
     path = Path(path)
     data = path.read_bytes()
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: invalid UTF-8 (byte 0x{data[e.start]:02x})") from e
+    _check_json_lines(path, text)
     try:
         entries = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
     if not isinstance(entries, list):
         raise DataError(f"{path}: expected a JSON list of entries, got {type(entries).__name__}")
+    if not entries:
+        raise DataError(f"{path}: no entries (an empty JSON list)")
     pairs = []
     for i, entry in enumerate(entries, 1):
         where = f"{path}: entry {i}"
@@ -267,6 +456,9 @@ def read_json_pairs(path: str | os.PathLike[str], src: str, tgt: str) -> list[tu
                 )
             if not value.strip():
                 raise DataError(f"{where}: 'translation.{lang}' is empty")
+            if _BAD_CHAR.search(value):
+                line = _entry_line(text, i - 1)
+                check_text(value, f"{path}:{line}: entry {i}: 'translation.{lang}'")
             texts.append(value)
         pairs.append((texts[0], texts[1]))
     return pairs
@@ -309,6 +501,51 @@ def filter_by_words(
     if max_words is None:
         return list(pairs)
     return [(s, t) for s, t in pairs if len(s.split()) <= max_words and len(t.split()) <= max_words]
+
+
+def select_train_pairs(
+    pairs: Sequence[tuple[str, str]],
+    files: Sequence[str | os.PathLike[str]],
+    *,
+    max_words: int | None,
+    max_pairs: int | None,
+    seed: int,
+) -> list[tuple[str, str]]:
+    """The training pairs a job keeps (§4.1): those within ``data.max_train_words``, then a
+    seeded slice of ``data.max_train_pairs``; DataError naming ``files`` and the config key
+    when nothing is left, so that an empty corpus never looks like a prepared one."""
+    names = " / ".join(str(f) for f in files)
+    if not pairs:
+        raise DataError(f"{names}: no training pairs")
+    kept = filter_by_words(pairs, max_words)
+    if not kept:
+        shortest = min(max(len(s.split()), len(t.split())) for s, t in pairs)
+        raise DataError(
+            f"{names}: none of the {len(pairs)} training pairs has at most {max_words} words on "
+            f"both sides (data.max_train_words = {max_words}; the shortest pair has {shortest})"
+        )
+    sliced = take_slice(kept, max_pairs, seed)
+    if not sliced:
+        raise DataError(f"{names}: no training pairs left (data.max_train_pairs = {max_pairs})")
+    return sliced
+
+
+def select_eval_pairs(
+    pairs: Sequence[tuple[str, str]],
+    path: str | os.PathLike[str],
+    *,
+    max_sentences: int | None,
+    key: str,
+    seed: int,
+) -> list[tuple[str, str]]:
+    """A seeded slice of ``max_sentences`` (config key ``data.<key>``) of an evaluation set;
+    DataError naming ``path`` and the key when nothing is left."""
+    if not pairs:
+        raise DataError(f"{path}: no sentences")
+    sliced = take_slice(pairs, max_sentences, seed)
+    if not sliced:
+        raise DataError(f"{path}: no sentences left (data.{key} = {max_sentences})")
+    return sliced
 
 
 def build_train_examples(
