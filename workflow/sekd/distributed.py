@@ -33,7 +33,7 @@ log = logging.getLogger("sekd.distributed")
 # sends SIGKILL (its default, 30 s, is too short for a ZeRO-3 checkpoint of a 7B-30B model); more
 # than the warning time profiles/slurm asks for (sbatch --signal=USR1@900).
 SHUTDOWN_TIMEOUT_S = 1800
-# Signals torchrun forwards to its workers; sekd.train checkpoints on SIGUSR1 and SIGTERM.
+# Signals torchrun forwards to its workers; sekd.train checkpoints on SIGUSR1, SIGTERM and SIGINT.
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 BASE_PORT = 29500  # rendezvous port of a multi-node job: BASE_PORT + SLURM_JOB_ID % 10000
 
@@ -160,14 +160,16 @@ def worker_env(threads_per_rank: int) -> dict:
 
 
 class PreemptedError(RuntimeError):
-    """Training stopped on SIGUSR1/SIGTERM after writing a checkpoint; a rerun resumes from it."""
+    """Training stopped on a signal (SIGUSR1, SIGTERM, SIGINT) after writing a checkpoint; a rerun
+    resumes from it."""
 
 
 def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
     """Run `job` (a sekd.train.TrainJob) on `nproc` ranks per node; raise when it fails.
 
-    SIGUSR1/SIGTERM sent to this process are passed on to torchrun (or srun), which passes them to
-    the workers; they checkpoint and stop, and `PreemptedError` is raised here.
+    SIGUSR1 sent to this process is passed on to torchrun (or srun), SIGTERM and SIGINT as
+    SIGTERM; torchrun passes them to the workers, which checkpoint and stop, and `PreemptedError`
+    is raised here.
     """
     nodes = slurm_nodes()
     job_path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +201,7 @@ def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
 
     previous = {}
     try:
-        for sig in (signal.SIGUSR1, signal.SIGTERM):
+        for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, forward)
     except ValueError:  # not the main thread: torchrun still gets signals sent to the job step
         pass

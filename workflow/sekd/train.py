@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
-from sekd import distributed, models
+from sekd import distributed, models, runlock
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files
 from sekd.checkpoints import (
@@ -97,9 +97,17 @@ def run(job: TrainJob) -> dict:
     """Train one model and save it (safetensors) to `job.out_dir`; return the summary.
 
     One process without DeepSpeed trains here; otherwise torchrun starts the ranks
-    (sekd.distributed.launch). Raises `sekd.distributed.PreemptedError` when a signal stopped the
-    run after a checkpoint.
+    (sekd.distributed.launch). The job owns its run while it trains (sekd.runlock): raises
+    `sekd.runlock.RunLockedError`, before writing anything, when another live trainer does.
+    Raises `sekd.distributed.PreemptedError` when a signal (SIGINT, SIGTERM, SIGUSR1, or the
+    Snakemake process that started the job going away) stopped the run after a checkpoint.
     """
+    with runlock.hold(job.checkpoint_dir), runlock.stop_with_snakemake():
+        return _run(job)
+
+
+def _run(job: TrainJob) -> dict:
+    """`run` once the run is owned."""
     t = job.training
     nodes = distributed.slurm_nodes()
     nproc = distributed.processes_per_node(t.get("nproc_per_node"), job.gpus, nodes.count)
