@@ -51,6 +51,17 @@ def slow(self, *args, **kwargs):
 transformers.Trainer.training_step = slow
 train.run(train.TrainJob(**json.loads(open(job_path).read())))
 """
+# Slows down every optimizer step of the processes that have it on their path (torchrun's ranks).
+SITECUSTOMIZE = """
+import os, time
+if os.environ.get("SEKD_TEST_STEP_DELAY"):
+    import transformers
+    training_step = transformers.Trainer.training_step
+    def slow(self, *args, **kwargs):
+        time.sleep(float(os.environ["SEKD_TEST_STEP_DELAY"]))
+        return training_step(self, *args, **kwargs)
+    transformers.Trainer.training_step = slow
+"""
 # A one-rule workflow around the driver; it installs the SIGINT forwarding as rules/train.smk does.
 SNAKEFILE = """
 import sys
@@ -248,3 +259,45 @@ def test_sigkill_of_snakemake_then_unlock_and_rerun_never_runs_two_trainers(
     assert summary["global_steps"] == STEPS
     _no_overlap(_trace(run_dir))
     assert len({pid for pid, _ in _trace(run_dir)}) == 2  # the orphan, then one rerun
+
+
+def test_sigint_to_a_torchrun_job_checkpoints_on_all_ranks_and_is_passed_on_once(
+    run_dir, tiny_model_dir
+):
+    """The launching process passes a SIGINT on to torchrun once (a second one, as Ctrl-C plus
+    Snakemake's forwarding gives, is not: torchrun would stop waiting for the checkpoint), and
+    torchrun's own session keeps a terminal's Ctrl-C from reaching the ranks twice."""
+    job = _job(run_dir, tiny_model_dir)
+    job.training["nproc_per_node"] = 2
+    (run_dir / "job.json").write_text(json.dumps(asdict(job)))
+    site = run_dir / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {**_env(), "SEKD_TEST_STEP_DELAY": str(DELAY_S)}
+    env["PYTHONPATH"] = os.pathsep.join((str(site), env["PYTHONPATH"]))
+    run = "import json, sys; from sekd import train; "
+    run += "train.run(train.TrainJob(**json.load(open(sys.argv[1]))))"
+    with open(run_dir / "launch.log", "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", run, str(run_dir / "job.json")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _wait("checkpoint 2", lambda: _complete(job, 2), proc)
+    start = time.time()
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to the launching process's group
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # Snakemake's forwarding
+    assert proc.wait(timeout=60) != 0
+    assert time.time() - start < 60
+    output = (run_dir / "launch.log").read_text()
+    assert "PreemptedError" in output, output[-3000:]
+    assert output.count("got SIGINT: passing it on to the ranks") == 1
+    assert "got SIGINT: the ranks are already stopping" in output
+    # torchrun got one signal, the launching process's SIGTERM, and waited for the checkpoint
+    assert "Received 15 death signal" in output and "Received 2 death signal" not in output
+    assert "checkpointed" in (Path(job.checkpoint_dir) / checkpoints.PREEMPTED).read_text()
+    stopped_at = max(s for s in range(2, STEPS + 1) if _complete(job, s))
+    assert stopped_at < STEPS and not runlock.lock_path(job.checkpoint_dir).exists()

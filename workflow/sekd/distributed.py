@@ -167,9 +167,9 @@ class PreemptedError(RuntimeError):
 def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
     """Run `job` (a sekd.train.TrainJob) on `nproc` ranks per node; raise when it fails.
 
-    SIGUSR1 sent to this process is passed on to torchrun (or srun), SIGTERM and SIGINT as
-    SIGTERM; torchrun passes them to the workers, which checkpoint and stop, and `PreemptedError`
-    is raised here.
+    The first SIGUSR1 sent to this process is passed on to torchrun (or srun), a SIGTERM or SIGINT
+    as SIGTERM (later ones are not: the ranks are stopping); torchrun passes it to the workers,
+    which checkpoint and stop, and `PreemptedError` is raised here.
     """
     nodes = slurm_nodes()
     job_path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,12 +191,21 @@ def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
     # The ranks write where this process writes (a rule's log: sekd.logs.logged redirects
     # sys.stdout/sys.stderr, which a child process would not inherit).
     streams = {name: _fileno(getattr(sys, name)) for name in ("stdout", "stderr")}
-    proc = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent, **streams)
+    # In its own session: a Ctrl-C in the terminal (or Snakemake's SIGINT, sekd.runlock) reaches
+    # this process only, which passes one signal on; torchrun abandons its wait for the ranks'
+    # checkpoint when a second signal arrives.
+    proc = subprocess.Popen(
+        argv, env=env, preexec_fn=_die_with_parent, start_new_session=True, **streams
+    )
     signalled = []
 
     def forward(signum, frame):
         signalled.append(signum)
-        log.warning("got %s: passing it on to the ranks", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if len(signalled) > 1:
+            log.warning("got %s: the ranks are already stopping", name)
+            return
+        log.warning("got %s: passing it on to the ranks", name)
         proc.send_signal(signal.SIGUSR1 if signum == signal.SIGUSR1 else signal.SIGTERM)
 
     previous = {}

@@ -12,7 +12,8 @@ parse time); `hold` and `stop_with_snakemake` run in a training job (sekd.train.
   stops (sekd.checkpoints) instead of training on as an orphan.
 * `forward_interrupts`: Snakemake's local executor answers SIGINT by waiting for every running job
   to finish (its thread pool's shutdown); the handler passes the SIGINT on to Snakemake's child
-  processes first, as Ctrl-C in a terminal does, so trainers checkpoint and stop within a step.
+  processes in its process group first, as Ctrl-C in a terminal does, so trainers checkpoint and
+  stop within a step.
 """
 
 from __future__ import annotations
@@ -155,11 +156,14 @@ def stop_with_snakemake(poll_s: float = POLL_S) -> Iterator[psutil.Process | Non
 
 
 def _pass_on(signum: int, frame) -> None:
-    """Snakemake's SIGINT: first to its child processes (each job's), then its own."""
+    """Snakemake's SIGINT: first to its descendants in its process group (those Ctrl-C reaches;
+    a trainer's torchrun has its own session and hears from the trainer), then its own."""
+    group = os.getpgrp()
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                child.send_signal(signum)
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(child.pid) == group:
+                    child.send_signal(signum)
     signal.default_int_handler(signum, frame)
 
 
