@@ -21,8 +21,6 @@ from conftest import LANGUAGES, TINY_TRAINING
 
 from sekd import checkpoints, data, runlock, train
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TRAINING = {**TINY_TRAINING, "epochs": 3, "save_steps": 2}
@@ -170,6 +168,7 @@ def _snakemake(root: Path, *args: str, log: str = "snakemake.log") -> subprocess
         )
 
 
+@pytest.mark.slow
 def test_a_second_trainer_stops_at_once_and_a_killed_holder_leaves_no_stale_lock(
     run_dir, tiny_model_dir
 ):
@@ -205,6 +204,7 @@ def test_a_second_trainer_stops_at_once_and_a_killed_holder_leaves_no_stale_lock
     _no_overlap(_trace(run_dir))
 
 
+@pytest.mark.slow
 def test_sigint_to_snakemake_ends_the_trainer_within_a_minute_with_a_checkpoint(
     run_dir, tiny_model_dir
 ):
@@ -233,6 +233,7 @@ def test_sigint_to_snakemake_ends_the_trainer_within_a_minute_with_a_checkpoint(
     _no_overlap(_trace(run_dir))
 
 
+@pytest.mark.slow
 def test_sigkill_of_snakemake_then_unlock_and_rerun_never_runs_two_trainers(
     run_dir, tiny_model_dir
 ):
@@ -261,6 +262,7 @@ def test_sigkill_of_snakemake_then_unlock_and_rerun_never_runs_two_trainers(
     assert len({pid for pid, _ in _trace(run_dir)}) == 2  # the orphan, then one rerun
 
 
+@pytest.mark.slow
 def test_sigint_to_a_torchrun_job_checkpoints_on_all_ranks_and_is_passed_on_once(
     run_dir, tiny_model_dir
 ):
@@ -301,3 +303,61 @@ def test_sigint_to_a_torchrun_job_checkpoints_on_all_ranks_and_is_passed_on_once
     assert "checkpointed" in (Path(job.checkpoint_dir) / checkpoints.PREEMPTED).read_text()
     stopped_at = max(s for s in range(2, STEPS + 1) if _complete(job, s))
     assert stopped_at < STEPS and not runlock.lock_path(job.checkpoint_dir).exists()
+
+
+def test_the_lock_is_exclusive_records_its_holder_and_goes_with_it(tmp_path):
+    run = tmp_path / "checkpoints" / "sft" / "seed1"
+    with runlock.hold(run):
+        record = json.loads(runlock.lock_path(run).read_text())
+        assert record == {"pid": os.getpid(), "host": socket.gethostname()}
+        assert not run.exists()  # nothing of the run is written by the lock
+        second = runlock.hold(str(run) + "/")  # another open file: flock conflicts
+        with pytest.raises(runlock.RunLockedError, match=f"pid {os.getpid()} on host"):
+            second.__enter__()
+    assert not runlock.lock_path(run).exists()
+    with runlock.hold(run):  # free again
+        pass
+
+
+def test_an_empty_lock_file_of_a_dead_holder_is_no_lock(tmp_path):
+    run = tmp_path / "run"
+    runlock.lock_path(run).write_text("")  # a holder killed before it wrote its record
+    with runlock.hold(run):
+        assert json.loads(runlock.lock_path(run).read_text())["pid"] == os.getpid()
+
+
+def test_snakemake_is_recognised_by_its_command_line():
+    class Fake:
+        def __init__(self, argv):
+            self.argv = argv
+
+        def cmdline(self):
+            return self.argv
+
+    snakemake = ["/venv/bin/python", "/venv/bin/snakemake", "--cores", "1"]
+    assert runlock._is_snakemake(Fake(snakemake))
+    assert runlock._is_snakemake(Fake(["python3", "-m", "snakemake", "--target-jobs"]))
+    assert runlock._is_snakemake(Fake(["/usr/bin/snakemake", "-n"]))
+    script = ["python", "/w/.snakemake/scripts/tmpab12.sft.py"]
+    assert not runlock._is_snakemake(Fake(script))
+    assert not runlock._is_snakemake(Fake(["bash", "-c", "set -euo pipefail; python x.py"]))
+    assert runlock.snakemake_ancestor() is None  # pytest here, not under Snakemake
+    with runlock.stop_with_snakemake() as watched:
+        assert watched is None
+
+
+def test_snakemake_passes_sigint_on_only_where_python_s_default_handler_is():
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        assert runlock.forward_interrupts() and runlock.forward_interrupts()  # idempotent
+        assert signal.getsignal(signal.SIGINT) is runlock._pass_on
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        assert not runlock.forward_interrupts()  # another handler is left alone
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_training_rules_install_the_sigint_forwarding():
+    rules = (ROOT / "workflow" / "rules" / "train.smk").read_text()
+    assert "\nforward_interrupts()\n" in rules
