@@ -11,8 +11,9 @@ Scale-out (docs/deepspeed.md): with ``training.deepspeed`` (a ZeRO-3 config) or 
 process, `run` starts ``torchrun ... -m sekd.train job.json`` (sekd.distributed) and every rank
 trains; the student is partitioned by the Trainer's DeepSpeed integration and the frozen teacher
 by a second, inference-only DeepSpeed engine. Checkpoints (every ``training.save_steps``, and on
-SIGUSR1/SIGTERM; sekd.checkpoints) let a rerun of a killed or requeued job resume from the last
-complete one.
+SIGUSR1/SIGTERM/SIGINT; sekd.checkpoints) let a rerun of a killed or requeued job resume from the
+last complete one. A job owns its run while it trains, and stops (checkpointed) when the Snakemake
+process that started it is gone (sekd.runlock).
 """
 
 from __future__ import annotations
