@@ -193,9 +193,14 @@ def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
     streams = {name: _fileno(getattr(sys, name)) for name in ("stdout", "stderr")}
     # In its own session: a Ctrl-C in the terminal (or Snakemake's SIGINT, sekd.runlock) reaches
     # this process only, which passes one signal on; torchrun abandons its wait for the ranks'
-    # checkpoint when a second signal arrives.
+    # checkpoint when a second signal arrives. No stdin: srun would forward the terminal's.
     proc = subprocess.Popen(
-        argv, env=env, preexec_fn=_die_with_parent, start_new_session=True, **streams
+        argv,
+        env=env,
+        preexec_fn=_die_with_parent,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        **streams,
     )
     signalled = []
 
