@@ -1,7 +1,12 @@
 # Training (§4.2): SFT of teachers and student; KD of the student from its base model, with the
 # teacher online or read from its store (teacher_store.smk).
 
+from sekd.runlock import forward_interrupts
 from sekd.runs import drop_runtime_keys
+
+# SIGINT to Snakemake reaches the running jobs too (as Ctrl-C does): a trainer then checkpoints at
+# the end of its step and stops, instead of Snakemake waiting for it to finish (sekd.runlock).
+forward_interrupts()
 
 
 rule sft:

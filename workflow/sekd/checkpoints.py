@@ -1,7 +1,8 @@
 """The checkpoint and preemption protocol of a training run, and its step timer.
 
-Checkpoints are written every ``training.save_steps`` optimizer steps and when SIGUSR1/SIGTERM
-arrives (SLURM's warning before a time limit, a requeue); a checkpoint is trusted only once every
+Checkpoints are written every ``training.save_steps`` optimizer steps and when SIGUSR1, SIGTERM or
+SIGINT arrives (SLURM's warning before a time limit, a requeue, Ctrl-C or an interrupted Snakemake,
+sekd.runlock); a checkpoint is trusted only once every
 rank has written its part (the COMPLETE mark). Before a run starts, `prepare_checkpoints` removes
 incomplete checkpoints and those of another job, and names the one to resume from, so that a rerun
 of a killed or requeued job continues where it stopped (docs/deepspeed.md).
@@ -31,6 +32,9 @@ COMPLETE = "sekd_complete.json"  # written into a checkpoint once every rank has
 PREEMPTED = "preempted.json"  # written into checkpoint_dir when a signal stopped the run
 JOB_KEY = "sekd_job.json"  # what the checkpoints in checkpoint_dir were trained with
 EXIT_PREEMPTED = 75  # a rank's exit status after a signal-triggered checkpoint (EX_TEMPFAIL)
+# Signals that make a run checkpoint at the end of the step and stop: SLURM's warning (USR1), a
+# requeue or the Snakemake watchdog (TERM, sekd.runlock), Ctrl-C or Snakemake's SIGINT (INT).
+SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 
 
 def barrier() -> None:
@@ -46,7 +50,7 @@ def checkpoints(root: Path) -> list[Path]:
 
 
 class CheckpointCallback(TrainerCallback):
-    """Checkpoints every `save_steps` optimizer steps and when SIGUSR1/SIGTERM arrives.
+    """Checkpoints every `save_steps` optimizer steps and when one of `SIGNALS` arrives.
 
     A signal only sets a flag; at the end of the step the ranks agree on it (all-reduce, so a
     signal that reached one rank stops all at the same step), save, mark the checkpoint
@@ -65,7 +69,7 @@ class CheckpointCallback(TrainerCallback):
         self.signalled = signum
 
     def install(self) -> None:
-        for sig in (signal.SIGUSR1, signal.SIGTERM):
+        for sig in SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._on_signal)
             except ValueError:  # not the main thread: signals stay as they are

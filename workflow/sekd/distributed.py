@@ -33,7 +33,7 @@ log = logging.getLogger("sekd.distributed")
 # sends SIGKILL (its default, 30 s, is too short for a ZeRO-3 checkpoint of a 7B-30B model); more
 # than the warning time profiles/slurm asks for (sbatch --signal=USR1@900).
 SHUTDOWN_TIMEOUT_S = 1800
-# Signals torchrun forwards to its workers; sekd.train checkpoints on SIGUSR1 and SIGTERM.
+# Signals torchrun forwards to its workers; sekd.train checkpoints on SIGUSR1, SIGTERM and SIGINT.
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 BASE_PORT = 29500  # rendezvous port of a multi-node job: BASE_PORT + SLURM_JOB_ID % 10000
 
@@ -160,14 +160,16 @@ def worker_env(threads_per_rank: int) -> dict:
 
 
 class PreemptedError(RuntimeError):
-    """Training stopped on SIGUSR1/SIGTERM after writing a checkpoint; a rerun resumes from it."""
+    """Training stopped on a signal (SIGUSR1, SIGTERM, SIGINT) after writing a checkpoint; a rerun
+    resumes from it."""
 
 
 def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
     """Run `job` (a sekd.train.TrainJob) on `nproc` ranks per node; raise when it fails.
 
-    SIGUSR1/SIGTERM sent to this process are passed on to torchrun (or srun), which passes them to
-    the workers; they checkpoint and stop, and `PreemptedError` is raised here.
+    The first SIGUSR1 sent to this process is passed on to torchrun (or srun), a SIGTERM or SIGINT
+    as SIGTERM (later ones are not: the ranks are stopping); torchrun passes it to the workers,
+    which checkpoint and stop, and `PreemptedError` is raised here.
     """
     nodes = slurm_nodes()
     job_path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,17 +191,31 @@ def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
     # The ranks write where this process writes (a rule's log: sekd.logs.logged redirects
     # sys.stdout/sys.stderr, which a child process would not inherit).
     streams = {name: _fileno(getattr(sys, name)) for name in ("stdout", "stderr")}
-    proc = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent, **streams)
+    # In its own session: a Ctrl-C in the terminal (or Snakemake's SIGINT, sekd.runlock) reaches
+    # this process only, which passes one signal on; torchrun abandons its wait for the ranks'
+    # checkpoint when a second signal arrives. No stdin: srun would forward the terminal's.
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        preexec_fn=_die_with_parent,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        **streams,
+    )
     signalled = []
 
     def forward(signum, frame):
         signalled.append(signum)
-        log.warning("got %s: passing it on to the ranks", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if len(signalled) > 1:
+            log.warning("got %s: the ranks are already stopping", name)
+            return
+        log.warning("got %s: passing it on to the ranks", name)
         proc.send_signal(signal.SIGUSR1 if signum == signal.SIGUSR1 else signal.SIGTERM)
 
     previous = {}
     try:
-        for sig in (signal.SIGUSR1, signal.SIGTERM):
+        for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, forward)
     except ValueError:  # not the main thread: torchrun still gets signals sent to the job step
         pass

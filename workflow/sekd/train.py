@@ -11,8 +11,9 @@ Scale-out (docs/deepspeed.md): with ``training.deepspeed`` (a ZeRO-3 config) or 
 process, `run` starts ``torchrun ... -m sekd.train job.json`` (sekd.distributed) and every rank
 trains; the student is partitioned by the Trainer's DeepSpeed integration and the frozen teacher
 by a second, inference-only DeepSpeed engine. Checkpoints (every ``training.save_steps``, and on
-SIGUSR1/SIGTERM; sekd.checkpoints) let a rerun of a killed or requeued job resume from the last
-complete one.
+SIGUSR1/SIGTERM/SIGINT; sekd.checkpoints) let a rerun of a killed or requeued job resume from the
+last complete one. A job owns its run while it trains, and stops (checkpointed) when the Snakemake
+process that started it is gone (sekd.runlock).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
-from sekd import distributed, models
+from sekd import distributed, models, runlock
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files
 from sekd.checkpoints import (
@@ -102,9 +103,17 @@ def run(job: TrainJob) -> dict:
     """Train one model and save it (safetensors) to `job.out_dir`; return the summary.
 
     One process without DeepSpeed trains here; otherwise torchrun starts the ranks
-    (sekd.distributed.launch). Raises `sekd.distributed.PreemptedError` when a signal stopped the
-    run after a checkpoint.
+    (sekd.distributed.launch). The job owns its run while it trains (sekd.runlock): raises
+    `sekd.runlock.RunLockedError`, before writing anything, when another live trainer does.
+    Raises `sekd.distributed.PreemptedError` when a signal (SIGINT, SIGTERM, SIGUSR1, or the
+    Snakemake process that started the job going away) stopped the run after a checkpoint.
     """
+    with runlock.hold(job.checkpoint_dir), runlock.stop_with_snakemake():
+        return _run(job)
+
+
+def _run(job: TrainJob) -> dict:
+    """`run` once the run is owned."""
     t = job.training
     nodes = distributed.slurm_nodes()
     nproc = distributed.processes_per_node(t.get("nproc_per_node"), job.gpus, nodes.count)
