@@ -2,8 +2,8 @@
 
 One process without DeepSpeed trains here; otherwise sekd.train launches torchrun (one rank per GPU
 of the job, across SLURM nodes too; docs/deepspeed.md). A rerun resumes from the run's last
-complete checkpoint; SIGUSR1/SIGTERM make it checkpoint and fail (PreemptedError) so that it can be
-resubmitted.
+complete checkpoint; SIGUSR1, SIGTERM and SIGINT make it checkpoint and fail (PreemptedError) so
+that it can be resubmitted. One trainer at a time per run (sekd.runlock).
 """
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
