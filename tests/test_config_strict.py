@@ -179,3 +179,24 @@ def test_a_sweep_value_given_twice_is_refused(tmp_path):
     text = "figures: {fig2a: {gamma: [0.2, 0.4, 0.4]}}\n"
     with pytest.raises(ConfigError, match=r"config key 'figures.fig2a.gamma': .* non-unique"):
         load_config(PAPER, write(tmp_path, text))
+
+
+def test_invalid_yaml_in_the_workflow_config_names_file_and_line(tmp_path):
+    """A syntax error in config/config.yaml or config/paper.yaml stops the plan naming the file
+    and line (Snakemake's own message names neither)."""
+    import shutil
+
+    copy = tmp_path / "repo"
+    shutil.copytree(
+        ROOT / "workflow", copy / "workflow", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(ROOT / "config", copy / "config")
+    paper = copy / "config" / "paper.yaml"
+    paper.write_text(paper.read_text() + "tables: [oops\n", encoding="utf-8")
+    cmd = [str(SNAKEMAKE), "-n", "-s", str(copy / "workflow" / "Snakefile"), "-d", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    lines = len(paper.read_text().splitlines())
+    assert f"{paper}: not valid YAML" in output
+    assert f'in "{paper}", line {lines + 1}' in output

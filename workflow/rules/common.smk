@@ -1,14 +1,11 @@
 # Helpers shared by the rules: config validation at parse time, paths, and each job's config slice.
 import sys
-from pathlib import Path
-
-sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
 from sekd import study
-from sekd.config import check_config_file, deep_merge, typed_cli_overrides
+from sekd.config import deep_merge, typed_cli_overrides
 from sekd.config import unpinned_warnings, validate_config
 from sekd.errors import ConfigError
 from sekd.objectives import kd_objectives
@@ -17,8 +14,6 @@ from sekd.runs import split_teacher
 from sekd.variants import NAME_PATTERN, parse_variant
 
 try:
-    for _path in workflow.configfiles:
-        check_config_file(_path)  # names the file and line of a duplicate key
     # --config values as YAML types (Snakemake leaves nested ones strings)
     _cli = typed_cli_overrides(dict(workflow.config_settings.config))
     _validated = validate_config(deep_merge(dict(config), _cli))
