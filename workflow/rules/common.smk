@@ -51,6 +51,13 @@ SEEDS = config["seeds"]
 TEST_DIRECTIONS = config["data"]["test_directions"]
 
 
+def eval_file(wc):
+    """The ALMA file (below human_written_data/) of a prepare_eval job."""
+    if wc.evalset == "valid":
+        return alma.valid_file(wc.direction)
+    return alma.test_file(wc.direction)
+
+
 def raw_file(relpath):
     """Where a fetched ALMA file lives (relpath below human_written_data/)."""
     return f"resources/alma/{relpath}"

@@ -1,13 +1,6 @@
 # Data (§4.1): fetch the ALMA human-written files (checked by sha256), then slice and format them.
 
 
-def eval_file(wc):
-    """The ALMA file (below human_written_data/) of a prepare_eval job."""
-    if wc.evalset == "valid":
-        return alma.valid_file(wc.direction)
-    return alma.test_file(wc.direction)
-
-
 rule fetch_data:
     output:
         raw_file("{relpath}"),
