@@ -273,42 +273,8 @@ def _local_vocab_errors(config: dict) -> list[str]:
 
 
 def _consistency_errors(config: dict) -> list[str]:
-    """Checks a schema cannot express: cross-references between keys."""
-    errors = []
-    models = config["models"]
-    for name, model in models.items():
-        if (model["pretrained"] is None) == (model["init"] is None):
-            errors.append(f"config key 'models.{name}': set exactly one of 'pretrained' or 'init'")
-        init = model["init"] or {}
-        if init and init["hidden_size"] % init["num_attention_heads"]:
-            errors.append(
-                f"config key 'models.{name}.init.num_attention_heads': must divide hidden_size"
-            )
-        kv_heads = init.get("num_key_value_heads")
-        if kv_heads and init["num_attention_heads"] % kv_heads:
-            errors.append(
-                f"config key 'models.{name}.init.num_key_value_heads': must divide "
-                "num_attention_heads (each KV head serves a whole group of query heads)"
-            )
-        if model["pretrained"] is not None:
-            errors += _pretrained_errors(f"models.{name}.pretrained", model["pretrained"])
-        errors += _revision_errors(
-            f"models.{name}.revision", model["revision"], model["pretrained"]
-        )
-    tok = config["tokenizer"]
-    if (tok["from_model"] is None) == (tok["train"] is None):
-        errors.append("config key 'tokenizer': set exactly one of 'from_model' or 'train'")
-    elif tok["from_model"] is not None:
-        if tok["from_model"] not in models:
-            errors.append(f"config key 'tokenizer.from_model': no model {tok['from_model']!r}")
-        elif models[tok["from_model"]]["pretrained"] is None:
-            errors.append(
-                "config key 'tokenizer.from_model': that model has no 'pretrained' tokenizer; "
-                "use 'tokenizer.train' for models built from 'init'"
-            )
-        else:
-            errors += _local_vocab_errors(config)
-    errors += study_errors(config)
+    """Checks a schema cannot express: cross-references between keys, section by section."""
+    errors = _model_errors(config) + _tokenizer_errors(config) + study_errors(config)
     for objective in config["teacher_store"]["fidelity"]["objectives"]:
         if OBJECTIVES[objective].needs_full_teacher:
             errors.append(
@@ -327,9 +293,56 @@ def _consistency_errors(config: dict) -> list[str]:
         errors.append(
             "config key 'training.per_device_batch_size': must divide training.batch_size"
         )
-    d = config["data"]
-    languages = config["languages"]
-    needed = []
+    errors += _data_errors(config["data"], config["languages"])
+    return list(dict.fromkeys(errors))
+
+
+def _model_errors(config: dict) -> list[str]:
+    """`models.<name>`: one of pretrained/init, head counts that divide, paths, revisions."""
+    errors = []
+    for name, model in config["models"].items():
+        if (model["pretrained"] is None) == (model["init"] is None):
+            errors.append(f"config key 'models.{name}': set exactly one of 'pretrained' or 'init'")
+        init = model["init"] or {}
+        if init and init["hidden_size"] % init["num_attention_heads"]:
+            errors.append(
+                f"config key 'models.{name}.init.num_attention_heads': must divide hidden_size"
+            )
+        kv_heads = init.get("num_key_value_heads")
+        if kv_heads and init["num_attention_heads"] % kv_heads:
+            errors.append(
+                f"config key 'models.{name}.init.num_key_value_heads': must divide "
+                "num_attention_heads (each KV head serves a whole group of query heads)"
+            )
+        if model["pretrained"] is not None:
+            errors += _pretrained_errors(f"models.{name}.pretrained", model["pretrained"])
+        errors += _revision_errors(
+            f"models.{name}.revision", model["revision"], model["pretrained"]
+        )
+    return errors
+
+
+def _tokenizer_errors(config: dict) -> list[str]:
+    """`tokenizer`: exactly one source; from_model names a pretrained model of `models`."""
+    tok, models = config["tokenizer"], config["models"]
+    if (tok["from_model"] is None) == (tok["train"] is None):
+        return ["config key 'tokenizer': set exactly one of 'from_model' or 'train'"]
+    if tok["from_model"] is None:
+        return []
+    if tok["from_model"] not in models:
+        return [f"config key 'tokenizer.from_model': no model {tok['from_model']!r}"]
+    if models[tok["from_model"]]["pretrained"] is None:
+        return [
+            "config key 'tokenizer.from_model': that model has no 'pretrained' tokenizer; "
+            "use 'tokenizer.train' for models built from 'init'"
+        ]
+    return _local_vocab_errors(config)
+
+
+def _data_errors(d: dict, languages: dict) -> list[str]:
+    """`data`: English pairs in the ALMA layout, a language name and a checksum for every file
+    the study reads, and a mirror that exists."""
+    errors, needed = [], []
     path_of = {
         "pairs": data.train_files,
         "valid_directions": data.valid_file,
@@ -358,7 +371,7 @@ def _consistency_errors(config: dict) -> list[str]:
         errors.append(
             f"config key 'data.mirror' (or ${MIRROR_ENV}): {d['mirror']!r} is not a directory"
         )
-    return list(dict.fromkeys(errors))
+    return errors
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
