@@ -91,3 +91,50 @@ def tiny_model_dir(tiny_tokenizer, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("base")
     models.save(models.build_tiny_llama(init, tiny_tokenizer, seed=0), tiny_tokenizer, path)
     return path
+
+
+def tiny_job(
+    out: Path,
+    base: Path,
+    train_file: Path,
+    *,
+    variant: str = "sft",
+    teacher: Path | None = None,
+    valid_file: Path | None = None,
+    tokenizer_dir: Path | None = None,
+    training: dict | None = None,
+    **fields,
+):
+    """A TrainJob on tiny models: the tokenizer next to the base weights unless given (models.save
+    writes it there), checkpoints beside `out`, TINY_TRAINING with `training` overrides, seed 1."""
+    from sekd import train
+
+    return train.TrainJob(
+        variant=variant,
+        base_model=str(base),
+        tokenizer_dir=str(tokenizer_dir or base),
+        train_files=[str(train_file)],
+        valid_files=[str(valid_file)] if valid_file else [],
+        teacher_model=str(teacher) if teacher else None,
+        out_dir=str(out),
+        checkpoint_dir=str(out) + "-checkpoints",
+        languages=LANGUAGES,
+        training={**TINY_TRAINING, **(training or {})},
+        **{"seed": 1, **fields},
+    )
+
+
+def write_bytes(path: Path, content: bytes | str) -> Path:
+    """Write `content` (str as UTF-8) to `path` byte for byte; return the path."""
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def parallel_files(root: Path, src: bytes | str, tgt: bytes | str) -> tuple[Path, Path]:
+    """An aligned pair of training files train.de / train.en holding `src` and `tgt`."""
+    return write_bytes(root / "train.de", src), write_bytes(root / "train.en", tgt)
+
+
+def json_file(root: Path, content: bytes | str) -> Path:
+    """An evaluation file test.de-en.json holding `content`."""
+    return write_bytes(root / "test.de-en.json", content)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LANGUAGES, TINY_TRAINING
+from conftest import LANGUAGES, TINY_TRAINING, tiny_job
 
 from sekd import comet as sekd_comet
 from sekd import data, models, train
@@ -222,18 +222,15 @@ def _model_dir(root: Path, tok, *, with_tokenizer: bool = True) -> Path:
 
 
 def _job(variant, out: Path, files: Path, tokenizer_dir, base, teacher=None, **fields):
-    return train.TrainJob(
+    return tiny_job(
+        out,
+        base,
+        files / "train.jsonl",
         variant=variant,
-        base_model=str(base),
-        tokenizer_dir=str(tokenizer_dir),
-        train_files=[str(files / "train.jsonl")],
-        valid_files=[] if teacher else [str(files / "valid.jsonl")],
-        teacher_model=str(teacher) if teacher else None,
-        out_dir=str(out),
-        checkpoint_dir=str(out) + "-checkpoints",
-        languages=LANGUAGES,
-        training={**TINY_TRAINING, "epochs": 1},
-        seed=1,
+        teacher=teacher,
+        valid_file=None if teacher else files / "valid.jsonl",
+        tokenizer_dir=tokenizer_dir,
+        training={"epochs": 1},
         **fields,
     )
 

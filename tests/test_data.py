@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import json_file as _json
+from conftest import parallel_files as _parallel
+from conftest import write_bytes as _write
 
 from sekd import data
 from sekd.errors import DataError
@@ -38,19 +41,6 @@ def test_train_files_wants_xx_en() -> None:
 
 
 # --------------------------------------------------------------------------- malformed files
-
-
-def _write(path: Path, content: bytes | str) -> Path:
-    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    return path
-
-
-def _parallel(tmp_path: Path, src: bytes | str, tgt: bytes | str) -> tuple[Path, Path]:
-    return _write(tmp_path / "train.de", src), _write(tmp_path / "train.en", tgt)
-
-
-def _json(tmp_path: Path, content: bytes | str) -> Path:
-    return _write(tmp_path / "test.de-en.json", content)
 
 
 def _entries(*translations: object) -> str:

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import json_file as _json
+from conftest import parallel_files as _parallel
+from conftest import write_bytes as _write
 
 from sekd import data
 from sekd.config import load_config
@@ -26,19 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"
 MINI = ROOT / "config" / "mini.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
-
-def _write(path: Path, content: bytes | str) -> Path:
-    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    return path
-
-
-def _parallel(tmp_path: Path, src: bytes | str, tgt: bytes | str) -> tuple[Path, Path]:
-    return _write(tmp_path / "train.de", src), _write(tmp_path / "train.en", tgt)
-
-
-def _json(tmp_path: Path, content: bytes | str) -> Path:
-    return _write(tmp_path / "test.de-en.json", content)
 
 
 # --------------------------------------------------------------------------- empty sets

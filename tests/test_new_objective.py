@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import LANGUAGES, TINY_TRAINING
+from conftest import tiny_job
 
 from sekd import data, study, tables, train
 from sekd.config import deep_merge, load_schema, validate_config
@@ -90,18 +90,13 @@ def test_it_trains_a_tiny_model(half_kd, tiny_records, tiny_model_dir, tmp_path)
     variant = make_variant(half_kd.name, {"lam": 0.5})
     out = tmp_path / "kd"
     summary = train.run(
-        train.TrainJob(
+        tiny_job(
+            out,
+            tiny_model_dir,
+            tmp_path / "train.jsonl",
             variant=variant.name,
-            base_model=str(tiny_model_dir),
-            tokenizer_dir=str(tiny_model_dir),
-            train_files=[str(tmp_path / "train.jsonl")],
-            valid_files=[],
-            teacher_model=str(tiny_model_dir),
-            out_dir=str(out),
-            checkpoint_dir=str(out) + "-checkpoints",
-            languages=LANGUAGES,
-            training={**TINY_TRAINING, "epochs": 1},
-            seed=1,
+            teacher=tiny_model_dir,
+            training={"epochs": 1},
         )
     )
     losses = [e["loss"] for e in summary["log_history"] if "loss" in e]

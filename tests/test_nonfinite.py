@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import LANGUAGES, TINY_TRAINING
+from conftest import tiny_job
 
 from sekd import data, models, train
 from sekd.errors import NonFiniteError
@@ -26,21 +26,8 @@ def train_file(tiny_records, tmp_path_factory):
 
 def _run(objective, train_file, model_dir, out):
     variant = make_variant(objective, {"lam": 0.5, "beta": 0.5, "gamma": 0.4}).name
-    return train.run(
-        train.TrainJob(
-            variant=variant,
-            base_model=str(model_dir),
-            tokenizer_dir=str(model_dir),
-            train_files=[str(train_file)],
-            valid_files=[],
-            teacher_model=str(model_dir) if objective != "sft" else None,
-            out_dir=str(out),
-            checkpoint_dir=str(out) + "-checkpoints",
-            languages=LANGUAGES,
-            training={**TINY_TRAINING, "epochs": 2},
-            seed=1,
-        )
-    )
+    teacher = model_dir if objective != "sft" else None
+    return train.run(tiny_job(out, model_dir, train_file, variant=variant, teacher=teacher))
 
 
 def _corrupt_on_call(model, value: float, *, whole_row: bool = False):

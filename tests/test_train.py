@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_TRAINING
+from conftest import TINY_TRAINING, tiny_job
 from safetensors.torch import load_file
 
 from sekd import data, train
@@ -25,18 +25,14 @@ def files(tiny_records, tmp_path_factory):
 
 
 def _job(variant, out, files, tiny_tokenizer_dir, base, teacher=None, seed=1, **training):
-    from conftest import LANGUAGES
-
-    return train.TrainJob(
+    return tiny_job(
+        out,
+        base,
+        files / "train.jsonl",
         variant=variant,
-        base_model=str(base),
-        tokenizer_dir=str(tiny_tokenizer_dir),
-        train_files=[str(files / "train.jsonl")],
-        valid_files=[] if teacher else [str(files / "valid.jsonl")],
-        teacher_model=str(teacher) if teacher else None,
-        out_dir=str(out),
-        checkpoint_dir=str(out) + "-checkpoints",
-        languages=LANGUAGES,
+        teacher=teacher,
+        valid_file=None if teacher else files / "valid.jsonl",
+        tokenizer_dir=tiny_tokenizer_dir,
         training={**TRAINING, **training},
         seed=seed,
     )

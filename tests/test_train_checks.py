@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import LANGUAGES, TINY_TRAINING
+from conftest import tiny_job
 
 from sekd import data, train
 
@@ -11,18 +11,12 @@ from sekd import data, train
 def _sft_job(tmp_path, records, model_dir, **training):
     data.write_jsonl(records, tmp_path / "train.jsonl")
     data.write_jsonl(records[:4], tmp_path / "valid.jsonl")
-    out = tmp_path / "sft"
-    return train.TrainJob(
-        variant="sft",
-        base_model=str(model_dir),
-        tokenizer_dir=str(model_dir),
-        train_files=[str(tmp_path / "train.jsonl")],
-        valid_files=[str(tmp_path / "valid.jsonl")],
-        out_dir=str(out),
-        checkpoint_dir=str(out) + "-checkpoints",
-        languages=LANGUAGES,
-        training={**TINY_TRAINING, **training},
-        seed=1,
+    return tiny_job(
+        tmp_path / "sft",
+        model_dir,
+        tmp_path / "train.jsonl",
+        valid_file=tmp_path / "valid.jsonl",
+        training=training,
     )
 
 
