@@ -4,7 +4,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
-from sekd import study
+from sekd import sizing, study
 from sekd.config import deep_merge, typed_cli_overrides
 from sekd.config import unpinned_warnings, validate_config
 from sekd.errors import ConfigError
@@ -226,3 +226,91 @@ def table_outputs():
 
 def figure_outputs():
     return study.figure_outputs(config)
+
+
+# Plan-time GPU sizing (sekd.sizing): the params functions of sft, kd, teacher_store and decode
+# pass their value through `sized`, which reads the job's resources. When the profile names the
+# GPU's memory (profiles/slurm: default-resources gpu_mem_gb) and the job asks for GPUs, the job's
+# peak memory per GPU is estimated, printed once per rule and model, and the plan stops when it
+# cannot fit. Without gpu_mem_gb (profiles/local, the miniature) nothing is checked or printed.
+_SIZED = set()
+
+
+def _arch(name):
+    """(Arch or None, where from) of config model `name`."""
+    train = config["tokenizer"]["train"]
+    vocab = train["vocab_size"] if train else None
+    return sizing.model_arch(config["models"][name], vocab)
+
+
+def _note(key, line):
+    """Print a sizing line once per plan (not again in each submitted job)."""
+    if key not in _SIZED and workflow.is_main_process:
+        _SIZED.add(key)
+        print(f"GPU sizing: {line}", file=sys.stderr)
+
+
+def _estimate(rule, wc, gpus, peak):
+    """(label, sekd.sizing.Estimate or None with the reason) of one GPU job."""
+    training = config["training"]
+    batch, length = training["per_device_batch_size"], training["max_length"]
+    examples = sizing.train_examples(
+        config["data"]["pairs"], config["data"]["max_train_pairs"]
+    )
+    tokens = (examples or 0) * length
+    if rule in ("sft", "kd"):
+        name = wc.model if rule == "sft" else "student"
+        teacher, source = split_teacher(wc.teacher) if rule == "kd" else (None, None)
+        online = teacher if teacher and source is None else None
+        arch, why = _arch(name)
+        teacher_arch, teacher_why = _arch(online) if online else (None, "")
+        label = f"{name} (online teacher {online})" if online else name
+        if arch is None or (online and teacher_arch is None):
+            return label, None, why if arch is None else teacher_why
+        epochs_tokens = tokens * training["epochs"]
+        return (
+            label,
+            sizing.training_estimate(
+                arch, gpus, batch, length, epochs_tokens, teacher_arch, peak
+            ),
+            "",
+        )
+    if rule == "teacher_store":
+        name = wc.teacher
+        batch, tokens_total, positions = (
+            config["teacher_store"]["batch_size"],
+            tokens,
+            None,
+        )
+    else:  # decode of one direction: prompts assumed no longer than max_new_tokens
+        name = wc.run.split("/")[1] if wc.run.startswith("sft/") else "student"
+        decoding = config["decoding"]
+        batch = decoding["batch_size"] * decoding["num_beams"]
+        length, positions = 2 * decoding["max_new_tokens"], 1
+        tokens_total = sizing.TEST_SENTENCES * decoding["num_beams"] * length
+    arch, why = _arch(name)
+    if arch is None:
+        return name, None, why
+    estimate = sizing.inference_estimate(
+        arch, batch, length, tokens_total, peak, positions
+    )
+    return name, estimate, ""
+
+
+def sized(rule, wildcards, resources, value):
+    """`value` unchanged, after the GPU sizing check of this job (see above)."""
+    gpu_mem_gb, gpus = resources.get("gpu_mem_gb"), resources.get("gpu")
+    if not gpu_mem_gb or not gpus:
+        return value
+    label, estimate, why = _estimate(
+        rule, wildcards, int(gpus), resources.get("gpu_tflops")
+    )
+    if estimate is None:
+        _note((rule, label), f"{rule} {label}: {why}")
+        return value
+    try:
+        line = sizing.check_fits(rule, label, estimate, int(gpus), float(gpu_mem_gb))
+    except sizing.SizingError as error:
+        raise WorkflowError(str(error)) from None
+    _note((rule, label), line)
+    return value
