@@ -250,67 +250,72 @@ def _note(key, line):
         print(f"GPU sizing: {line}", file=sys.stderr)
 
 
-def _estimate(rule, wc, gpus, peak):
-    """(label, sekd.sizing.Estimate or None with the reason) of one GPU job."""
+def _training_estimate(job_rule, wc, gpus, peak):
+    """(label, Estimate or None, why not) of an sft or kd job."""
     training = config["training"]
     batch, length = training["per_device_batch_size"], training["max_length"]
-    examples = sizing.train_examples(
-        config["data"]["pairs"], config["data"]["max_train_pairs"]
+    name = wc.model if job_rule == "sft" else "student"
+    teacher, source = split_teacher(wc.teacher) if job_rule == "kd" else (None, None)
+    online = teacher if teacher and source is None else None
+    label = f"{name} (online teacher {online})" if online else name
+    arch, why = _arch(name)
+    teacher_arch, teacher_why = _arch(online) if online else (None, "")
+    if arch is None or (online and teacher_arch is None):
+        return label, None, why if arch is None else teacher_why
+    tokens = _train_tokens() * training["epochs"]
+    estimate = sizing.training_estimate(
+        arch, gpus, batch, length, tokens, teacher_arch, peak
     )
-    tokens = (examples or 0) * length
-    if rule in ("sft", "kd"):
-        name = wc.model if rule == "sft" else "student"
-        teacher, source = split_teacher(wc.teacher) if rule == "kd" else (None, None)
-        online = teacher if teacher and source is None else None
-        arch, why = _arch(name)
-        teacher_arch, teacher_why = _arch(online) if online else (None, "")
-        label = f"{name} (online teacher {online})" if online else name
-        if arch is None or (online and teacher_arch is None):
-            return label, None, why if arch is None else teacher_why
-        epochs_tokens = tokens * training["epochs"]
-        return (
-            label,
-            sizing.training_estimate(
-                arch, gpus, batch, length, epochs_tokens, teacher_arch, peak
-            ),
-            "",
-        )
-    if rule == "teacher_store":
-        name = wc.teacher
-        batch, tokens_total, positions = (
-            config["teacher_store"]["batch_size"],
-            tokens,
-            None,
-        )
-    else:  # decode of one direction: prompts assumed no longer than max_new_tokens
+    return label, estimate, ""
+
+
+def _train_tokens():
+    """Tokens of one epoch at max_length each (an upper bound); 0 for unknown pairs."""
+    data = config["data"]
+    examples = sizing.train_examples(data["pairs"], data["max_train_pairs"])
+    return (examples or 0) * config["training"]["max_length"]
+
+
+def _inference_estimate(job_rule, wc, peak):
+    """(label, Estimate or None, why not) of a teacher_store or decode job (one GPU)."""
+    if job_rule == "teacher_store":  # the whole training set, every position's logits
+        name, batch = wc.teacher, config["teacher_store"]["batch_size"]
+        length, positions = config["training"]["max_length"], None
+        tokens = _train_tokens()
+    else:  # decode one direction; prompts assumed no longer than max_new_tokens
         name = wc.run.split("/")[1] if wc.run.startswith("sft/") else "student"
         decoding = config["decoding"]
         batch = decoding["batch_size"] * decoding["num_beams"]
         length, positions = 2 * decoding["max_new_tokens"], 1
-        tokens_total = sizing.TEST_SENTENCES * decoding["num_beams"] * length
+        tokens = sizing.TEST_SENTENCES * decoding["num_beams"] * length
     arch, why = _arch(name)
     if arch is None:
         return name, None, why
-    estimate = sizing.inference_estimate(
-        arch, batch, length, tokens_total, peak, positions
+    return (
+        name,
+        sizing.inference_estimate(arch, batch, length, tokens, peak, positions),
+        "",
     )
-    return name, estimate, ""
 
 
-def sized(rule, wildcards, resources, value):
+def sized(job_rule, wildcards, resources, value):
     """`value` unchanged, after the GPU sizing check of this job (see above)."""
     gpu_mem_gb, gpus = resources.get("gpu_mem_gb"), resources.get("gpu")
     if not gpu_mem_gb or not gpus:
         return value
-    label, estimate, why = _estimate(
-        rule, wildcards, int(gpus), resources.get("gpu_tflops")
-    )
+    peak = resources.get("gpu_tflops")
+    if job_rule in ("sft", "kd"):
+        label, estimate, why = _training_estimate(job_rule, wildcards, int(gpus), peak)
+    else:
+        label, estimate, why = _inference_estimate(job_rule, wildcards, peak)
     if estimate is None:
-        _note((rule, label), f"{rule} {label}: {why}")
+        _note((job_rule, label), f"{job_rule} {label}: {why}")
         return value
     try:
-        line = sizing.check_fits(rule, label, estimate, int(gpus), float(gpu_mem_gb))
+        line = sizing.check_fits(
+            job_rule, label, estimate, int(gpus), float(gpu_mem_gb)
+        )
     except sizing.SizingError as error:
         raise WorkflowError(str(error)) from None
-    _note((rule, label), line)
+    _note((job_rule, label), line)
     return value
