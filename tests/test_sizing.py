@@ -57,6 +57,29 @@ def test_model_states_are_deepspeeds_18_bytes_per_parameter():
     assert sizing.zero3_model_states(10**9, 8) == 18 * 10**9 // 8
 
 
+@pytest.mark.parametrize("name", sorted(REAL_PARAMS))
+def test_model_states_equal_deepspeeds_estimator(name):
+    stage3 = pytest.importorskip("deepspeed.runtime.zero.stage3")
+    arch = sizing.KNOWN_ARCHS[name]
+    _, gpu_bytes, _ = stage3.estimate_zero3_model_states_mem_needs(
+        arch.params(), arch.largest_layer_params(), 8, 1, cpu_offload=False,
+        cpu_offload_params=False,
+    )  # fmt: skip
+    estimate = sizing.training_estimate(arch, 8, 4, 512, 0)
+    assert abs(estimate.weights + estimate.gathered - gpu_bytes) <= 1
+
+
+def test_teacher_store_jobs_are_sized(tmp_path):
+    proc = dry_run(
+        "-d", str(tmp_path), "--profile", str(ROOT / "profiles" / "slurm"), "all",
+        "--config", "teacher_store={mode: sparse}",
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    lines = sizing_lines(output)
+    assert any(line.startswith("GPU sizing: teacher_store teacher_l:") for line in lines)
+
+
 def test_architecture_sources(tmp_path):
     init = {"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2}
     arch, _ = sizing.model_arch({"init": {**init, "num_attention_heads": 4}}, 2000)
