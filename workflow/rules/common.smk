@@ -4,7 +4,8 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
-from sekd import sizing, study
+from sekd import sizing
+from sekd import study
 from sekd.config import deep_merge, typed_cli_overrides
 from sekd.config import unpinned_warnings, validate_config
 from sekd.errors import ConfigError
