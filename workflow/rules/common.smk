@@ -226,3 +226,7 @@ def table_outputs():
 
 def figure_outputs():
     return study.figure_outputs(config)
+
+
+def table_curves_outputs():
+    return study.table_curves_outputs(config)
