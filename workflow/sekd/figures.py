@@ -488,6 +488,7 @@ def table_curves(spec: dict, out_prefix: str | Path, x: str = "step") -> dict[st
         fig, _ = _new_figure(4.2 * len(panels), 3.4)
         fig.clear()
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        fig.subplots_adjust(wspace=0.45)
         handles: dict[str, Any] = {}
         for ax, (y, data) in zip(axes, panels.items(), strict=True):
             for handle in _draw_curves(ax, data, palette):
