@@ -34,7 +34,8 @@ SYSTEMS = [
     "Self-Evolution KD",
 ]
 
-FIGURES = ["fig2a", "fig2b", "fig2c", "fig3", "fig4", "fig5"]
+FIGURES = ["fig2a", "fig2b", "fig2c", "fig3", "fig4", "fig5", "hard_fraction"]
+TABLE_CURVES = ["table1", "table2"]  # results/curves/<table>.png, in the report too
 
 pytestmark = pytest.mark.e2e
 
@@ -118,8 +119,24 @@ def test_every_figure_with_its_numbers(study):
 
 def test_report_shows_every_table_and_figure(study):
     html = (study / "results" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert html.count("data:image/png;base64,") == len(FIGURES) + len(TABLE_CURVES)
     assert "Table1" in html and "Table2" in html and "28.83" in html  # the paper's number
+
+
+def test_training_curves_of_every_run(study):
+    """Each training run's curves CSV; the hard fraction of a threshold run and a top-K run."""
+    curves = study / "results" / "curves"
+    with open(curves / "kd/teacher/sekd_topk-lam0.5-beta0.5-k20/seed1.csv", newline="") as f:
+        topk = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in topk]
+    assert steps == sorted(steps) and len(steps) > 1
+    assert all(0.0 < float(r["hard_fraction"]) <= 0.3 for r in topk)  # about K = 20%
+    with open(curves / "sft/student/seed1.csv", newline="") as f:
+        assert {r["hard_fraction"] for r in csv.DictReader(f)} == {""}  # SFT splits no tokens
+    for table in TABLE_CURVES:
+        assert (curves / f"{table}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (study / "results" / "report.html").read_text()
+    assert "<h2>Training curves</h2>" in html and "§5.2.1" in html
 
 
 def test_artifact_holds_the_study(study):

@@ -229,6 +229,10 @@ def figure_outputs():
     return study.figure_outputs(config)
 
 
+def table_curves_outputs():
+    return study.table_curves_outputs(config)
+
+
 # Plan-time GPU sizing (sekd.sizing): the params functions of sft, kd, teacher_store and decode
 # pass their value through `sized`, which reads the job's resources. When the profile names the
 # GPU's memory (profiles/slurm: default-resources gpu_mem_gb) and the job asks for GPUs, the job's
@@ -251,12 +255,12 @@ def _note(key, line):
         print(f"GPU sizing: {line}", file=sys.stderr)
 
 
-def _training_estimate(job_rule, wc, gpus, peak):
+def _training_estimate(rule_name, wc, gpus, peak):
     """(label, Estimate or None, why not) of an sft or kd job."""
     training = config["training"]
     batch, length = training["per_device_batch_size"], training["max_length"]
-    name = wc.model if job_rule == "sft" else "student"
-    teacher, source = split_teacher(wc.teacher) if job_rule == "kd" else (None, None)
+    name = wc.model if rule_name == "sft" else "student"
+    teacher, source = split_teacher(wc.teacher) if rule_name == "kd" else (None, None)
     online = teacher if teacher and source is None else None
     label = f"{name} (online teacher {online})" if online else name
     arch, why = _arch(name)
@@ -277,14 +281,14 @@ def _train_tokens():
     return (examples or 0) * config["training"]["max_length"]
 
 
-def _inference_estimate(job_rule, wc, peak):
+def _inference_estimate(rule_name, wc, peak):
     """(label, Estimate or None, why not) of a teacher_store or decode job (one GPU)."""
-    if job_rule == "teacher_store":  # the whole training set, every position's logits
+    if rule_name == "teacher_store":  # the whole training set, every position's logits
         name, batch = wc.teacher, config["teacher_store"]["batch_size"]
         length, positions = config["training"]["max_length"], None
         tokens = _train_tokens()
     else:  # decode one direction; prompts assumed no longer than max_new_tokens
-        name = wc.run.split("/")[1] if wc.run.startswith("sft/") else "student"
+        name = wc.run.removeprefix("sft/") if wc.run.startswith("sft/") else "student"
         decoding = config["decoding"]
         batch = decoding["batch_size"] * decoding["num_beams"]
         length, positions = 2 * decoding["max_new_tokens"], 1
@@ -299,24 +303,24 @@ def _inference_estimate(job_rule, wc, peak):
     )
 
 
-def sized(job_rule, wildcards, resources, value):
+def sized(rule_name, wildcards, resources, value):
     """`value` unchanged, after the GPU sizing check of this job (see above)."""
     gpu_mem_gb, gpus = resources.get("gpu_mem_gb"), resources.get("gpu")
     if not gpu_mem_gb or not gpus:
         return value
     peak = resources.get("gpu_tflops")
-    if job_rule in ("sft", "kd"):
-        label, estimate, why = _training_estimate(job_rule, wildcards, int(gpus), peak)
+    if rule_name in ("sft", "kd"):
+        label, estimate, why = _training_estimate(rule_name, wildcards, int(gpus), peak)
     else:
-        label, estimate, why = _inference_estimate(job_rule, wildcards, peak)
+        label, estimate, why = _inference_estimate(rule_name, wildcards, peak)
     if estimate is None:
-        _note((job_rule, label), f"{job_rule} {label}: {why}")
+        _note((rule_name, label), f"{rule_name} {label}: {why}")
         return value
     try:
         line = sizing.check_fits(
-            job_rule, label, estimate, int(gpus), float(gpu_mem_gb)
+            rule_name, label, estimate, int(gpus), float(gpu_mem_gb)
         )
     except sizing.SizingError as error:
         raise WorkflowError(str(error)) from None
-    _note((job_rule, label), line)
+    _note((rule_name, label), line)
     return value

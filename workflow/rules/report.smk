@@ -6,6 +6,7 @@ rule report:
         tables=table_outputs(),
         figures=figure_outputs(),
         fidelity=fidelity_outputs(),
+        curves=table_curves_outputs(),
     output:
         "results/report.html",
     params:

@@ -11,6 +11,7 @@ with logged(snakemake.log[0]):
     tables = [Path(p) for p in snakemake.input.tables if p.endswith(".csv")]
     figures = [Path(p) for p in snakemake.input.figures if p.endswith(".png")]
     fidelity = [Path(p) for p in snakemake.input.fidelity if p.endswith(".json")]
+    curves = [Path(p) for p in snakemake.input.curves if p.endswith(".png")]
     report.build(
         tables,
         figures,
@@ -18,4 +19,5 @@ with logged(snakemake.log[0]):
         Path(snakemake.output[0]),
         fidelity[0] if fidelity else None,
         captions=dict(snakemake.params.captions),
+        curves=curves,
     )

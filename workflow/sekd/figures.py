@@ -378,9 +378,149 @@ def bar_figure(
         return _save(fig, summary, out_prefix)
 
 
+# Curves over training (sekd.curves' CSVs): one line per run, mean over its seeds.
+
+CURVE_LABELS = {
+    "loss": "Training loss",
+    "learning_rate": "Learning rate",
+    "hard_fraction": "Hard-token fraction",
+    "beta": "β",
+    "step": "Training step",
+    "epoch": "Epoch",
+}
+
+
+def collect_curves(lines: list[dict], x: str, y: str) -> pd.DataFrame:
+    """One row per line and x: series, run, x, mean, std (over seeds, ddof=1), n_seeds.
+
+    `lines`: [{"series", "run", "curves": [CSV per seed]}]. Raises ValueError naming the file when
+    a CSV is missing or lacks a column, and naming the run when it logs no `y` at all.
+    """
+    import pandas as pd
+
+    if not lines:
+        raise ValueError("no runs to plot")
+    frames = []
+    for line in lines:
+        per_seed = []
+        for path in line["curves"]:
+            try:
+                table = pd.read_csv(path)
+            except FileNotFoundError:
+                raise ValueError(f"{line['run']}: curves file {path} does not exist") from None
+            missing = {x, y} - set(table.columns)
+            if missing:
+                raise ValueError(f"{path}: no column {sorted(missing)}")
+            per_seed.append(table[[x, y]].dropna())
+        data = pd.concat(per_seed)
+        if data.empty:
+            raise ValueError(f"{line['run']}: logs no {y!r} (its curves: {line['curves']})")
+        stats = data.groupby(x, sort=True)[y].agg(["mean", "std", "count"]).reset_index()
+        stats = stats.rename(columns={x: "x", "count": "n_seeds"})
+        stats.insert(0, "run", line["run"])
+        stats.insert(0, "series", line["series"])
+        frames.append(stats)
+    out = pd.concat(frames, ignore_index=True)
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def _draw_curves(ax: Axes, data: pd.DataFrame, palette: dict[str, Any]) -> list:
+    """A line (±std band over seeds) per series of `data` (collect_curves); their handles."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for series, rows in data.groupby("series", sort=False):
+        color = palette[series]
+        ax.plot(rows["x"], rows["mean"], color=color, linewidth=1.6, marker="o", markersize=3)
+        if (rows["n_seeds"] > 1).any():
+            low, high = rows["mean"] - rows["std"], rows["mean"] + rows["std"]
+            ax.fill_between(rows["x"], low, high, color=color, alpha=0.15, lw=0)
+        handles.append(Line2D([], [], color=color, linewidth=1.6, label=series))
+    return handles
+
+
+def _save_curves(fig: Figure, data: pd.DataFrame, out_prefix: str | Path) -> dict[str, Path]:
+    prefix = Path(out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = {ext: prefix.with_name(f"{prefix.name}.{ext}") for ext in ("png", "pdf", "csv")}
+    for ext, metadata in (("png", _PNG_METADATA), ("pdf", _PDF_METADATA)):
+        tmp = paths[ext].with_name(paths[ext].name + ".tmp")
+        fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=metadata)
+        tmp.replace(paths[ext])
+    tmp = paths["csv"].with_name(paths["csv"].name + ".tmp")
+    data.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
+    tmp.replace(paths["csv"])
+    return paths
+
+
+def curve_figure(spec: dict, out_prefix: str | Path) -> dict[str, Path]:
+    """A `kind: curve` figure (sekd.study.curve_figure_spec): `y` against `x` over training, one
+    line per run. Writes <out_prefix>.png/.pdf/.csv (the collect_curves table)."""
+    data = collect_curves(spec["lines"], spec["x"], spec["y"])
+    palette = _palette(list(dict.fromkeys(data["series"])))
+    with _theme():
+        fig, ax = _new_figure(5.6, 3.6)
+        handles = _draw_curves(ax, data, palette)
+        ax.set_title(spec["title"], fontsize=10)
+        ax.set_xlabel(spec["xlabel"] or CURVE_LABELS[spec["x"]])
+        ylabel = spec.get("ylabel")
+        ax.set_ylabel(CURVE_LABELS[spec["y"]] if ylabel in (None, DEFAULT_YLABEL) else ylabel)
+        _legend(ax, handles)
+        return _save_curves(fig, data, out_prefix)
+
+
+def table_curves(spec: dict, out_prefix: str | Path, x: str = "step") -> dict[str, Path]:
+    """The training curves of a table's runs (sekd.study.table_curves_spec): one panel per
+    logged value (loss, learning rate, hard-token fraction, β), a panel left out when no run logs
+    it. Writes <out_prefix>.png/.pdf/.csv (the collect_curves tables, with a `value` column)."""
+    import pandas as pd
+
+    panels = {}
+    for y in ("loss", "learning_rate", "hard_fraction", "beta"):
+        logged = [line for line in spec["lines"] if _logs(line, y)]
+        if logged:
+            panels[y] = collect_curves(logged, x, y)
+    if not panels:
+        raise ValueError(f"{spec['title']}: no run logs a loss")
+    palette = _palette([line["series"] for line in spec["lines"]])
+    with _theme():
+        fig, _ = _new_figure(4.2 * len(panels), 3.4)
+        fig.clear()
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        fig.subplots_adjust(wspace=0.45)
+        handles: dict[str, Any] = {}
+        for ax, (y, data) in zip(axes, panels.items(), strict=True):
+            for handle in _draw_curves(ax, data, palette):
+                handles.setdefault(handle.get_label(), handle)
+            ax.set_xlabel(CURVE_LABELS[x])
+            ax.set_ylabel(CURVE_LABELS[y])
+        fig.suptitle(spec["title"])
+        _legend(axes[-1], list(handles.values()))
+        data = pd.concat([d.assign(value=y) for y, d in panels.items()], ignore_index=True)
+        return _save_curves(fig, data, out_prefix)
+
+
+def _logs(line: dict, y: str) -> bool:
+    """Whether any seed's curves CSV of a run has a value in column `y`."""
+    import pandas as pd
+
+    for path in line["curves"]:
+        try:
+            table = pd.read_csv(path)
+        except FileNotFoundError:
+            raise ValueError(f"{line['run']}: curves file {path} does not exist") from None
+        if y in table.columns and table[y].notna().any():
+            return True
+    return False
+
+
 def draw(spec: dict, out_prefix: str | Path) -> dict[str, Path]:
     """A declared figure from its spec (sekd.study.figure_spec: kind, title, xlabel, ylabel,
-    points): a line_figure or a bar_figure. Writes <out_prefix>.png/.pdf/.csv."""
+    points or, for a curve figure, lines): a line, bar or curve figure. Writes
+    <out_prefix>.png/.pdf/.csv."""
+    if spec["kind"] == "curve":
+        return curve_figure(spec, out_prefix)
     plot = {"line": line_figure, "bar": bar_figure}[spec["kind"]]
     ylabel = spec.get("ylabel", DEFAULT_YLABEL)
     return plot(spec["points"], out_prefix, spec["title"], spec["xlabel"], ylabel)

@@ -83,6 +83,33 @@ def _fidelity(path: Path) -> str:
     )
 
 
+def _figure(path: Path, caption: str) -> str:
+    """A PNG embedded in the page, under its file's name, with its caption."""
+    name = html.escape(path.stem)
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f"<figure><h3>{name}</h3><img alt='{name}' src='data:image/png;base64,{data}'>"
+        f"<figcaption class='paper'>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _curves_section(curve_figures: list[Path], curves: list[Path], captions: dict) -> list[str]:
+    """The mechanism over training: the declared curve figures (e.g. the hard-token fraction
+    under Γ against top-K%), then each table's runs' curves (rule table_curves)."""
+    if not curve_figures and not curves:
+        return []
+    parts = [
+        "<h2>Training curves</h2>",
+        "<p>Per logging step of each training run: loss, learning rate, the fraction of target "
+        "tokens in the hard set (objectives that split tokens) and β (under a schedule), mean "
+        "over seeds. Each run's numbers: results/curves/&lt;run&gt;/seed&lt;s&gt;.csv.</p>",
+    ]
+    parts += [_figure(path, captions.get(path.stem, "")) for path in curve_figures]
+    table_caption = "The training curves of every run of {}, one panel per logged value."
+    parts += [_figure(path, table_caption.format(path.stem)) for path in curves]
+    return parts
+
+
 def build(
     tables: list[Path],
     figures: list[Path],
@@ -90,11 +117,16 @@ def build(
     out: Path,
     fidelity: Path | None = None,
     captions: dict[str, str] | None = None,
+    curves: list[Path] | None = None,
 ) -> None:
     """Write the report to `out`: tables from their CSV, figures embedded as PNG, each with its
-    caption (what the paper reports, by table/figure name), and the teacher store's fidelity
-    report (its JSON) if given."""
+    caption (what the paper reports, by table/figure name), the teacher store's fidelity
+    report (its JSON) if given, and a section of training curves: the figures of `kind: curve`
+    and the per-table curve figures in `curves`."""
     captions = captions or {}
+    declared = config.get("figures", {})
+    curve_figures = [p for p in figures if declared.get(p.stem, {}).get("kind") == "curve"]
+    figures = [p for p in figures if p not in curve_figures]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>Self-Evolution KD: study report</title>",
@@ -116,6 +148,7 @@ def build(
         caption = html.escape(captions.get(name, ""))
         parts.append(f"<figcaption class='paper'>{caption}</figcaption>")
         parts.append("</figure>")
+    parts += _curves_section(curve_figures, curves or [], captions)
     if fidelity is not None:
         parts.append(_fidelity(fidelity))
     parts.append("<h2>Configuration of this run</h2>")

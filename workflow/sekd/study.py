@@ -22,6 +22,8 @@ PAPER_PATH = Path(__file__).resolve().parents[2] / "config" / "paper.yaml"
 # Keys of `tables` that are settings shared by every table, not tables.
 TABLE_SETTINGS = ("baseline", "bootstrap_samples", "bootstrap_seed")
 OUTPUT_EXTENSIONS = {"table": ["csv", "md", "tex"], "figure": ["png", "pdf", "csv"]}
+# How a curve figure names a swept hyper-parameter in its legend.
+PARAM_SYMBOLS = {"gamma": "Γ", "beta": "β", "lam": "λ", "top_k_percent": "K%"}
 
 
 def load_paper(path: str | Path = PAPER_PATH) -> dict:
@@ -166,6 +168,71 @@ def _x_label(value: Any) -> str:
     return f"{value:g}"
 
 
+def curve_files(config: dict, run: str) -> list[str]:
+    """The curves CSV of a training run, one per seed (rule curves)."""
+    return [f"results/curves/{run}/seed{s}.csv" for s in config["seeds"]]
+
+
+def _swept_runs(config: dict, fig: str) -> list[tuple[str, str]]:
+    """(legend label, run) of each swept point of a line or bar figure (its references left
+    out): the runs a curve figure follows over training."""
+    f = config["figures"][fig]
+    param = f["sweep"]["param"]
+    symbol = PARAM_SYMBOLS.get(param, param)
+    seen: dict[str, str] = {}
+    for point in figure_spec(config, fig)["points"]:
+        if point["reference"]:
+            continue
+        x = point["x"] if isinstance(point["x"], str) else _x_label(point["x"])
+        seen.setdefault(point["run"], f"{point['series']}, {symbol} = {x}")
+    return [(label, run) for run, label in seen.items()]
+
+
+def curve_figure_spec(config: dict, fig: str) -> dict:
+    """A `kind: curve` figure: `y` against `x` over training, one line per swept run of the
+    figures named in `from` (their curves CSVs, mean over seeds)."""
+    f = config["figures"][fig]
+    lines = [
+        {"series": label, "run": run, "curves": curve_files(config, run)}
+        for source in f["from"]
+        for label, run in _swept_runs(config, source)
+    ]
+    return {
+        "kind": "curve",
+        "title": f["title"],
+        "xlabel": f["xlabel"],
+        "ylabel": f["ylabel"],
+        "x": f["x"],
+        "y": f["y"],
+        "lines": lines,
+    }
+
+
+def table_curves_spec(config: dict, table: str) -> dict:
+    """The training curves of every trained run of a table (its KD rows and the SFT'd models),
+    one panel per logged value (rule table_curves)."""
+    return {
+        "title": f"Training curves: {table}",
+        "lines": [
+            {"series": label, "run": run, "curves": curve_files(config, run)}
+            for label, run in table_rows(config, table)
+        ],
+    }
+
+
+def table_curves_inputs(config: dict, table: str) -> list[str]:
+    return [f for line in table_curves_spec(config, table)["lines"] for f in line["curves"]]
+
+
+def table_curves_outputs(config: dict) -> list[str]:
+    """results/curves/<table>.png/.pdf/.csv for every declared table."""
+    return [
+        f"results/curves/{name}.{ext}"
+        for name in table_names(config)
+        for ext in OUTPUT_EXTENSIONS["figure"]
+    ]
+
+
 def figure_spec(config: dict, fig: str) -> dict:
     """The points of one figure (sekd.figures' input) and how to draw it.
 
@@ -174,6 +241,8 @@ def figure_spec(config: dict, fig: str) -> dict:
     at the config's hyper-parameters.
     """
     f = config["figures"][fig]
+    if f["kind"] == "curve":
+        return curve_figure_spec(config, fig)
     evalset, kind = f["evalset"], f["kind"]
     directions = evalset_directions(config, evalset)
     teacher = f["teacher"]
@@ -213,10 +282,11 @@ def figure_spec(config: dict, fig: str) -> dict:
 
 
 def figure_inputs(config: dict, fig: str) -> list[str]:
-    """Every score file a figure reads."""
-    return sorted(
-        {f for p in figure_spec(config, fig)["points"] for fs in p["scores"].values() for f in fs}
-    )
+    """Every score file a figure reads (a curve figure: every curves CSV)."""
+    spec = figure_spec(config, fig)
+    if spec["kind"] == "curve":
+        return sorted({f for line in spec["lines"] for f in line["curves"]})
+    return sorted({f for p in spec["points"] for fs in p["scores"].values() for f in fs})
 
 
 def figure_outputs(config: dict) -> list[str]:
@@ -246,6 +316,11 @@ def consistency_errors(config: dict) -> list[str]:
         where = f"config key 'figures.{name}"
         if f["teacher"] is not None and f["teacher"] not in models:
             errors.append(f"{where}.teacher': no model {f['teacher']!r}")
+        if f["kind"] == "curve":
+            errors += _curve_errors(config, name)
+            continue
+        if not f["series"]:
+            errors.append(f"{where}.series': a {f['kind']} figure needs at least one series")
         param, key = f["sweep"]["param"], f["sweep"]["key"] or f["sweep"]["param"]
         if param != "direction":
             if param not in kd:
@@ -257,4 +332,20 @@ def consistency_errors(config: dict) -> list[str]:
                 for hp in line.get("fixed", {}):
                     if hp not in kd:
                         errors.append(f"{where}.{kind}.{i}.fixed.{hp}': not a key of kd")
+    return errors
+
+
+def _curve_errors(config: dict, name: str) -> list[str]:
+    """A curve figure follows the swept runs of line or bar figures declared in `from`."""
+    f = config["figures"][name]
+    where = f"config key 'figures.{name}.from'"
+    if not f["from"]:
+        return [f"{where}: a curve figure needs the figures whose runs it follows"]
+    errors = []
+    for source in f["from"]:
+        other = config["figures"].get(source)
+        if other is None:
+            errors.append(f"{where}: no figure {source!r}")
+        elif other["kind"] == "curve":
+            errors.append(f"{where}: {source!r} is a curve figure (name a line or bar figure)")
     return errors
