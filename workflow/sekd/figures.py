@@ -193,7 +193,9 @@ def _draw_references(ax: Axes, summary: pd.DataFrame, palette: dict[str, Any]) -
     return handles
 
 
-def _save(fig: Figure, summary: pd.DataFrame, out_prefix: str | Path) -> dict[str, Path]:
+def _save_drawing(fig: Figure, out_prefix: str | Path) -> dict[str, Path]:
+    """Write <out_prefix>.png and .pdf (each through a .tmp file, renamed when complete); return
+    the paths of png, pdf and the csv the caller writes."""
     prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = {ext: prefix.with_name(f"{prefix.name}.{ext}") for ext in ("png", "pdf", "csv")}
@@ -201,6 +203,11 @@ def _save(fig: Figure, summary: pd.DataFrame, out_prefix: str | Path) -> dict[st
         tmp = paths[ext].with_name(paths[ext].name + ".tmp")
         fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=metadata)
         tmp.replace(paths[ext])
+    return paths
+
+
+def _save(fig: Figure, summary: pd.DataFrame, out_prefix: str | Path) -> dict[str, Path]:
+    paths = _save_drawing(fig, out_prefix)
     _write_csv(summary, paths["csv"])
     return paths
 
@@ -441,13 +448,7 @@ def _draw_curves(ax: Axes, data: pd.DataFrame, palette: dict[str, Any]) -> list:
 
 
 def _save_curves(fig: Figure, data: pd.DataFrame, out_prefix: str | Path) -> dict[str, Path]:
-    prefix = Path(out_prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    paths = {ext: prefix.with_name(f"{prefix.name}.{ext}") for ext in ("png", "pdf", "csv")}
-    for ext, metadata in (("png", _PNG_METADATA), ("pdf", _PDF_METADATA)):
-        tmp = paths[ext].with_name(paths[ext].name + ".tmp")
-        fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=metadata)
-        tmp.replace(paths[ext])
+    paths = _save_drawing(fig, out_prefix)
     tmp = paths["csv"].with_name(paths["csv"].name + ".tmp")
     data.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
     tmp.replace(paths["csv"])
