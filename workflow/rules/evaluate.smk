@@ -10,9 +10,7 @@ rule decode:
     params:
         decoding=config["decoding"],
         languages=lambda wc: languages_for([wc.direction]),
-        dtype=lambda wc, resources: sized(
-            "decode", wc, resources, run_model(wc.run)["dtype"]
-        ),
+        dtype=lambda wc: run_model(wc.run)["dtype"],
     threads: 1
     log:
         "results/logs/decode/{run}/seed{seed}/{evalset}/{direction}.log",

@@ -16,9 +16,7 @@ rule teacher_store:
         student=lambda wc, input: (
             input.student[0] if input.student else base_model("student")
         ),
-        job=lambda wc, resources: sized(
-            "teacher_store", wc, resources, store_slice(wc.teacher, wc.source)
-        ),
+        job=lambda wc: store_slice(wc.teacher, wc.source),
     threads: 1
     resources:
         # Small CPU defaults; profiles/slurm sizes the GPU, memory and time per teacher.

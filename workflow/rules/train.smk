@@ -23,9 +23,7 @@ rule sft:
     params:
         base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
         # without training.deepspeed, nproc_per_node and save_steps (resources below)
-        job=lambda wc, resources: sized(
-            "sft", wc, resources, drop_runtime_keys(training_slice(wc.model))
-        ),
+        job=lambda wc: drop_runtime_keys(training_slice(wc.model)),
     threads: 1
     resources:
         # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.
@@ -60,9 +58,7 @@ rule kd:
         directory("results/models/kd/{teacher}/{variant}/seed{seed}"),
     params:
         base=lambda wc, input: input.base[0] if input.base else base_model("student"),
-        job=lambda wc, resources: sized(  # as sft
-            "kd", wc, resources, drop_runtime_keys(training_slice("student"))
-        ),
+        job=lambda wc: drop_runtime_keys(training_slice("student")),  # as sft
         teacher_dtype=lambda wc: config["models"][split_teacher(wc.teacher)[0]]["dtype"],
     threads: 1
     resources:
