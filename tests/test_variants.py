@@ -9,7 +9,21 @@ import pytest
 from sekd.objectives import OBJECTIVES
 from sekd.variants import NAME_PATTERN, format_number, make_variant, parse_variant
 
-KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
+KD = {
+    "lam": 0.5,
+    "beta": 0.5,
+    "gamma": 0.4,
+    "top_k_percent": 20,
+    "jsd_beta": 0.5,
+    "onpolicy_fraction": 0.5,
+    "num_beams": 5,
+    "teacher_temperature": 1.0,
+    "teacher_top_k": 0,
+    "teacher_top_p": 1.0,
+    "student_temperature": 1.0,
+    "student_top_k": 0,
+    "student_top_p": 1.0,
+}
 
 
 @pytest.mark.parametrize("objective", [o for o in OBJECTIVES if o != "sft"])
@@ -32,7 +46,21 @@ def test_tags_come_from_the_hyper_parameter_declarations():
     from sekd.objectives import HPARAMS, hparam_tags
 
     tags = hparam_tags()
-    assert tags == {"lam": "lam", "beta": "beta", "gamma": "gamma", "top_k_percent": "k"}
+    assert tags == {
+        "lam": "lam",
+        "beta": "beta",
+        "gamma": "gamma",
+        "top_k_percent": "k",
+        "jsd_beta": "jsd",
+        "onpolicy_fraction": "onp",
+        "num_beams": "beam",
+        "teacher_temperature": "ttemp",
+        "teacher_top_k": "ttopk",
+        "teacher_top_p": "ttopp",
+        "student_temperature": "stemp",
+        "student_top_k": "stopk",
+        "student_top_p": "stopp",
+    }
     assert len(set(tags.values())) == len(HPARAMS)
     for name in OBJECTIVES:
         for key in OBJECTIVES[name].hparams:

@@ -21,9 +21,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-SEQUENCE_SOURCES = ("gold",)
-"""The sequences an objective can train on: "gold" = the reference translations of the training
-set (every objective of the paper)."""
+SEQUENCE_SOURCES = ("gold", "teacher", "student", "gold+student", "teacher+student")
+"""Where an objective's training sequences (the targets after each prompt) come from:
+
+- ``gold``: the reference translations of the training set (every objective of the paper);
+- ``teacher``: the teacher's outputs for the training prompts, generated once per teacher and
+  generation setting by the rule ``teacher_outputs`` (beam search with ``num_beams``, or sampling
+  with ``teacher_temperature``/``teacher_top_k``/``teacher_top_p``; `sekd.sequences`);
+- ``student``: sampled from the current student during training (on-policy;
+  ``student_temperature``/``student_top_k``/``student_top_p``);
+- ``gold+student``: each optimizer step trains on student samples with probability
+  ``onpolicy_fraction``, else on the gold references (GKD's λ);
+- ``teacher+student``: every micro-batch trains on both, the loss being ½·(loss on the teacher's
+  sequences) + ½·(loss on the student's samples of the same prompts) (f-DISTILL's two-sided
+  objectives); the loss function learns which half it computes from ``on_policy``."""
+
+PICKS = ("top", "bleu")
+"""Which of the teacher's hypotheses a ``teacher`` objective trains on: ``top`` = the first (the
+best beam, or the one sample); ``bleu`` = the one with the highest sentence BLEU to the reference
+among the ``num_beams`` beams (Kim & Rush's Seq-Inter)."""
+
+HPARAM_USES = ("loss", "teacher_generation", "student_sampling", "mixture")
+"""Who reads a hyper-parameter: the loss (`sekd.losses.distill_loss` keyword), the teacher's
+generation of training sequences (rule teacher_outputs), the student's on-policy sampling, or
+the trainer's choice between sources (onpolicy_fraction)."""
 
 NAME_RE = re.compile(r"^[a-z_]+$")
 """An objective name: it starts run names, whose parts are joined by "-" (`sekd.variants`)."""
@@ -41,10 +62,16 @@ class HParam:
     name: str
     tag: str  # its prefix in run names: ``lam0.5``, ``k20`` (sekd.variants)
     description: str
+    use: str = "loss"  # who reads it, one of HPARAM_USES
+    integer: bool = False  # a whole number (beam size, top-k)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z]+", self.tag):
             raise ValueError(f"hyper-parameter {self.name!r}: tag {self.tag!r} must be a-z only")
+        if self.use not in HPARAM_USES:
+            raise ValueError(
+                f"hyper-parameter {self.name!r}: use {self.use!r} not in {HPARAM_USES}"
+            )
 
 
 HPARAMS: dict[str, HParam] = {
@@ -54,8 +81,69 @@ HPARAMS: dict[str, HParam] = {
         HParam("beta", "beta", "β, the skew of the proxy βq + (1-β)ỹ (eqs. 6-7, 10)"),
         HParam("gamma", "gamma", "Γ, the difficulty threshold of the hard tokens d > Γ (eq. 5)"),
         HParam("top_k_percent", "k", "K, the percent of tokens taken as hard (§5.2.1)"),
+        HParam(
+            "jsd_beta",
+            "jsd",
+            "β of GKD's generalized JSD: β·KL(p||m) + (1-β)·KL(q||m), m = β·p + (1-β)·q; "
+            "0 gives KL(p||q), 1 gives KL(q||p)",
+        ),
+        HParam(
+            "num_beams",
+            "beam",
+            "the teacher's beam size for its training sequences; all beams are kept",
+            use="teacher_generation",
+            integer=True,
+        ),
+        HParam(
+            "teacher_temperature",
+            "ttemp",
+            "the teacher's sampling temperature",
+            use="teacher_generation",
+        ),
+        HParam(
+            "teacher_top_k",
+            "ttopk",
+            "the teacher's sampling top-k (0 = all tokens)",
+            use="teacher_generation",
+            integer=True,
+        ),
+        HParam(
+            "teacher_top_p",
+            "ttopp",
+            "the teacher's sampling top-p (1 = all tokens)",
+            use="teacher_generation",
+        ),
+        HParam(
+            "student_temperature",
+            "stemp",
+            "the student's on-policy sampling temperature",
+            use="student_sampling",
+        ),
+        HParam(
+            "student_top_k",
+            "stopk",
+            "the student's sampling top-k (0 = all tokens)",
+            use="student_sampling",
+            integer=True,
+        ),
+        HParam(
+            "student_top_p",
+            "stopp",
+            "the student's sampling top-p (1 = all tokens)",
+            use="student_sampling",
+        ),
+        HParam(
+            "onpolicy_fraction",
+            "onp",
+            "the probability that an optimizer step trains on student samples (GKD's λ)",
+            use="mixture",
+        ),
     ]
 }
+
+TEACHER_BEAM = ("num_beams",)
+TEACHER_SAMPLING = ("teacher_temperature", "teacher_top_k", "teacher_top_p")
+STUDENT_SAMPLING = ("student_temperature", "student_top_k", "student_top_p")
 
 
 @dataclass(frozen=True)
@@ -65,12 +153,16 @@ class Objective:
     name: str  # run names, config values, the losses registry
     label: str  # row label in the paper's tables
     hparams: tuple[str, ...]  # the hyper-parameters the loss reads, in run-name order
-    needs_teacher: bool
+    needs_teacher: bool  # a KD run: it learns from a teacher (its logits or its outputs)
     sequences: str = "gold"  # the sequences it trains on, one of SEQUENCE_SOURCES
     # True if the loss needs p on the whole vocabulary (KL(q||p) is infinite wherever a sampled
     # estimate of p is 0): a sparse teacher store cannot serve it (sekd.teacher_store).
     needs_full_teacher: bool = False
     doc: str = ""  # one line: the loss and the paper's equation
+    # False if the loss reads no teacher logits (sequence-level KD learns from the teacher's
+    # outputs only): the KD job then loads no teacher model.
+    teacher_logits: bool = True
+    pick: str = "top"  # which teacher hypothesis a "teacher" objective trains on (PICKS)
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):
@@ -97,6 +189,59 @@ class Objective:
             )
         if self.needs_full_teacher and not self.needs_teacher:
             raise ValueError(f"objective {self.name!r}: needs_full_teacher without a teacher")
+        for message in _sequence_errors(self):
+            raise ValueError(f"objective {self.name!r}: {message}")
+
+    @property
+    def reads_teacher_logits(self) -> bool:
+        """Whether its loss reads the teacher's distribution p (then the KD job runs the teacher
+        or reads its store)."""
+        return self.needs_teacher and self.teacher_logits
+
+    @property
+    def teacher_sequences(self) -> bool:
+        """Whether it trains on the teacher's outputs (rule teacher_outputs)."""
+        return self.sequences in ("teacher", "teacher+student")
+
+    @property
+    def student_sequences(self) -> bool:
+        """Whether it samples training sequences from the student (on-policy)."""
+        return self.sequences.endswith("student")
+
+    def hparams_for(self, use: str) -> tuple[str, ...]:
+        """Its hyper-parameters that `use` (HPARAM_USES) reads, in run-name order."""
+        return tuple(h for h in self.hparams if HPARAMS[h].use == use)
+
+
+def _sequence_errors(o: Objective) -> list[str]:
+    """What is inconsistent between an objective's sequences and its hyper-parameters."""
+    errors = []
+    beam, sampled = set(TEACHER_BEAM) <= set(o.hparams), set(TEACHER_SAMPLING) <= set(o.hparams)
+    generation = set(o.hparams) & {*TEACHER_BEAM, *TEACHER_SAMPLING}
+    if o.teacher_sequences:
+        if not o.needs_teacher:
+            errors.append(f"sequences {o.sequences!r} without a teacher (needs_teacher=False)")
+        if beam == sampled or generation - set(TEACHER_BEAM if beam else TEACHER_SAMPLING):
+            errors.append(
+                f"sequences {o.sequences!r} needs either {TEACHER_BEAM} (beam search) or all of "
+                f"{TEACHER_SAMPLING} (sampling) among its hparams, not both"
+            )
+    elif generation:
+        errors.append(f"{sorted(generation)} without teacher sequences")
+    sampling = set(o.hparams) & set(STUDENT_SAMPLING)
+    if o.student_sequences and sampling != set(STUDENT_SAMPLING):
+        errors.append(f"sequences {o.sequences!r} needs all of {STUDENT_SAMPLING} in its hparams")
+    if not o.student_sequences and sampling:
+        errors.append(f"{sorted(sampling)} without student sequences")
+    if (o.sequences == "gold+student") != ("onpolicy_fraction" in o.hparams):
+        errors.append("onpolicy_fraction goes with sequences 'gold+student', and only with it")
+    if o.pick not in PICKS:
+        errors.append(f"pick {o.pick!r} is not one of {PICKS}")
+    if o.pick == "bleu" and not (o.teacher_sequences and beam):
+        errors.append("pick 'bleu' chooses among the teacher's beams: it needs num_beams")
+    if not o.teacher_logits and not o.teacher_sequences:
+        errors.append("teacher_logits=False: it learns nothing from the teacher")
+    return errors
 
 
 OBJECTIVES: dict[str, Objective] = {}
@@ -212,6 +357,80 @@ for _objective in [
         ("lam", "beta"),
         True,
         doc="(1-λ)·SFT + λ·KL(p||βq + (1-β)p) (eq. 10)",
+    ),
+    # The baselines the study descends from, on the same protocol (Table 3).
+    Objective(
+        "word_kd",
+        "Word-KD",
+        ("lam",),
+        True,
+        doc="(1-λ)·SFT + λ·(-Σ_v p_v log q_v) (Kim & Rush 2016); forward_kd's gradient, "
+        "value + λ·H(p)",
+    ),
+    Objective(
+        "seq_kd",
+        "SeqKD",
+        ("num_beams",),
+        True,
+        sequences="teacher",
+        teacher_logits=False,
+        doc="-log q[y'] on the teacher's best beam y' (Kim & Rush 2016)",
+    ),
+    Objective(
+        "seq_inter",
+        "Seq-Inter",
+        ("num_beams",),
+        True,
+        sequences="teacher",
+        teacher_logits=False,
+        pick="bleu",
+        doc="-log q[y'] on the teacher's beam with the highest sentence BLEU (Kim & Rush 2016)",
+    ),
+    Objective(
+        "fd_kl",
+        "f-DISTILL KL",
+        TEACHER_SAMPLING,
+        True,
+        sequences="teacher",
+        doc="KL(p||q) per token on teacher-sampled sequences (Wen et al. 2023)",
+    ),
+    Objective(
+        "fd_rkl",
+        "f-DISTILL RKL",
+        STUDENT_SAMPLING,
+        True,
+        sequences="student",
+        needs_full_teacher=True,
+        doc="KL(q||p) per token on student-sampled sequences (Wen et al. 2023)",
+    ),
+    Objective(
+        "fd_js",
+        "f-DISTILL JS",
+        TEACHER_SAMPLING + STUDENT_SAMPLING,
+        True,
+        sequences="teacher+student",
+        needs_full_teacher=True,
+        doc="KL(p||m) on teacher samples + KL(q||m) on student samples, m = (p+q)/2, halved "
+        "(Wen et al. 2023)",
+    ),
+    Objective(
+        "fd_tvd",
+        "f-DISTILL TVD",
+        TEACHER_SAMPLING + STUDENT_SAMPLING,
+        True,
+        sequences="teacher+student",
+        needs_full_teacher=True,
+        doc="½Σ_v|p_v - q_v| per token on teacher and on student samples, halved (Wen et al. 2023)",
+    ),
+    Objective(
+        "gkd",
+        "GKD",
+        ("jsd_beta", "onpolicy_fraction") + STUDENT_SAMPLING,
+        True,
+        sequences="gold+student",
+        needs_full_teacher=True,
+        doc="generalized JSD_β(p||q) on gold or, with probability λ, student samples "
+        "(Agarwal et al. 2024, TRL's GKD)",
     ),
 ]:
     declare(_objective)

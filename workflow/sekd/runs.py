@@ -75,8 +75,16 @@ def split_teacher(segment: str) -> tuple[str, str | None]:
 
 
 def serves(objective: str, mode: str) -> bool:
-    """Whether a store of `mode` can stand in for the teacher of `objective`."""
-    return mode in ("online", "full") or not OBJECTIVES[objective].needs_full_teacher
+    """Whether a store of `mode` can stand in for the teacher of `objective`. A store holds the
+    teacher's distributions on the gold sequences only: objectives that train on other
+    sequences (sekd.objectives.SEQUENCE_SOURCES), or read no teacher logits, keep the online
+    teacher (and their run names no store suffix)."""
+    if mode == "online":
+        return True
+    declaration = OBJECTIVES[objective]
+    if declaration.sequences != "gold" or not declaration.reads_teacher_logits:
+        return False
+    return mode == "full" or not declaration.needs_full_teacher
 
 
 def teacher_segment(teacher: str, objective: str, store: dict) -> str:

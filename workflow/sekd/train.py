@@ -72,6 +72,11 @@ class TrainJob:
     teacher_model: str | None = None  # SFT'd teacher directory (KD only)
     teacher_store: str | None = None  # or a store of its outputs (sekd.teacher_store; KD only)
     teacher_dtype: str = "float32"
+    # the teacher's outputs for the training prompts (sekd.teacher_outputs; rule teacher_outputs),
+    # for objectives that train on them (sekd.objectives.SEQUENCE_SOURCES)
+    teacher_outputs: str | None = None
+    # the config's `sequences` section (max_new_tokens of the student's on-policy samples)
+    sequences: dict = field(default_factory=dict)
     revision: str | None = None  # of base_model when it is a hub id (models.<name>.revision)
     model_key: str = "models"  # the config key of the trained model, for errors (models.<name>)
     teacher_key: str = "the teacher"  # and of the teacher (KD only)

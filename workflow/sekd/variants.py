@@ -58,11 +58,40 @@ class Variant:
         return OBJECTIVES[self.objective].label
 
     def loss_kwargs(self) -> dict:
-        """Keyword arguments for `sekd.losses.distill_loss` (a progressive β: its start)."""
+        """Keyword arguments for `sekd.losses.distill_loss` (a progressive β: its start): the
+        hyper-parameters the loss reads."""
+        return self.hparams_for("loss")
+
+    def hparams_for(self, use: str) -> dict:
+        """{name: value} of the hyper-parameters that `use` reads (sekd.objectives.HPARAM_USES):
+        whole numbers as int, a progressive β as its start."""
         out = {}
-        for key, value in self.hparams.items():
-            out[key] = value[0] if isinstance(value, (tuple, list)) else value
+        for key in OBJECTIVES[self.objective].hparams_for(use):
+            value = self.hparams[key]
+            value = value[0] if isinstance(value, (tuple, list)) else value
+            out[key] = int(value) if HPARAMS[key].integer else value
         return out
+
+    @property
+    def teacher_generation(self) -> dict:
+        """The teacher's generation setting of its training sequences ({} if none):
+        {"num_beams": K} or {"teacher_temperature": τ, "teacher_top_k": k, "teacher_top_p": p}."""
+        return self.hparams_for("teacher_generation")
+
+    @property
+    def student_sampling(self) -> dict:
+        """The student's on-policy sampling setting ({} if it samples nothing)."""
+        return self.hparams_for("student_sampling")
+
+    @property
+    def onpolicy_fraction(self) -> float:
+        """The probability that an optimizer step trains on student samples: 1 for "student",
+        0 for "gold"/"teacher", the hyper-parameter for "gold+student"; "teacher+student" trains
+        on both in every step (1)."""
+        sequences = OBJECTIVES[self.objective].sequences
+        if sequences == "gold+student":
+            return float(self.hparams["onpolicy_fraction"])
+        return 1.0 if sequences.endswith("student") else 0.0
 
     @property
     def beta_schedule(self) -> tuple[float, float] | None:
@@ -85,7 +114,14 @@ def make_variant(objective: str, defaults: dict, **overrides) -> Variant:
             hparams[key] = tuple(float(v) for v in value)
         else:
             hparams[key] = float(value)
+        _check_integer(key, hparams[key], f"kd.{key}")
     return Variant(objective, hparams)
+
+
+def _check_integer(key: str, value, where: str) -> None:
+    """ValueError if hyper-parameter `key` is a whole number (HParam.integer) and `value` not."""
+    if HPARAMS[key].integer and (isinstance(value, tuple) or value != int(value)):
+        raise ValueError(f"{where}: {key} must be a whole number, got {value!r}")
 
 
 def parse_variant(name: str) -> Variant:
@@ -102,6 +138,7 @@ def parse_variant(name: str) -> Variant:
         key = hparam_of_tag[match["tag"]]
         a = float(match["a"])
         hparams[key] = (a, float(match["b"])) if match["b"] is not None else a
+        _check_integer(key, hparams[key], f"run name {name!r}")
     if set(hparams) != set(OBJECTIVES[objective].hparams):
         raise ValueError(
             f"run name {name!r}: objective {objective!r} takes {OBJECTIVES[objective].hparams}"
