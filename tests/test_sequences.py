@@ -4,12 +4,12 @@ the teacher outputs a run reads, and which runs a teacher store can serve."""
 from __future__ import annotations
 
 import pytest
+from test_variants import KD
 
 from sekd.objectives import OBJECTIVES, Objective, declared
 from sekd.runs import serves
 from sekd.sequences import generation_name, parse_generation, teacher_outputs_dir
 from sekd.variants import make_variant, parse_variant
-from test_variants import KD
 
 
 def test_generation_settings_are_in_the_run_names_of_the_runs_that_read_them():

@@ -425,7 +425,7 @@ for _objective in [
     Objective(
         "gkd",
         "GKD",
-        ("jsd_beta", "onpolicy_fraction") + STUDENT_SAMPLING,
+        ("jsd_beta", "onpolicy_fraction", *STUDENT_SAMPLING),
         True,
         sequences="gold+student",
         needs_full_teacher=True,

@@ -52,4 +52,5 @@ def teacher_outputs_dir(teacher: str, variant: Variant, seed: int | str) -> str 
     """The teacher outputs a KD run reads (None if its objective trains on no teacher output)."""
     if not OBJECTIVES[variant.objective].teacher_sequences:
         return None
-    return f"results/teacher_outputs/{teacher}/{generation_name(variant.teacher_generation)}/seed{seed}"
+    generation = generation_name(variant.teacher_generation)
+    return f"results/teacher_outputs/{teacher}/{generation}/seed{seed}"
