@@ -59,7 +59,9 @@ def test_samples_do_not_depend_on_the_batch(tiny_model_dir, tiny_tokenizer):
     )
     together = sampling.sample(model, prompts, [11, 12, 13], **kwargs)
     seeds = [11, 12, 13]
-    alone = [sampling.sample(model, [p], [s], **kwargs)[0] for p, s in zip(prompts, seeds)]
+    alone = [
+        sampling.sample(model, [p], [s], **kwargs)[0] for p, s in zip(prompts, seeds, strict=True)
+    ]
     assert together == alone
     again = sampling.sample(model, prompts[::-1], [13, 12, 11], **kwargs)
     assert again[::-1] == together
