@@ -8,9 +8,10 @@ from sekd import study
 from sekd.config import deep_merge, typed_cli_overrides
 from sekd.config import unpinned_warnings, validate_config
 from sekd.errors import ConfigError
-from sekd.objectives import kd_objectives
+from sekd.objectives import FDISTILL, OBJECTIVES, kd_objectives
 from sekd.runs import SOURCE_PATTERN, as_resource, parse_source, serves, source_name
-from sekd.runs import split_teacher
+from sekd.runs import drop_runtime_keys, split_teacher
+from sekd.sequences import GENERATION_PATTERN, teacher_outputs_dir
 from sekd.variants import NAME_PATTERN, parse_variant
 
 try:
@@ -45,6 +46,7 @@ wildcard_constraints:
     fig="|".join(FIGURES),
     run=f"sft/{MODEL_NAME}|kd/{TEACHER}/{NAME_PATTERN}",
     relpath=r"[a-z]+/[A-Za-z0-9._-]+",
+    generation=GENERATION_PATTERN,
 
 
 SEEDS = config["seeds"]
@@ -147,18 +149,63 @@ def store_slice(teacher, source):
 
 
 def kd_teacher_input(wildcards):
-    """A KD job's teacher: the SFT'd model (online) or its store (<model>.<source>)."""
+    """A KD job's teacher logits: the SFT'd model (online) or its store (<model>.<source>);
+    none when the objective reads no teacher logits (sequence-level KD)."""
     model, source = split_teacher(wildcards.teacher)
-    if source is None:
-        return f"results/models/sft/{model}/seed{wildcards.seed}"
     objective = parse_variant(wildcards.variant).objective
-    mode = parse_source(source)["mode"]
-    if not serves(objective, mode):
+    if source is not None and not serves(objective, parse_source(source)["mode"]):
         raise WorkflowError(
-            f"kd/{wildcards.teacher}/{wildcards.variant}: {objective} needs the teacher's full "
-            f"distribution, which a {mode} teacher store does not hold"
+            f"kd/{wildcards.teacher}/{wildcards.variant}: a {source} teacher store cannot serve "
+            f"{objective} (it needs the teacher's full distribution, trains on sequences other "
+            "than the gold ones, or reads no teacher logits); name the run kd/{model}/..."
         )
-    return f"results/teacher_store/{model}/{source}/seed{wildcards.seed}"
+    if not OBJECTIVES[objective].reads_teacher_logits:
+        return []
+    if source is None:
+        return [f"results/models/sft/{model}/seed{wildcards.seed}"]
+    return [f"results/teacher_store/{model}/{source}/seed{wildcards.seed}"]
+
+
+def kd_sequences_input(wildcards):
+    """The teacher's outputs a KD job trains on (rule teacher_outputs), if its objective does."""
+    model = split_teacher(wildcards.teacher)[0]
+    outputs = teacher_outputs_dir(model, parse_variant(wildcards.variant), wildcards.seed)
+    return [outputs] if outputs else []
+
+
+def kd_init(wildcards):
+    """Where a KD run's student starts: its base model, except for the f-DISTILL objectives
+    under `sequences.fdistill_init` (the SFT'd student, or the word_kd run of the same teacher
+    and seed)."""
+    init = config["sequences"]["fdistill_init"]
+    if parse_variant(wildcards.variant).objective not in FDISTILL or init == "base":
+        return None
+    if init == "sft_student":
+        return model_dir("sft/student", wildcards.seed)
+    teacher = split_teacher(wildcards.teacher)[0]
+    return model_dir(kd_run("word_kd", teacher), wildcards.seed)
+
+
+def kd_base_input(wildcards):
+    """The starting weights of a KD job as an input (when the workflow makes them)."""
+    init = kd_init(wildcards)
+    return [init] if init else base_model_input("student")
+
+
+def kd_base(wildcards):
+    init = kd_init(wildcards)
+    return init or base_model("student")
+
+
+def kd_job(wildcards):
+    """What a KD job computes from (its params): the student's training slice without the
+    runtime keys, and the sampling length of objectives that sample from the student."""
+    job = drop_runtime_keys(training_slice("student"))
+    if kd_init(wildcards):  # a checkpoint of this workflow, not the hub's model
+        job.pop("revision", None)
+    if OBJECTIVES[parse_variant(wildcards.variant).objective].student_sequences:
+        job["sequences"] = {"max_new_tokens": config["sequences"]["max_new_tokens"]}
+    return job
 
 
 SPARSE_SOURCE = source_name({**config["teacher_store"], "mode": "sparse"})

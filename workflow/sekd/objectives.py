@@ -144,6 +144,9 @@ HPARAMS: dict[str, HParam] = {
 TEACHER_BEAM = ("num_beams",)
 TEACHER_SAMPLING = ("teacher_temperature", "teacher_top_k", "teacher_top_p")
 STUDENT_SAMPLING = ("student_temperature", "student_top_k", "student_top_p")
+FDISTILL = ("fd_kl", "fd_rkl", "fd_js", "fd_tvd")
+"""The f-DISTILL objectives (Wen et al. 2023), whose students start where the config's
+`sequences.fdistill_init` says."""
 
 
 @dataclass(frozen=True)
