@@ -169,7 +169,9 @@ def kd_teacher_input(wildcards):
 def kd_sequences_input(wildcards):
     """The teacher's outputs a KD job trains on (rule teacher_outputs), if its objective does."""
     model = split_teacher(wildcards.teacher)[0]
-    outputs = teacher_outputs_dir(model, parse_variant(wildcards.variant), wildcards.seed)
+    outputs = teacher_outputs_dir(
+        model, parse_variant(wildcards.variant), wildcards.seed
+    )
     return [outputs] if outputs else []
 
 
