@@ -11,6 +11,7 @@ rule decode:
         decoding=config["decoding"],
         languages=lambda wc: languages_for([wc.direction]),
         dtype=lambda wc: run_model(wc.run)["dtype"],
+        gpu_fit=lambda wc, resources: gpu_fit("decode", wc, resources),
     threads: 1
     log:
         "results/logs/decode/{run}/seed{seed}/{evalset}/{direction}.log",

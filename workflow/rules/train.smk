@@ -24,6 +24,8 @@ rule sft:
         base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
         # without training.deepspeed, nproc_per_node and save_steps (resources below)
         job=lambda wc: drop_runtime_keys(training_slice(wc.model)),
+        # the plan-time GPU sizing check (profiles/slurm); never part of `job` (common.smk)
+        gpu_fit=lambda wc, resources: gpu_fit("sft", wc, resources),
     threads: 1
     resources:
         # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.
@@ -62,6 +64,7 @@ rule kd:
     params:
         base=kd_base,
         job=kd_job,  # as sft, with the student's sampling length when it samples
+        gpu_fit=lambda wc, resources: gpu_fit("kd", wc, resources),  # as sft
         teacher_dtype=lambda wc: config["models"][split_teacher(wc.teacher)[0]]["dtype"],
     threads: 1
     resources:
