@@ -157,12 +157,17 @@ def test_sampling_and_init_switches_rerun_only_the_runs_they_affect(study, tmp_p
     extra = _override(tmp_path, "kd: {student_temperature: 0.7}\n")
     jobs = planned_jobs(snakemake(study, "-n", "results/table3.csv", extra_configs=extra))
     assert jobs["kd"] == 4 and "teacher_outputs" not in jobs  # fd_rkl, fd_js, fd_tvd, gkd
-    extra = _override(tmp_path, "sequences: {fdistill_init: word_kd_student}\n")
+    extra = _override(tmp_path, "student_init: {fdistill: word_kd_student}\n")
     output = snakemake(study, "-n", "results/table3.csv", extra_configs=extra)
     assert planned_jobs(output)["kd"] == 4  # the four f-DISTILL runs, from the word_kd student
     assert (
         "results/models/kd/teacher/word_kd-lam0.5/seed1, results/models/sft/teacher/seed1" in output
     )
+    extra = _override(tmp_path, "student_init: {kd: sft_student}\n")
+    output = snakemake(study, "-n", "results/table1.csv", extra_configs=extra)
+    jobs = planned_jobs(output)
+    assert jobs["kd"] == 5 and "sft" not in jobs  # every KD row of Table 1, from the SFT'd student
+    assert "results/models/sft/student/seed1, results/models/sft/teacher/seed1" in output
     extra = _override(tmp_path, "sequences: {max_new_tokens: 10}\n")
     jobs = planned_jobs(snakemake(study, "-n", "results/table3.csv", extra_configs=extra))
     assert jobs["teacher_outputs"] == 2 and jobs["kd"] == 7  # every run that generates or reads one

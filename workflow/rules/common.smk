@@ -177,11 +177,12 @@ def kd_sequences_input(wildcards):
 
 
 def kd_init(wildcards):
-    """Where a KD run's student starts: its base model, except for the f-DISTILL objectives
-    under `sequences.fdistill_init` (the SFT'd student, or the word_kd run of the same teacher
-    and seed)."""
-    init = config["sequences"]["fdistill_init"]
-    if parse_variant(wildcards.variant).objective not in FDISTILL or init == "base":
+    """Where a KD run's student starts when not from its base model (None): `student_init.kd`,
+    or `student_init.fdistill` for the f-DISTILL objectives (the SFT'd student, or the word_kd
+    run of the same teacher and seed)."""
+    fdistill = parse_variant(wildcards.variant).objective in FDISTILL
+    init = config["student_init"]["fdistill" if fdistill else "kd"]
+    if init == "base":
         return None
     if init == "sft_student":
         return model_dir("sft/student", wildcards.seed)

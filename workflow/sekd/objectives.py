@@ -146,7 +146,7 @@ TEACHER_SAMPLING = ("teacher_temperature", "teacher_top_k", "teacher_top_p")
 STUDENT_SAMPLING = ("student_temperature", "student_top_k", "student_top_p")
 FDISTILL = ("fd_kl", "fd_rkl", "fd_js", "fd_tvd")
 """The f-DISTILL objectives (Wen et al. 2023), whose students start where the config's
-`sequences.fdistill_init` says."""
+`student_init.fdistill` says."""
 
 
 @dataclass(frozen=True)
