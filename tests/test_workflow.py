@@ -70,9 +70,11 @@ def planned_jobs(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
-def read_table(workdir: Path, name: str = "table1") -> list[dict]:
+def read_table(workdir: Path, name: str = "table1", delta: bool = False) -> list[dict]:
+    """The table's rows; its last, the Δ row (tables.<name>.delta), only with `delta`."""
     with open(workdir / "results" / f"{name}.csv", newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    return rows if delta else [r for r in rows if r["system"] != "Δ"]
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +103,16 @@ def test_table1_has_the_papers_shape(study):
     for row in rows[3:]:
         assert all(0 <= float(row[f"p_{d}"]) <= 1 for d in DIRECTIONS)
     assert all(rows[2][f"p_{d}"] == "" for d in DIRECTIONS)
+    # the Δ row: Self-Evolution KD minus Forward KD, from the table's means
+    delta = read_table(study, delta=True)[-1]
+    assert delta["system"] == "Δ" and delta["p_en-de"] == ""
+    for d in [*DIRECTIONS, "avg"]:
+        expected = float(rows[6][f"bleu_{d}"]) - float(rows[2][f"bleu_{d}"])
+        assert float(delta[f"bleu_{d}"]) == pytest.approx(expected, abs=1e-3)
     md = (study / "results" / "table1.md").read_text()
     assert "| Self-Evolution KD |" in md and "En→De BLEU" in md
+    assert "| Forward KD‡ |" in md and "| NoEvo KD‡ |" in md and "| Δ |" in md
+    assert "tiny Llama 128×3 teacher" in md and "13B" not in md.split("\n")[0]
     assert "COMET: not computed" in md
     assert r"\toprule" in (study / "results" / "table1.tex").read_text()
 

@@ -86,14 +86,7 @@ rule comet:
 
 rule significance:
     input:
-        lambda wc: [
-            *[
-                f
-                for h in significance_spec(wc.table)["systems"].values()
-                for f in h.values()
-            ],
-            *significance_spec(wc.table)["references"].values(),
-        ],
+        lambda wc: study.significance_inputs(config, wc.table),
     output:
         "results/significance/{table}.json",
     params:
