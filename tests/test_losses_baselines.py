@@ -263,6 +263,19 @@ def test_fully_masked_row_and_batch(objective, kw, path):
     assert torch.isfinite(grad).all() and torch.count_nonzero(grad) == 0
 
 
+@pytest.mark.parametrize(("objective", "kw"), CASES, ids=IDS)
+def test_an_empty_sequence_dimension_is_a_zero_loss(objective, kw):
+    """T = 0: no position at all."""
+    labels = torch.zeros(2, 0, dtype=torch.long)
+    for path in PATHS:
+        student = torch.randn(2, 0, 11, requires_grad=True)
+        teacher = teacher_for(objective, torch.randn(2, 0, 11))
+        out = distill_loss(student, teacher, labels, objective, chunk_size=path, **kw)
+        out.loss.backward()
+        assert out.loss.item() == 0.0 and out.num_tokens == 0
+        assert student.grad.shape == student.shape
+
+
 # --- properties of the objectives ---------------------------------------------------------------
 
 
