@@ -101,3 +101,45 @@ def test_bad_names_are_rejected(name):
 def test_missing_hyper_parameter():
     with pytest.raises(ValueError, match=r"kd\.gamma"):
         make_variant("sekd", {"lam": 0.5, "beta": 0.5})
+
+
+def test_run_options_appear_only_when_not_default_and_only_where_they_apply():
+    options = {"difficulty": "cross_entropy", "pool": "optimizer_batch", "norm": "micro_batch"}
+    topk = make_variant("sekd_topk", KD, options)
+    assert topk.name == "sekd_topk-lam0.5-beta0.5-k20-difficulty.cross_entropy-pool.optimizer_batch"
+    assert parse_variant(topk.name) == topk
+    assert topk.option("norm") == "micro_batch" and topk.option("init") == "base"
+    # forward_kd reads neither difficulty nor pool: its name and run do not change
+    assert make_variant("forward_kd", KD, options) == make_variant("forward_kd", KD)
+    # betatokens concerns scheduled runs only
+    assert make_variant("sekd", KD, {"betatokens": "all"}).name == "sekd-lam0.5-beta0.5-gamma0.4"
+    scheduled = make_variant("sekd", {**KD, "beta": (0.5, 0.0)}, {"betatokens": "all"})
+    assert scheduled.name == "sekd-lam0.5-beta0.5to0-gamma0.4-betatokens.all"
+    assert re.fullmatch(NAME_PATTERN, scheduled.name)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("sekd-lam0.5-beta0.5-gamma0.4-norm.sideways", "kd.normalisation"),
+        ("sekd-lam0.5-beta0.5-gamma0.4-colour.red", "unknown run option"),
+        ("sekd-lam0.5-beta0.5-gamma0.4-init.base", "not canonical"),  # a default is not written
+        ("forward_kd-lam0.5-pool.optimizer_batch", "not canonical"),  # not read by forward_kd
+    ],
+)
+def test_bad_run_options_are_refused(name, message):
+    with pytest.raises(ValueError, match=message):
+        parse_variant(name)
+
+
+def test_run_options_come_from_their_config_keys():
+    from sekd import study
+    from sekd.config import load_config, validate_config
+
+    config = validate_config(load_config("config/config.yaml"))
+    assert study.kd_run(config, "sekd") == "kd/teacher/sekd-lam0.5-beta0.5-gamma0.4"
+    config["kd"]["difficulty"] = "cross_entropy"
+    config["student_init"] = {"kd": "sft_student", "fdistill": "word_kd_student"}
+    assert study.kd_run(config, "sekd").endswith("-difficulty.cross_entropy-init.sft_student")
+    assert study.kd_run(config, "fd_rkl").endswith("-init.word_kd_student")
+    assert study.kd_run(config, "sekd", options={"init": "base"}).endswith("cross_entropy")

@@ -177,11 +177,16 @@ def kd_sequences_input(wildcards):
 
 
 def kd_init(wildcards):
-    """Where a KD run's student starts when not from its base model (None): `student_init.kd`,
-    or `student_init.fdistill` for the f-DISTILL objectives (the SFT'd student, or the word_kd
-    run of the same teacher and seed)."""
-    fdistill = parse_variant(wildcards.variant).objective in FDISTILL
-    init = config["student_init"]["fdistill" if fdistill else "kd"]
+    """Where a KD run's student starts when not from its base model (None): its run option
+    `init` (set from student_init.kd, or student_init.fdistill for the f-DISTILL objectives):
+    the SFT'd student, or the word_kd run of the same teacher and seed."""
+    variant = parse_variant(wildcards.variant)
+    init = variant.option("init")
+    if init == "word_kd_student" and variant.objective not in FDISTILL:
+        raise WorkflowError(
+            f"kd/{wildcards.teacher}/{wildcards.variant}: init.word_kd_student is for the "
+            f"f-DISTILL objectives ({', '.join(FDISTILL)}) only"
+        )
     if init == "base":
         return None
     if init == "sft_student":

@@ -150,6 +150,83 @@ FDISTILL = ("fd_kl", "fd_rkl", "fd_js", "fd_tvd")
 
 
 @dataclass(frozen=True)
+class RunOption:
+    """A choice the paper leaves open that changes how a KD run trains (docs/reproduction.md):
+    its value comes from the config key `key` (the first of `values` is the default) for the runs
+    it `applies_to`, and a run name carries it as ``-<name>.<value>`` only when it is not the
+    default, so the paper's run names do not change and switching it reruns only those runs."""
+
+    name: str  # in run names
+    key: str  # the config key (dotted) that sets it for every run it applies to
+    values: tuple[str, ...]  # allowed values; values[0] is the default
+    objectives: tuple[str, ...] | None  # the objectives it affects; None = every KD objective
+    description: str
+    scheduled_only: bool = False  # only runs with a progressive β (Fig. 3)
+
+    def __post_init__(self) -> None:
+        for word in (self.name, *self.values):
+            if not re.fullmatch(r"[a-z][a-z_]*", word):
+                raise ValueError(f"run option {self.name!r}: {word!r} must be a-z and '_' only")
+
+    @property
+    def default(self) -> str:
+        return self.values[0]
+
+    def applies_to(self, objective: str, scheduled: bool = False) -> bool:
+        """Whether runs of `objective` (with a β schedule or not) read this option."""
+        if self.scheduled_only and not scheduled:
+            return False
+        return self.objectives is None or objective in self.objectives
+
+
+RUN_OPTIONS: dict[str, RunOption] = {
+    o.name: o
+    for o in [
+        RunOption(
+            "difficulty",
+            "kd.difficulty",
+            ("kl", "cross_entropy"),
+            ("sekd", "sekd_topk"),
+            "d of eq. 5: the true KL(ỹ||q) (default), or the cross-entropy form "
+            "CE(ỹ, q) = KL(ỹ||q) + H(ỹ) that DistiLLM/MiniLLM-style code computes",
+        ),
+        RunOption(
+            "init",
+            "student_init",
+            ("base", "sft_student", "word_kd_student"),
+            None,
+            "where the student starts: its base model (default, §4.2), the SFT'd student, or "
+            "the word_kd run (f-DISTILL only; student_init.kd / student_init.fdistill)",
+        ),
+        RunOption(
+            "pool",
+            "kd.topk_pool",
+            ("micro_batch", "optimizer_batch"),
+            ("sekd_topk",),
+            "the tokens among which the top-K% are chosen (§5.2.1): one micro-batch on one rank "
+            "(default), or the whole optimizer batch (every accumulation step and rank)",
+        ),
+        RunOption(
+            "betatokens",
+            "kd.progressive_beta_tokens",
+            ("hard", "all"),
+            ("sekd",),
+            "the tokens a progressive β (Fig. 3) skews: the hard ones (default), or all tokens",
+            scheduled_only=True,
+        ),
+        RunOption(
+            "norm",
+            "kd.normalisation",
+            ("micro_batch", "optimizer_batch"),
+            None,
+            "the 1/N of eqs. 1 and 9: the tokens of each micro-batch, averaged over accumulation "
+            "and ranks (default), or the tokens of the whole optimizer batch",
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
 class Objective:
     """One distillation objective, as the workflow sees it (its loss is in `sekd.losses`)."""
 

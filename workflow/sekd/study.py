@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from sekd.objectives import OBJECTIVES
+from sekd.objectives import FDISTILL, OBJECTIVES, RUN_OPTIONS
 from sekd.runs import teacher_segment
 from sekd.tables import direction_label
 from sekd.variants import make_variant
@@ -68,16 +68,31 @@ def default_teacher(config: dict) -> str:
     return config["tables"][table_names(config)[0]]["teacher"]
 
 
+def run_options(config: dict, objective: str, **chosen: str) -> dict:
+    """{option: value} of a KD run of `objective` from the config's keys of the run options
+    (sekd.objectives.RUN_OPTIONS), with `chosen` values instead where given."""
+    init = config["student_init"]["fdistill" if objective in FDISTILL else "kd"]
+    options = {"init": init}
+    for name, option in RUN_OPTIONS.items():
+        section, _, key = option.key.partition(".")
+        if key:
+            options[name] = config[section][key]
+    return {**options, **chosen}
+
+
 def kd_run(
     config: dict,
     objective: str,
     teacher: str | None = None,
     store: dict | None = None,
+    options: dict | None = None,
     **overrides: Any,
 ) -> str:
-    """The run path of a KD variant with the config's `kd` hyper-parameters and `overrides`; its
-    teacher is read from a store per `store` (default: the config's `teacher_store`)."""
-    variant = make_variant(objective, config["kd"], **overrides)
+    """The run path of a KD variant with the config's `kd` hyper-parameters and `overrides`, and
+    its run options from the config or `options`; its teacher is read from a store per `store`
+    (default: the config's `teacher_store`)."""
+    chosen = run_options(config, objective, **(options or {}))
+    variant = make_variant(objective, config["kd"], chosen, **overrides)
     teacher = teacher or default_teacher(config)
     segment = teacher_segment(teacher, objective, store or config["teacher_store"])
     return f"kd/{segment}/{variant.name}"

@@ -12,12 +12,13 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sekd.objectives import HPARAMS, OBJECTIVES
+from sekd.objectives import HPARAMS, OBJECTIVES, RUN_OPTIONS
 
 _NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 _PART = re.compile(rf"^(?P<tag>[a-z]+?)(?P<a>{_NUMBER})(?:to(?P<b>{_NUMBER}))?$")
-# Wildcard constraint for Snakemake: objective, then -tag<value> parts.
-NAME_PATTERN = r"[a-z_]+(?:-[a-z]+[0-9.]+(?:to[0-9.]+)?)*"
+_OPTION = re.compile(r"^(?P<name>[a-z][a-z_]*)\.(?P<value>[a-z][a-z_]*)$")
+# Wildcard constraint for Snakemake: objective, then -tag<value> parts, then -option.value parts.
+NAME_PATTERN = r"[a-z_]+(?:-[a-z]+[0-9.]+(?:to[0-9.]+)?)*(?:-[a-z][a-z_]*\.[a-z][a-z_]*)*"
 
 
 def format_number(x: float) -> str:
@@ -40,6 +41,8 @@ class Variant:
 
     objective: str
     hparams: dict = field(default_factory=dict)
+    # run options (sekd.objectives.RUN_OPTIONS) set to other values than their defaults
+    options: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -51,7 +54,12 @@ class Variant:
             else:
                 text = format_number(value)
             parts.append(f"{HPARAMS[key].tag}{text}")
+        parts += [f"{name}.{self.options[name]}" for name in RUN_OPTIONS if name in self.options]
         return "-".join(parts)
+
+    def option(self, name: str) -> str:
+        """The value of run option `name` for this run (its default when not set)."""
+        return self.options.get(name, RUN_OPTIONS[name].default)
 
     @property
     def label(self) -> str:
@@ -99,9 +107,13 @@ class Variant:
         return tuple(beta) if isinstance(beta, (tuple, list)) else None
 
 
-def make_variant(objective: str, defaults: dict, **overrides) -> Variant:
+def make_variant(
+    objective: str, defaults: dict, options: dict | None = None, **overrides
+) -> Variant:
     """The variant of `objective` with hyper-parameters from `defaults` (the config's `kd`
-    section) and `overrides`; keys the objective does not read are dropped."""
+    section) and `overrides`, and run `options` ({name: value}, sekd.objectives.RUN_OPTIONS);
+    hyper-parameters and options the objective does not read are dropped, and so are options at
+    their defaults."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known: {sorted(OBJECTIVES)}")
     values = {**defaults, **overrides}
@@ -115,7 +127,22 @@ def make_variant(objective: str, defaults: dict, **overrides) -> Variant:
         else:
             hparams[key] = float(value)
         _check_integer(key, hparams[key], f"kd.{key}")
-    return Variant(objective, hparams)
+    scheduled = isinstance(hparams.get("beta"), tuple)
+    return Variant(objective, hparams, _options(objective, scheduled, options or {}))
+
+
+def _options(objective: str, scheduled: bool, options: dict) -> dict:
+    """The non-default run options of a run of `objective`, checked; others dropped."""
+    out = {}
+    for name, value in options.items():
+        if name not in RUN_OPTIONS:
+            raise ValueError(f"unknown run option {name!r}; known: {', '.join(RUN_OPTIONS)}")
+        option = RUN_OPTIONS[name]
+        if value not in option.values:
+            raise ValueError(f"{option.key}: {value!r} is not one of {option.values}")
+        if option.applies_to(objective, scheduled) and value != option.default:
+            out[name] = value
+    return out
 
 
 def _check_integer(key: str, value, where: str) -> None:
@@ -131,7 +158,12 @@ def parse_variant(name: str) -> Variant:
         raise ValueError(f"run name {name!r}: unknown objective {objective!r}")
     hparam_of_tag = {h.tag: h.name for h in HPARAMS.values()}
     hparams: dict = {}
+    options: dict = {}
     for part in parts:
+        option = _OPTION.match(part)
+        if option:
+            options[option["name"]] = option["value"]
+            continue
         match = _PART.match(part)
         if not match or match["tag"] not in hparam_of_tag:
             raise ValueError(f"run name {name!r}: cannot parse {part!r}")
@@ -143,7 +175,11 @@ def parse_variant(name: str) -> Variant:
         raise ValueError(
             f"run name {name!r}: objective {objective!r} takes {OBJECTIVES[objective].hparams}"
         )
-    variant = Variant(objective, hparams)
+    scheduled = isinstance(hparams.get("beta"), tuple)
+    try:
+        variant = Variant(objective, hparams, _options(objective, scheduled, options))
+    except ValueError as error:
+        raise ValueError(f"run name {name!r}: {error}") from None
     if variant.name != name:
         raise ValueError(f"run name {name!r} is not canonical; use {variant.name!r}")
     return variant
