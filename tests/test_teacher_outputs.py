@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -370,3 +372,87 @@ def test_dry_run_plans_the_rule_once_per_generation(tmp_path):
     for target in targets:
         assert f"output: {target}\n" in output
     assert "wildcards: model=teacher, generation=sample-t1-k0-p1, seed=1" in output
+
+
+# --- the optional vLLM engine (a fake vllm module) ----------------------------------------------
+
+
+class _FakeLLM:
+    """Stands in for vllm.LLM, recording its calls; continuations are fixed: an EOS-ended one,
+    one whose EOS vLLM left out (shorter than max_tokens), and one cut at max_tokens."""
+
+    def __init__(self, eos: int, **kwargs) -> None:
+        self.eos, self.kwargs, self.calls = eos, kwargs, []
+
+    def _continuations(self, max_tokens: int) -> list[list[int]]:
+        return [[5, 6, self.eos], [7], [8] * max_tokens]
+
+    def beam_search(self, requests, params):
+        self.calls.append(("beam_search", requests, params))
+        tails = self._continuations(params.max_tokens)[: params.beam_width]
+        return [
+            SimpleNamespace(
+                sequences=[SimpleNamespace(tokens=r["prompt_token_ids"] + t) for t in tails]
+            )
+            for r in requests
+        ]
+
+    def generate(self, requests, params):
+        self.calls.append(("generate", requests, params))
+        tails = self._continuations(params[0].max_tokens)
+        return [
+            SimpleNamespace(outputs=[SimpleNamespace(token_ids=tails[i % 3])])
+            for i, _ in enumerate(requests)
+        ]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch, tiny_model_dir):
+    eos = tokenizers.load(tiny_model_dir).eos_token_id
+    llms = []
+    module = types.ModuleType("vllm")
+    module.LLM = lambda **kwargs: llms.append(_FakeLLM(eos, **kwargs)) or llms[-1]
+    module.SamplingParams = lambda **kwargs: SimpleNamespace(**kwargs)
+    params = types.ModuleType("vllm.sampling_params")
+    params.BeamSearchParams = lambda **kwargs: SimpleNamespace(**kwargs)
+    module.sampling_params = params
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", params)
+    monkeypatch.setattr(models, "load_teacher", lambda *a, **k: pytest.fail("HF teacher loaded"))
+    return llms
+
+
+def test_vllm_engine_beams_and_seeded_samples(setup, tiny_model_dir, tmp_path, fake_vllm):
+    eos = tokenizers.load(tiny_model_dir).eos_token_id
+    gold = _gold(setup, tiny_model_dir)[0]
+    beam = to.generate(
+        _job(setup, tiny_model_dir, tmp_path / "beam3", {"num_beams": 3}, engine="vllm")
+    )
+    (llm,) = fake_vllm
+    assert llm.kwargs["seed"] == 3 and llm.kwargs["dtype"] == "float32"
+    ((kind, requests, params),) = llm.calls
+    assert kind == "beam_search" and vars(params) == {"beam_width": 3, "max_tokens": 10}
+    assert [r["prompt_token_ids"] for r in requests] == [to.prompt_ids(g) for g in gold]
+    expected = [([5, 6, eos], True), ([7, eos], True), ([8] * 10, False)]
+    for line in _lines(tmp_path / "beam3"):
+        assert [(h["ids"], h["finished"]) for h in line["hypotheses"]] == expected
+    n = len(gold)
+    assert beam["counts"] == {"examples": n, "hypotheses": 3 * n, "empty": 0, "truncated": n}
+    assert beam["engine"] == "vllm"
+
+    to.generate(_job(setup, tiny_model_dir, tmp_path / "sample", SAMPLE, engine="vllm"))
+    ((kind, _, params),) = fake_vllm[1].calls
+    assert kind == "generate" and len(params) == n
+    assert [p.seed for p in params] == [to.vllm_seed(3, e) for e in range(n)]
+    assert len({p.seed for p in params}) == n
+    assert vars(params[0]) | {"seed": 0} == {
+        "n": 1,
+        "temperature": 1.0,
+        "top_k": -1,
+        "top_p": 1.0,
+        "max_tokens": 10,
+        "stop_token_ids": [eos],
+        "seed": 0,
+    }
+    lines = _lines(tmp_path / "sample")
+    assert [line["hypotheses"][0]["ids"] for line in lines[:3]] == [[5, 6, eos], [7, eos], [8] * 10]

@@ -220,15 +220,15 @@ def generate_vllm(job: GenerationJob, prompts: list[list[int]], eos: int) -> lis
         trust_remote_code=job.trust_remote_code,
     )
     requests = [{"prompt_token_ids": ids} for ids in prompts]
-    g = job.generation
+    g, limit = job.generation, job.max_new_tokens
     if set(g) == BEAM_KEYS:
         from vllm.sampling_params import BeamSearchParams  # optional: imported on use
 
-        params = BeamSearchParams(beam_width=int(g["num_beams"]), max_tokens=job.max_new_tokens)
+        params = BeamSearchParams(beam_width=int(g["num_beams"]), max_tokens=limit)
         results = llm.beam_search(requests, params)
         # each beam sequence holds prompt + continuation, best first
         out = [
-            [split_at_eos(seq.tokens[len(ids) :], eos) for seq in result.sequences]
+            [vllm_hypothesis(seq.tokens[len(ids) :], eos, limit) for seq in result.sequences]
             for result, ids in zip(results, prompts, strict=True)
         ]
     else:
@@ -238,17 +238,32 @@ def generate_vllm(job: GenerationJob, prompts: list[list[int]], eos: int) -> lis
                 temperature=float(g["temperature"]),
                 top_k=int(g["top_k"]) or -1,  # vLLM: -1 = all tokens
                 top_p=float(g["top_p"]),
-                max_tokens=job.max_new_tokens,
+                max_tokens=limit,
                 stop_token_ids=[eos],
-                seed=sampling.row_seed(job.seed, index) % 2**31,
+                seed=vllm_seed(job.seed, index),
             )
             for index in range(len(prompts))
         ]
         results = llm.generate(requests, params)
-        out = [[split_at_eos(result.outputs[0].token_ids, eos)] for result in results]
+        out = [[vllm_hypothesis(r.outputs[0].token_ids, eos, limit)] for r in results]
     if len(out) != len(prompts):
         raise RuntimeError(f"vLLM returned {len(out)} outputs for {len(prompts)} prompts")
     return out
+
+
+def vllm_seed(seed: int, index: int) -> int:
+    """vLLM's per-request seed of example `index` (31 bits of ``row_seed(seed, index)``)."""
+    return sampling.row_seed(seed, index) % 2**31
+
+
+def vllm_hypothesis(generated: Sequence[int], eos: int, max_new_tokens: int) -> tuple[list, bool]:
+    """(ids, finished) of a vLLM continuation. vLLM stops at EOS or at `max_new_tokens`; some
+    versions leave the EOS out of the tokens, so a shorter continuation without one ended at
+    EOS, which is put back."""
+    ids, finished = split_at_eos(generated, eos)
+    if not finished and len(ids) < max_new_tokens:
+        return [*ids, eos], True
+    return ids, finished
 
 
 # --- the output directory -----------------------------------------------------------------------
