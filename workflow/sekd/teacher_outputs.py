@@ -30,7 +30,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,20 +176,31 @@ def generate_batch(
     return [[sample] for sample in drawn]
 
 
-def generate_all(
+def generated_batches(
     model: Any, prompts: list[list[int]], job: GenerationJob, eos: int, pad: int, vocab: int
-) -> list[Generated]:
-    """The hypotheses of every prompt, in order, generated in length-sorted batches; a token
-    id outside the tokenizer's `vocab` stops the job (the student could not read it)."""
+) -> Iterator[tuple[list[int], list[Generated]]]:
+    """(example indices, their hypotheses) per length-sorted batch of prompts (vLLM: one batch
+    of all); a token id outside the tokenizer's `vocab` stops the job (the student could not
+    read it)."""
     if job.engine == "vllm":
-        return generate_vllm(job, prompts, eos)
+        yield list(range(len(prompts))), generate_vllm(job, prompts, eos)
+        return
     model.eval()
-    out: list[Generated] = [[] for _ in prompts]
     order = decode.length_sorted_batches([len(p) for p in prompts], job.batch_size)
     for batch in tqdm(order, desc="teacher outputs", mininterval=5):
         generated = generate_batch(model, [prompts[i] for i in batch], batch, job, eos, pad)
         for index, hypotheses in zip(batch, generated, strict=True):
             _check_ids(hypotheses, vocab, job, index)
+        yield batch, generated
+
+
+def generate_all(
+    model: Any, prompts: list[list[int]], job: GenerationJob, eos: int, pad: int, vocab: int
+) -> list[Generated]:
+    """The hypotheses of every prompt, in order (`generated_batches`)."""
+    out: list[Generated] = [[] for _ in prompts]
+    for batch, generated in generated_batches(model, prompts, job, eos, pad, vocab):
+        for index, hypotheses in zip(batch, generated, strict=True):
             out[index] = hypotheses
     return out
 
@@ -324,16 +335,22 @@ def generate(job: GenerationJob) -> dict:
         "teacher %s: %s over %d training prompts, batch %d, engine %s",
         *(job.teacher_model, job.generation, len(prompts), job.batch_size, job.engine),
     )
-    generated = generate_all(teacher, prompts, job, tok.eos_token_id, tok.pad_token_id, len(tok))
     metric = BLEU(tokenize=job.tokenize, effective_order=True)
-    with open(tmp / "outputs.jsonl", "w", encoding="utf-8") as handle:
-        for index, (hypotheses, position) in enumerate(zip(generated, kept, strict=True)):
-            reference = records[position]["target"]
+    lines: list[str] = [""] * len(prompts)  # JSON, compact at 52k prompts x K beams
+    counts = dict.fromkeys(("examples", "hypotheses", "empty", "truncated"), 0)
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    for batch, generated in generated_batches(teacher, prompts, job, eos, pad, len(tok)):
+        for index, hypotheses in zip(batch, generated, strict=True):
+            reference = records[kept[index]]["target"]
             line = {
                 "index": index,
                 "hypotheses": hypothesis_records(hypotheses, reference, tok, metric),
             }
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+            lines[index] = json.dumps(line, ensure_ascii=False)
+        for key, value in count(generated).items():
+            counts[key] += value
+    with open(tmp / "outputs.jsonl", "w", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
     seconds = time.perf_counter() - start
     meta = {
         "format": FORMAT,
@@ -346,7 +363,7 @@ def generate(job: GenerationJob) -> dict:
         "engine": job.engine,
         "teacher": models.provenance(job.teacher_model, None, teacher),
         "teacher_dtype": job.dtype,
-        "counts": count(generated),
+        "counts": counts,
         "seconds": round(seconds, 2),
         "sentences_per_second": round(len(prompts) / max(seconds, 1e-9), 3),
     }
