@@ -353,6 +353,26 @@ def test_seq_kd_trains_on_generated_beams(setup, tiny_model_dir, beams, tmp_path
         )
 
 
+def test_fd_kl_trains_on_samples_with_the_teacher_loaded(setup, tiny_model_dir, tmp_path):
+    """A teacher-sequence objective that reads logits: the samples are its training set and
+    the teacher model is loaded (KL(p||q) > 0 against another model)."""
+    root, teacher, _ = setup
+    samples = tmp_path / "sample-t1-k0-p1"
+    to.generate(_job(setup, tiny_model_dir, samples, SAMPLE))
+    summary = train.run(
+        tiny_job(
+            tmp_path / "fd_kl",
+            tiny_model_dir,
+            root / "train.jsonl",
+            variant="fd_kl-ttemp1-ttopk0-ttopp1",
+            teacher=teacher,
+            teacher_outputs=str(samples),
+        )
+    )
+    losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
+    assert losses and all(0 < loss < 100 for loss in losses)
+
+
 # --- the rule -----------------------------------------------------------------------------------
 
 
