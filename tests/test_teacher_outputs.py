@@ -335,10 +335,11 @@ def test_seq_kd_trains_on_generated_beams(setup, tiny_model_dir, beams, tmp_path
             tiny_model_dir,
             root / "train.jsonl",
             variant="seq_kd-beam3",
-            teacher=tmp_path / "no_such_teacher",
-            teacher_outputs=str(beams),
+            teacher_outputs=str(beams),  # and no teacher model, as rule kd names none
         )
     )
+    assert summary["models"]["teacher"]["outputs"] == str(beams)
+    assert summary["models"]["teacher"]["sha256"] == to.read_meta(beams)["teacher"]["sha256"]
     losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     with pytest.raises(ValueError, match="teacher_outputs"):

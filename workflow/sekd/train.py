@@ -164,7 +164,7 @@ def _train(job: TrainJob) -> dict:
     sources = {"base": models.provenance(job.base_model, job.revision, model)}
     teacher, store = _teacher(job, variant, train_set, model.config.vocab_size, args, tok)
     if variant.objective != "sft":
-        sources["teacher"] = models.provenance(job.teacher_store or job.teacher_model)
+        sources["teacher"] = _teacher_source(job)
     _log_start(job, len(train_set), store)
     checkpoints, timer = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir), StepTimer()
     trainer = DistillTrainer(
@@ -185,6 +185,15 @@ def _train(job: TrainJob) -> dict:
     summary = _summary(job, variant, trainer, timer, sources)
     _save(trainer, tok, job, summary)
     return summary
+
+
+def _teacher_source(job: TrainJob) -> dict:
+    """Provenance of the teacher a KD run learns from (sekd.models.provenance): its store or
+    model, else (sequence-level KD, no teacher loaded) the teacher recorded in its outputs."""
+    if job.teacher_store or job.teacher_model:
+        return models.provenance(job.teacher_store or job.teacher_model)
+    meta = teacher_outputs.read_meta(job.teacher_outputs)
+    return {**meta["teacher"], "outputs": job.teacher_outputs}
 
 
 def _world_size() -> int:
