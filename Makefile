@@ -30,6 +30,7 @@ bench: $(STAMP)  ## every benchmark; each prints one JSON line of ratios (docs/b
 	$(VENV)/bin/python bench/loss_bench.py
 	$(VENV)/bin/python bench/store_bench.py
 	$(VENV)/bin/python bench/decode_bench.py
+	$(VENV)/bin/python bench/teacher_gen_bench.py
 	$(VENV)/bin/python bench/dag_bench.py
 
 test: $(STAMP)  ## every test, the end-to-end workflow run included

@@ -12,7 +12,7 @@ from sekd.errors import ConfigError
 from sekd.objectives import FDISTILL, OBJECTIVES, kd_objectives
 from sekd.runs import SOURCE_PATTERN, as_resource, parse_source, serves, source_name
 from sekd.runs import drop_runtime_keys, split_teacher
-from sekd.sequences import GENERATION_PATTERN, teacher_outputs_dir
+from sekd.sequences import GENERATION_PATTERN, parse_generation, teacher_outputs_dir
 from sekd.variants import NAME_PATTERN, parse_variant
 
 try:
@@ -146,6 +146,21 @@ def store_slice(teacher, source):
         "dtype": config["models"][teacher]["dtype"],
         "trust_remote_code": config["models"][teacher]["trust_remote_code"],
         **pinned("student_revision", config["models"]["student"]["revision"]),
+    }
+
+
+def outputs_slice(model, generation):
+    """What a teacher_outputs job's outputs depend on (params decide reruns): the generation
+    setting, the prompts' encoding, the sentence BLEU's tokenizer and how the teacher loads.
+    """
+    return {
+        "generation": parse_generation(generation),
+        "max_length": config["training"]["max_length"],
+        "max_new_tokens": config["sequences"]["max_new_tokens"],
+        "languages": languages_for(train_directions()),
+        "tokenize": config["scoring"]["tokenize"],
+        "dtype": config["models"][model]["dtype"],
+        "trust_remote_code": config["models"][model]["trust_remote_code"],
     }
 
 

@@ -18,10 +18,18 @@ from sekd import data, prompts
 log = logging.getLogger("sekd.batches")
 
 
-def encode_records(records: list[dict], tokenizer, languages: dict, max_length: int) -> list[dict]:
-    """Tokenize {direction, source, target} records into masked examples (prompt labels = -100)."""
+def encode_records(
+    records: list[dict],
+    tokenizer,
+    languages: dict,
+    max_length: int,
+    kept: list[int] | None = None,
+) -> list[dict]:
+    """Tokenize {direction, source, target} records into masked examples (prompt labels = -100).
+    `kept`, when given, receives the position in `records` of each example returned (records
+    whose prompt alone fills `max_length` are dropped)."""
     examples, truncated, dropped = [], 0, 0
-    for rec in tqdm(records, desc="tokenize", mininterval=5):
+    for position, rec in enumerate(tqdm(records, desc="tokenize", mininterval=5)):
         prompt = prompts.build_prompt(rec["source"], rec["direction"], languages)
         ex = prompts.encode_example(tokenizer, prompt, rec["target"], max_length)
         if ex is None:
@@ -29,6 +37,8 @@ def encode_records(records: list[dict], tokenizer, languages: dict, max_length: 
             continue
         truncated += bool(ex.pop("truncated", False))
         examples.append(ex)
+        if kept is not None:
+            kept.append(position)
     log.info(
         "%d examples (%d truncated to %d tokens, %d dropped: prompt too long)",
         len(examples),
@@ -39,10 +49,14 @@ def encode_records(records: list[dict], tokenizer, languages: dict, max_length: 
     return examples
 
 
+def read_records(files: list[str]) -> list[dict]:
+    """The records of the JSONL `files`, in order (what `encode_files` encodes)."""
+    return [r for path in files for r in data.read_jsonl(path)]
+
+
 def encode_files(files: list[str], tokenizer, languages: dict, max_length: int) -> list[dict]:
     """The records of the JSONL `files`, in order, as masked examples (`encode_records`)."""
-    records = [r for path in files for r in data.read_jsonl(path)]
-    return encode_records(records, tokenizer, languages, max_length)
+    return encode_records(read_records(files), tokenizer, languages, max_length)
 
 
 class PadCollator:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
-from sekd import distributed, models, runlock
+from sekd import distributed, models, runlock, teacher_outputs
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files
 from sekd.checkpoints import (
@@ -43,6 +43,7 @@ from sekd.checkpoints import (
     prepare_checkpoints,
 )
 from sekd.distributed import PreemptedError
+from sekd.objectives import Objective, get_objective
 from sekd.runs import RUNTIME_KEYS, from_resources, serves
 from sekd.teacher_store import TeacherStore
 from sekd.trainer import DistillTrainer
@@ -163,7 +164,7 @@ def _train(job: TrainJob) -> dict:
     sources = {"base": models.provenance(job.base_model, job.revision, model)}
     teacher, store = _teacher(job, variant, train_set, model.config.vocab_size, args, tok)
     if variant.objective != "sft":
-        sources["teacher"] = models.provenance(job.teacher_store or job.teacher_model)
+        sources["teacher"] = _teacher_source(job)
     _log_start(job, len(train_set), store)
     checkpoints, timer = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir), StepTimer()
     trainer = DistillTrainer(
@@ -184,6 +185,15 @@ def _train(job: TrainJob) -> dict:
     summary = _summary(job, variant, trainer, timer, sources)
     _save(trainer, tok, job, summary)
     return summary
+
+
+def _teacher_source(job: TrainJob) -> dict:
+    """Provenance of the teacher a KD run learns from (sekd.models.provenance): its store or
+    model, else (sequence-level KD, no teacher loaded) the teacher recorded in its outputs."""
+    if job.teacher_store or job.teacher_model:
+        return models.provenance(job.teacher_store or job.teacher_model)
+    meta = teacher_outputs.read_meta(job.teacher_outputs)
+    return {**meta["teacher"], "outputs": job.teacher_outputs}
 
 
 def _world_size() -> int:
@@ -244,7 +254,9 @@ def _training_arguments(job: TrainJob, select_best: bool) -> TrainingArguments:
 
 
 def _datasets(job: TrainJob, tok, select_best: bool) -> tuple[list[dict], list[dict] | None]:
-    """The tokenised training set and, when the best SFT checkpoint is selected, validation set."""
+    """The tokenised training set and, when the best SFT checkpoint is selected, validation set.
+    An objective that trains on the teacher's outputs gets the gold examples' prompts with the
+    teacher's hypotheses as targets (sekd.teacher_outputs.load_examples)."""
     max_length = job.training["max_length"]
     train_set = encode_files(job.train_files, tok, job.languages, max_length)
     if not train_set:
@@ -252,10 +264,25 @@ def _datasets(job: TrainJob, tok, select_best: bool) -> tuple[list[dict], list[d
             f"no training example fits training.max_length={max_length} tokens "
             "(the prompt alone is longer); raise training.max_length"
         )
+    objective = _objective(job)
+    if objective.teacher_sequences:
+        if job.teacher_outputs is None:
+            raise ValueError(
+                f"{job.variant}: objective {objective.name!r} trains on the teacher's outputs, "
+                "but the job names none (TrainJob.teacher_outputs; rule teacher_outputs)"
+            )
+        train_set = teacher_outputs.load_examples(
+            job.teacher_outputs, train_set, objective.pick, tok.eos_token_id, max_length
+        )
     if not select_best:
         return train_set, None
     _check_eval_steps(job.training, len(train_set))
     return train_set, encode_files(job.valid_files, tok, job.languages, max_length)
+
+
+def _objective(job: TrainJob) -> Objective:
+    """The declaration of the job's objective (sft for "sft")."""
+    return get_objective("sft" if job.variant == "sft" else parse_variant(job.variant).objective)
 
 
 def _check_eval_steps(training: dict, examples: int) -> None:
@@ -275,12 +302,13 @@ def _check_eval_steps(training: dict, examples: int) -> None:
 def _teacher(
     job: TrainJob, variant: Variant, train_set: list[dict], vocab_size: int, args, tok
 ) -> tuple[PreTrainedModel | None, TeacherStore | None]:
-    """(online teacher, teacher store): neither for SFT; the store when the job names one (its
-    examples then carry their "index"), else the frozen teacher on the student's device (under
-    ZeRO-3, as an engine every rank loads partitioned, never whole on one device). The teacher
-    must share the workflow's tokenizer `tok` and cover its vocabulary."""
-    if variant.objective == "sft":
-        return None, None
+    """(online teacher, teacher store): neither for SFT nor for an objective that reads no
+    teacher logits (seq_kd, seq_inter: no teacher model is loaded); the store when the job
+    names one (its examples then carry their "index"), else the frozen teacher on the student's
+    device (under ZeRO-3, as an engine every rank loads partitioned, never whole on one
+    device). The teacher must share the workflow's tokenizer `tok` and cover its vocabulary."""
+    if not get_objective(variant.objective).reads_teacher_logits:
+        return None, None  # SFT, or sequence-level KD: it learns from the teacher's outputs only
     if job.teacher_store:
         store = TeacherStore(job.teacher_store)
         if not serves(variant.objective, store.mode):

@@ -1,0 +1,30 @@
+"""Rule teacher_outputs: the SFT'd teacher's outputs for the training prompts, generated once
+(sekd.teacher_outputs)."""
+
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
+from sekd import teacher_outputs
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    job = snakemake.params.job
+    teacher_outputs.generate(
+        teacher_outputs.GenerationJob(
+            teacher_model=snakemake.input.teacher,
+            tokenizer_dir=snakemake.input.tokenizer,
+            train_files=list(snakemake.input.train),
+            out_dir=snakemake.output[0],
+            languages=job["languages"],
+            generation=job["generation"],
+            max_length=job["max_length"],
+            max_new_tokens=job["max_new_tokens"],
+            seed=int(snakemake.wildcards.seed),
+            dtype=job["dtype"],
+            trust_remote_code=job["trust_remote_code"],
+            # speed only: a resource, not a param (changing it reruns nothing)
+            batch_size=snakemake.resources.batch_size,
+            threads=snakemake.threads,
+            tokenize=job["tokenize"],
+            teacher_key=f"models.{snakemake.wildcards.model} (SFT'd)",
+        )
+    )
