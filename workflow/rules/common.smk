@@ -151,8 +151,9 @@ def store_slice(teacher, source):
 
 def outputs_slice(model, generation):
     """What a teacher_outputs job's outputs depend on (params decide reruns): the generation
-    setting, the prompts' encoding, the sentence BLEU's tokenizer and how the teacher loads.
-    """
+    setting, the prompts' encoding, the sentence BLEU's tokenizer, how the teacher loads, and
+    the engine when not hf."""
+    engine = config["sequences"]["engine"]
     return {
         "generation": parse_generation(generation),
         "max_length": config["training"]["max_length"],
@@ -161,6 +162,8 @@ def outputs_slice(model, generation):
         "tokenize": config["scoring"]["tokenize"],
         "dtype": config["models"][model]["dtype"],
         "trust_remote_code": config["models"][model]["trust_remote_code"],
+        # the default engine is left out: the params of the runs before the key existed stay
+        **({} if engine == "hf" else {"engine": engine}),
     }
 
 

@@ -26,5 +26,6 @@ with logged(snakemake.log[0]):
             threads=snakemake.threads,
             tokenize=job["tokenize"],
             teacher_key=f"models.{snakemake.wildcards.model} (SFT'd)",
+            engine=job.get("engine", "hf"),
         )
     )
