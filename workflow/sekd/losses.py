@@ -14,6 +14,21 @@ loss averaged over the N non-ignored tokens of the whole batch (the 1/N of eqs. 
     sekd_topk        as sekd, hard = the ⌈K%·N⌉ tokens of the batch with largest d   §5.2.1
     skew_teacher_kd  (1-λ)·SFT + λ·KL(p||βq + (1-β)p)                           eq. 10
 
+The seeds' baselines (issue 10, Table 3); `sekd.objectives` declares which sequences each
+trains on (gold, the teacher's outputs, the student's samples, or a mixture):
+
+    word_kd          (1-λ)·SFT + λ·(-Σ_v p_v log q_v): forward_kd's gradient,
+                     its value + λ·H(p)                                         Kim & Rush 2016
+    seq_kd           -log q[y] on the teacher's best beam (reads no teacher logits)  Kim & Rush
+    seq_inter        -log q[y] on the teacher's beam closest to the reference (idem) Kim & Rush
+    fd_kl            KL(p||q) on teacher samples                                Wen et al. 2023
+    fd_rkl           KL(q||p) on student samples                                Wen et al. 2023
+    fd_js            m = (p+q)/2: KL(p||m) on teacher samples (on_policy=False),
+                     KL(q||m) on student samples (on_policy=True)               Wen et al. 2023
+    fd_tvd           ½·Σ_v |p_v - q_v| on either                                Wen et al. 2023
+    gkd              m = βp + (1-β)q: β·KL(p||m) + (1-β)·KL(q||m), β = jsd_beta;
+                     KL(p||q) at β = 0, KL(q||p) at β = 1                       GKD (TRL)
+
 Gradients flow through q only: the teacher logits are detached on entry, and ỹ, d and the
 hard/easy split are constants.
 
@@ -65,8 +80,10 @@ from sekd.objectives import Objective, get_objective
 IGNORE_INDEX = -100
 
 # A reference loss: fn(log_q [n,V], log_p [n,V] | None, labels [n], *, lam, beta, gamma,
-# top_k_percent, d_offset) -> (per-token loss [n], hard [n] bool | None, difficulty d [n] | None).
-# It takes every hyper-parameter by keyword and ignores (**_) those its objective does not read.
+# top_k_percent, jsd_beta, on_policy, d_offset) -> (per-token loss [n], hard [n] bool | None,
+# difficulty d [n] | None). log_p is None for the objectives that read no teacher logits
+# (`Objective.reads_teacher_logits`). It takes every hyper-parameter by keyword and ignores
+# (**_) those its objective does not read.
 PerToken = tuple[Tensor, Tensor | None, Tensor | None]
 ObjectiveFn = Callable[..., PerToken]
 
@@ -272,13 +289,108 @@ def _skew_teacher_kd(
     return (1 - lam) * _nll(log_q, labels) + lam * _skew_kl(log_p, log_q, beta), None, None
 
 
+# --- the seeds' baselines (issue 10, Table 3) ---------------------------------------------------
+
+
+def _cross_entropy(log_t: Tensor, log_m: Tensor) -> Tensor:
+    """-Σ_v t_v log m_v per row, terms only where t > 0 (0 there even if log m = -inf)."""
+    t = log_t.exp()
+    pos = t > 0
+    return -(t * torch.where(pos, log_m, 0.0)).sum(-1)
+
+
+def _log_mixture(log_a: Tensor, log_b: Tensor, weight_a: float) -> Tensor:
+    """log(w·a + (1-w)·b) = logaddexp(log w + log a, log(1-w) + log b), for 0 < w < 1.
+
+    Finite forward and backward wherever a > 0 or b > 0; log q (the student) is always finite
+    here, so the two terms are never both -inf."""
+    return torch.logaddexp(log_a + math.log(weight_a), log_b + math.log1p(-weight_a))
+
+
+@register_objective("word_kd")
+def _word_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -> PerToken:
+    """Kim & Rush (2016) word-level KD, in its cross-entropy form on purpose:
+    (1-λ)·(-log q[y]) + λ·(-Σ_v p_v log q_v).
+
+    Since -Σ_v p_v log q_v = KL(p||q) + H(p) and p is a constant, it has exactly forward_kd's
+    gradient (eq. 3, same λ); its value is forward_kd's + λ·H(p), H(p) = -Σ_v p_v log p_v."""
+    return (1 - lam) * _nll(log_q, labels) + lam * _cross_entropy(log_p, log_q), None, None
+
+
+@register_objective("seq_kd")
+def _seq_kd(log_q: Tensor, log_p: None, labels: Tensor, **_) -> PerToken:
+    """Kim & Rush (2016) SeqKD: -log q[y] (eq. 2) where y is the teacher's best beam (the
+    sequences are the trainer's business; the loss reads no teacher logits)."""
+    return _nll(log_q, labels), None, None
+
+
+@register_objective("seq_inter")
+def _seq_inter(log_q: Tensor, log_p: None, labels: Tensor, **_) -> PerToken:
+    """Kim & Rush (2016) Seq-Inter: -log q[y] (eq. 2) where y is the teacher's beam with the
+    highest sentence BLEU to the reference; no teacher logits."""
+    return _nll(log_q, labels), None, None
+
+
+@register_objective("fd_kl")
+def _fd_kl(log_q: Tensor, log_p: Tensor, labels: Tensor, **_) -> PerToken:
+    """f-DISTILL KL (Wen et al. 2023), step-wise: KL(p||q) per token."""
+    return _kl(log_p, log_q), None, None
+
+
+@register_objective("fd_rkl")
+def _fd_rkl(log_q: Tensor, log_p: Tensor, labels: Tensor, **_) -> PerToken:
+    """f-DISTILL RKL (Wen et al. 2023), step-wise: KL(q||p) per token; the gradient flows
+    through both q's."""
+    return _kl(log_q, log_p), None, None
+
+
+@register_objective("fd_js")
+def _fd_js(log_q: Tensor, log_p: Tensor, labels: Tensor, *, on_policy: bool, **_) -> PerToken:
+    """f-DISTILL JS (Wen et al. 2023), step-wise, one half per call: m = (p+q)/2, KL(p||m) per
+    token on the teacher's sequences (on_policy=False), KL(q||m) on the student's samples
+    (on_policy=True); the trainer weighs each half ½. The gradient flows through q in m (and in
+    the second half's q)."""
+    log_m = _log_mixture(log_p, log_q, 0.5)
+    return (_kl(log_q, log_m) if on_policy else _kl(log_p, log_m)), None, None
+
+
+@register_objective("fd_tvd")
+def _fd_tvd(log_q: Tensor, log_p: Tensor, labels: Tensor, **_) -> PerToken:
+    """f-DISTILL TVD (Wen et al. 2023), step-wise: ½·Σ_v |p_v - q_v| per token, the same on the
+    teacher's and on the student's sequences. Gradient ½·sign(q_v - p_v) through q, with
+    torch.abs's subgradient 0 where q_v = p_v (finite everywhere)."""
+    return 0.5 * (log_p.exp() - log_q.exp()).abs().sum(-1), None, None
+
+
+@register_objective("gkd")
+def _gkd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, jsd_beta: float, **_) -> PerToken:
+    """GKD's generalized JSD (Agarwal et al. 2024; TRL's generalized_jsd_loss) with β = jsd_beta:
+    m = β·p + (1-β)·q, loss = β·KL(p||m) + (1-β)·KL(q||m) per token. Its limits at β = 0 and 1
+    are 0; as TRL does, β = 0 is KL(p||q) and β = 1 is KL(q||p) exactly."""
+    if jsd_beta == 0:
+        return _kl(log_p, log_q), None, None
+    if jsd_beta == 1:
+        return _kl(log_q, log_p), None, None
+    log_m = _log_mixture(log_p, log_q, jsd_beta)
+    loss = jsd_beta * _kl(log_p, log_m) + (1 - jsd_beta) * _kl(log_q, log_m)
+    return loss, None, None
+
+
 # --- entry point --------------------------------------------------------------------------------
 
 
 def _check_hparams(
-    declaration: Objective, lam: float, beta: float, gamma: float, top_k_percent: float | None
+    declaration: Objective,
+    lam: float,
+    beta: float,
+    gamma: float,
+    top_k_percent: float | None,
+    jsd_beta: float,
+    on_policy: bool,
 ) -> None:
-    for name, value in (("lam", lam), ("beta", beta)):
+    if not isinstance(on_policy, bool):
+        raise ValueError(f"on_policy must be True or False, got {on_policy!r}")
+    for name, value in (("lam", lam), ("beta", beta), ("jsd_beta", jsd_beta)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     if not gamma >= 0:
@@ -306,8 +418,8 @@ def _check_inputs(
     labels: Tensor,
     chunk_size: int | str | None,
 ) -> None:
-    """ValueError unless student [B,T,V], teacher [B,T,V_t >= V] (when the objective needs one),
-    labels [B,T] and chunk_size fit `distill_loss`."""
+    """ValueError unless student [B,T,V], teacher [B,T,V_t >= V] (when the objective reads
+    teacher logits), labels [B,T] and chunk_size fit `distill_loss`."""
     if chunk_size not in (None, "auto") and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
@@ -317,7 +429,7 @@ def _check_inputs(
             f"student_logits must be [B,T,V] and labels [B,T]; got student_logits "
             f"{tuple(student_logits.shape)} and labels {tuple(labels.shape)}"
         )
-    if not declaration.needs_teacher:
+    if not declaration.reads_teacher_logits:
         return
     if teacher_logits is None:
         raise ValueError(f"objective {declaration.name!r} needs teacher_logits, got None")
@@ -344,9 +456,18 @@ def distill_loss(
     top_k_percent: float | None = None,
     chunk_size: int | Literal["auto"] | None = "auto",
     difficulty_offset: Tensor | None = None,
+    jsd_beta: float = 0.5,
+    on_policy: bool = False,
 ) -> DistillOutput:
-    """The `objective` loss of student logits [B,T,V] against teacher logits [B,T,V_t] (None
-    only for "sft") and labels [B,T] (-100 ignored), averaged over the non-ignored tokens.
+    """The `objective` loss of student logits [B,T,V] against teacher logits [B,T,V_t] and
+    labels [B,T] (-100 ignored), averaged over the non-ignored tokens. The teacher logits may be
+    None for the objectives that read none (`Objective.reads_teacher_logits` False: sft, seq_kd,
+    seq_inter); they are then ignored if given.
+
+    `jsd_beta`: β of gkd's generalized JSD, in [0, 1]. `on_policy`: whether the sequences are
+    the student's samples (True) or not (False); fd_js computes its student half KL(q||m) or
+    its teacher half KL(p||m) accordingly. Both are passed to every objective's function, and
+    ignored by those that do not read them.
 
     `chunk_size`: rows (tokens) per chunk of the memory-flat path (`sekd.chunked`: analytic
     gradient computed in the forward pass, no [N,V] fp32 intermediates); "auto" picks it from V;
@@ -359,7 +480,7 @@ def distill_loss(
     ignored by the other objectives. `sekd.teacher_store` sets it for a sampled teacher."""
     declaration = get_objective(objective)
     fn = reference_loss(objective)  # an error for an objective without one, on either path
-    _check_hparams(declaration, lam, beta, gamma, top_k_percent)
+    _check_hparams(declaration, lam, beta, gamma, top_k_percent, jsd_beta, on_policy)
     _check_inputs(declaration, student_logits, teacher_logits, labels, chunk_size)
     V = student_logits.shape[-1]
     mask = labels != IGNORE_INDEX
@@ -381,7 +502,7 @@ def distill_loss(
         loss, loss_sum, hard, d = chunked_distill(
             kernel,
             student_logits,
-            teacher_logits if declaration.needs_teacher else None,
+            teacher_logits if declaration.reads_teacher_logits else None,
             mask,
             targets,
             lam=lam,
@@ -396,7 +517,7 @@ def distill_loss(
     else:  # the reference: autograd through fp32 [N, V] log-probabilities
         log_q = student_logits[mask].float().log_softmax(-1)
         log_p = None
-        if declaration.needs_teacher:
+        if declaration.reads_teacher_logits:
             log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
         per_token, hard, d = fn(
             log_q,
@@ -406,6 +527,8 @@ def distill_loss(
             beta=beta,
             gamma=gamma,
             top_k_percent=top_k_percent,
+            jsd_beta=jsd_beta,
+            on_policy=on_policy,
             d_offset=d_offset,
         )
         loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients
