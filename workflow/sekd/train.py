@@ -43,6 +43,8 @@ from sekd.checkpoints import (
     prepare_checkpoints,
 )
 from sekd.distributed import PreemptedError
+from sekd.objectives import OBJECTIVES
+from sekd.onpolicy import OnPolicy
 from sekd.runs import RUNTIME_KEYS, from_resources, serves
 from sekd.teacher_store import TeacherStore
 from sekd.trainer import DistillTrainer
@@ -153,6 +155,8 @@ def _train(job: TrainJob) -> dict:
     set_seed(job.seed)
     tok = tokenizers.load(job.tokenizer_dir)
     train_set, valid_set = _datasets(job, tok, select_best)
+    for index, example in enumerate(train_set):
+        example["index"] = index  # its position: teacher store rows, on-policy sample seeds
     # Master weights in fp32; mixed precision (bf16 autocast) on GPUs, as DeepSpeed does.
     # Compatibility with results/tokenizer before any step (a named error, not an IndexError).
     models.check_tokenizer(
@@ -166,14 +170,17 @@ def _train(job: TrainJob) -> dict:
         sources["teacher"] = models.provenance(job.teacher_store or job.teacher_model)
     _log_start(job, len(train_set), store)
     checkpoints, timer = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir), StepTimer()
+    sampling = _onpolicy(job, variant, tok)
     trainer = DistillTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=valid_set,
-        data_collator=PadCollator(tok.pad_token_id, store),
+        data_collator=PadCollator(tok.pad_token_id, store, prompt_fields=sampling is not None),
         variant=variant,
         teacher=teacher,
+        onpolicy=sampling,
+        step_timer=timer,
         callbacks=[checkpoints, timer],
     )
     checkpoints.install()
@@ -184,6 +191,32 @@ def _train(job: TrainJob) -> dict:
     summary = _summary(job, variant, trainer, timer, sources)
     _save(trainer, tok, job, summary)
     return summary
+
+
+def _onpolicy(job: TrainJob, variant: Variant, tok) -> OnPolicy | None:
+    """The student's sampling settings of an on-policy run (sekd.onpolicy; None for the
+    others): the run name's student_* hyper-parameters and onpolicy_fraction, the config's
+    sequences.max_new_tokens and training.max_length, the tokenizer's EOS and padding."""
+    if not variant.student_sampling:
+        return None
+    if not job.sequences.get("max_new_tokens"):
+        raise ValueError(
+            f"{job.variant}: samples from the student but the job has no "
+            "sequences.max_new_tokens (the config's `sequences` section)"
+        )
+    s = variant.student_sampling
+    return OnPolicy(
+        sequences=OBJECTIVES[variant.objective].sequences,
+        fraction=variant.onpolicy_fraction,
+        temperature=float(s["student_temperature"]),
+        top_k=int(s["student_top_k"]),
+        top_p=float(s["student_top_p"]),
+        max_new_tokens=int(job.sequences["max_new_tokens"]),
+        max_length=int(job.training["max_length"]),
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        seed=job.seed,
+    )
 
 
 def _world_size() -> int:
@@ -327,8 +360,10 @@ def _summary(
 ) -> dict:
     """train_summary.json: the run, its steps, best checkpoint, log history, step times, and
     what was loaded (`models`: source, revision asked for, resolved commit or sha256; see
-    sekd.models.provenance)."""
+    sekd.models.provenance); for on-policy runs, `onpolicy`: the run's sampling totals
+    (`DistillTrainer.onpolicy_totals`, of this process's steps; a collective under torchrun)."""
     state = trainer.state
+    totals = trainer.onpolicy_totals()
     if timer.seconds:
         ordered = sorted(timer.seconds)
         log.info("median step time %.4f s over %d steps", ordered[len(ordered) // 2], len(ordered))
@@ -343,6 +378,7 @@ def _summary(
         "step_seconds": timer.seconds,  # of this process's steps (not those before a resume)
         "step_cpu_seconds": timer.cpu_seconds,
         "models": sources,
+        **({"onpolicy": totals} if totals is not None else {}),
     }
 
 
