@@ -1,7 +1,7 @@
 """KD step time on the student's own samples (on-policy) vs on the gold batch (off-policy), at the
 1/8-scale sizes of bench/store_bench.py, through the real training code (sekd.train.run).
 
-    .venv/bin/python bench/onpolicy_bench.py [--steps 8] [--rounds 2] [--max-new-tokens 64]
+    .venv/bin/python bench/onpolicy_bench.py [--steps 6] [--rounds 2] [--max-new-tokens 64]
 
 Models, tokenizer and data as bench/store_bench.py (imported from it): Llama-1 7B (student) and
 13B (teacher) shrunk by `--scale` (default 1/8: student 4 layers x 512, teacher 5 x 640, V =
@@ -37,7 +37,7 @@ STUDENT_SAMPLING = {"student_temperature": 1.0, "student_top_k": 0, "student_top
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--scale", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
