@@ -307,3 +307,41 @@ def test_teacher_and_student_halves_are_averaged(
             variant=variant,
             teacher=teacher,
         )
+
+
+def test_a_resumed_gkd_run_draws_the_same_samples(setup, tiny_model_dir, monkeypatch):
+    """Stopped at step 4 (a signal, checkpointed mid-epoch) and rerun: the rerun resumes and
+    takes the same on-policy steps with the same samples (seeded by example and epoch) as an
+    uninterrupted run, to the same weights."""
+    import signal
+
+    from sekd import checkpoints
+    from sekd.distributed import PreemptedError
+
+    reference = train.run(_job(setup, tiny_model_dir, GKD, "gkd-whole", epochs=3))
+    job = _job(setup, tiny_model_dir, GKD, "gkd-resumed", epochs=3)
+    on_step_end = checkpoints.CheckpointCallback.on_step_end
+
+    def stop_at_4(self, args, state, control, **kwargs):
+        if state.global_step == 4:
+            self.signalled = signal.SIGUSR1
+        return on_step_end(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(checkpoints.CheckpointCallback, "on_step_end", stop_at_4)
+    with pytest.raises(PreemptedError):
+        train.run(job)
+    monkeypatch.setattr(checkpoints.CheckpointCallback, "on_step_end", on_step_end)
+    resumed = train.run(job)
+    assert resumed["global_steps"] == reference["global_steps"] == 9
+    assert resumed["onpolicy"]["steps"] == 5  # this process's steps only
+    keep = ("loss", "grad_norm", "onpolicy_fraction", "empty_samples", "truncated_samples")
+    history = [
+        [{k: e[k] for k in keep} for e in s["log_history"] if "loss" in e]
+        for s in (reference, resumed)
+    ]
+    assert history[1] == history[0]
+    assert 0 < sum(e["onpolicy_fraction"] for e in history[0][4:]) < 5  # both kinds after 4
+    first, second = (
+        load_file(str(setup[0] / n / "model.safetensors")) for n in ("gkd-whole", "gkd-resumed")
+    )
+    assert all(torch.equal(first[k], second[k]) for k in first)
