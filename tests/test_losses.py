@@ -12,6 +12,18 @@ from sekd.losses import distill_loss, progressive_beta, reference_loss, register
 from sekd.objectives import OBJECTIVES, Objective, declared
 
 ALL = list(OBJECTIVES)
+# the objectives `reference` below transcribes (the paper's); the seeds' baselines (issue 10)
+# have their own transcription in test_losses_baselines.py
+PAPER = [
+    "sft",
+    "forward_kd",
+    "reverse_kd",
+    "noevo_kd",
+    "skew_kd",
+    "sekd",
+    "sekd_topk",
+    "skew_teacher_kd",
+]
 TEACHER = [name for name, spec in OBJECTIVES.items() if spec.needs_teacher]
 SELF_EVOLUTION = ["noevo_kd", "skew_kd", "sekd", "sekd_topk"]  # the objectives that build ỹ
 SKEWED = ["skew_kd", "sekd", "sekd_topk", "skew_teacher_kd"]
@@ -155,7 +167,7 @@ def check(s, t, labels, objective, value_tol, grad_tol, grad_floor=0.0, **kw):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("objective", ALL)
+@pytest.mark.parametrize("objective", PAPER)
 def test_matches_reference(objective, seed, shape):
     s, t, labels = make_batch(shape, seed)
     kw = kwargs_for(objective)
@@ -193,7 +205,7 @@ def test_extreme_logits(seed):
     value 1e-5, gradient 1e-5 (reverse_kd 5e-3), relative to max(||g_ref||, 1e-3): at seed 35
     every token saturates and the true gradient is ~1e-146, which fp32 returns as 0."""
     s, t, labels = make_batch((3, 7, 50), seed, scale=1e4)
-    for objective in ALL:
+    for objective in PAPER:
         grad_tol = 5e-3 if objective == "reverse_kd" else 1e-5
         teacher = t if objective != "sft" else None
         check(s, teacher, labels, objective, 1e-5, grad_tol, 1e-3, **kwargs_for(objective))
@@ -207,7 +219,7 @@ def test_bfloat16_inputs(seed):
     and 1e-2."""
     s, t, labels = make_batch((3, 7, 50), seed)
     s, t = s.bfloat16(), t.bfloat16()
-    for objective in ALL:
+    for objective in PAPER:
         out, _ = check(s, t, labels, objective, 1e-5, 1e-2, **kwargs_for(objective))
         assert out.loss.dtype == torch.float32
 
@@ -388,6 +400,14 @@ def test_registry():
         "sekd": "Self-Evolution KD",
         "sekd_topk": "Self-Evolution KD w/ top-K",
         "skew_teacher_kd": "SKEW KD (teacher)",
+        "word_kd": "Word-KD",
+        "seq_kd": "SeqKD",
+        "seq_inter": "Seq-Inter",
+        "fd_kl": "f-DISTILL KL",
+        "fd_rkl": "f-DISTILL RKL",
+        "fd_js": "f-DISTILL JS",
+        "fd_tvd": "f-DISTILL TVD",
+        "gkd": "GKD",
     }
     assert OBJECTIVES["sft"].needs_teacher is False and OBJECTIVES["sft"].hparams == ()
     assert OBJECTIVES["sekd"].hparams == ("lam", "beta", "gamma")

@@ -104,7 +104,7 @@ def paper_config():
 def test_declared_tables_give_their_rows_and_comet(paper_config):
     from sekd import study
 
-    assert study.table_names(paper_config) == ["table1", "table2"]
+    assert study.table_names(paper_config) == ["table1", "table2", "table3"]
     rows = study.table_rows(paper_config, "table1")
     assert rows[:3] == [
         ("Teacher", "sft/teacher"),
@@ -121,3 +121,238 @@ def test_declared_tables_give_their_rows_and_comet(paper_config):
     assert significance["baseline"] == "Forward KD" and "Teacher" not in significance["systems"]
     caption = study.captions(paper_config)["table1"]
     assert "Self-Evolution KD 28.83 / 82.48" in caption and "{paper}" not in caption
+
+
+# Table 1 as the paper prints it (issue 11): the Δ row, the † test, the ‡ rows, the titles
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _rows(tmp_path, scores: dict[str, list[float]], comet: dict[str, float] | None = None):
+    """Rows of a one-direction table with the given BLEU per seed (and COMET, one seed)."""
+    return [
+        {
+            "system": system,
+            "run": f"kd/teacher/{i}",
+            "scores": {"en-de": [_score(tmp_path, f"{i}s{j}", v) for j, v in enumerate(values)]},
+            "comet": {"en-de": [_comet(tmp_path, f"{i}c", comet[system])]} if comet else None,
+        }
+        for i, (system, values) in enumerate(scores.items())
+    ]
+
+
+def test_delta_row_is_the_system_minus_the_baseline_from_the_tables_means(tmp_path):
+    scores = {
+        "Forward KD": [20.0, 21.0],
+        "NoEvo KD": [20.5, 20.5],
+        "Self-Evolution KD": [22.0, 22.38],
+    }
+    table = tables.results_table(_rows(tmp_path, scores), ["en-de"])
+    table = tables.add_delta(table, "Self-Evolution KD", "Forward KD")
+    delta = table[-1]
+    assert delta["system"] == "Δ" and delta["run"] == "" and delta["n_seeds"] == ""
+    assert delta["bleu_en-de"] == pytest.approx(22.19 - 20.5) and delta["bleu_avg"] == 1.69
+    assert delta["p_en-de"] == "" and delta["bleu_en-de_std"] == "" and delta["comet_avg"] == ""
+    tables.write_csv(table, tmp_path / "t.csv")
+    last = (tmp_path / "t.csv").read_text().splitlines()[-1]
+    assert last.startswith("Δ,,1.69,1.69,,,")
+    md = tables.to_markdown(
+        table, ["en-de"], "T", delta={"system": "Self-Evolution KD", "baseline": "Forward KD"}
+    )
+    assert "| Δ | +1.69 | +1.69 |" in md and "Δ: Self-Evolution KD minus Forward KD." in md
+    tex = tables.to_latex(table, ["en-de"], "T", "tab:t")
+    assert r"$\Delta$ & +1.69 & +1.69 \\" in tex
+    # a negative Δ keeps its sign, a zero one is +0.00
+    worse = tables.add_delta(table[:-1], "NoEvo KD", "Forward KD")
+    assert worse[-1]["bleu_avg"] == 0.0
+    assert "| Δ | +0.00 | +0.00 |" in tables.to_markdown(worse, ["en-de"], "T")
+    assert "| Δ | -1.69 |" in tables.to_markdown(
+        tables.add_delta(table[:-1], "Forward KD", "Self-Evolution KD"), ["en-de"], "T"
+    )
+
+
+def test_delta_row_with_comet(tmp_path):
+    rows = _rows(tmp_path, {"Forward KD": [27.39], "Self-Evolution KD": [28.83]},
+                 comet={"Forward KD": 82.20, "Self-Evolution KD": 82.48})  # fmt: skip
+    table = tables.add_delta(
+        tables.results_table(rows, ["en-de"]), "Self-Evolution KD", "Forward KD"
+    )
+    assert table[-1]["bleu_avg"] == 1.44 and table[-1]["comet_avg"] == 0.28
+    md = tables.to_markdown(table, ["en-de"], "T")
+    assert "| Δ | +1.44 | +0.28 | +1.44 | +0.28 |" in md
+
+
+def test_delta_row_needs_both_rows(tmp_path):
+    table = tables.results_table(_rows(tmp_path, {"Forward KD": [20.0]}), ["en-de"])
+    with pytest.raises(ValueError, match="'Self-Evolution KD' is not a row"):
+        tables.add_delta(table, "Self-Evolution KD", "Forward KD")
+
+
+def test_notes_and_caption_say_which_test(tmp_path):
+    rows = _rows(tmp_path, {"Forward KD": [20.0, 20.0], "Self-Evolution KD": [22.0, 23.0]})
+    table = tables.results_table(rows, ["en-de"], {"Self-Evolution KD": {"en-de": 0.001}})
+    test = {"method": "paired_bootstrap", "pooled_seeds": [1, 2], "n_samples": 1000, "seed": 12345}
+    md = tables.to_markdown(table, ["en-de"], "T", test=test, baseline="Forward KD")
+    expected = (
+        "† p < 0.05 against Forward KD (paired bootstrap resampling (Koehn, 2004), 1000 "
+        "resamples, seed 12345, over the test sentences of 2 seeds pooled, each sentence paired "
+        "with the baseline's of the same seed)."
+    )
+    assert expected in md
+    tex = tables.to_latex(table, ["en-de"], "T", "tab:t", test=test, baseline="Forward KD")
+    caption = next(line for line in tex.splitlines() if line.startswith(r"\caption"))
+    assert r"$^\dagger$ p $<$ 0.05 against Forward KD (paired bootstrap resampling" in caption
+    assert "2 seeds pooled" in caption
+    one = {**test, "pooled_seeds": [1]}
+    assert "over the test sentences of seed 1)" in tables.to_markdown(
+        table, ["en-de"], "T", test=one
+    )
+
+
+def test_latex_text_escapes_and_sets_symbols_in_math():
+    assert tables.latex_text("tiny Llama 128×3 & 50% a_b") == (
+        r"tiny Llama 128$\times$3 \& 50\% a\_b"
+    )
+    assert tables.latex_text("Forward KD‡") == r"Forward KD$^\ddagger$"
+
+
+@pytest.fixture(scope="module")
+def mini_config():
+    from sekd.config import load_config
+
+    return load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "mini.yaml")
+
+
+def test_the_declared_tables_have_a_delta_row(paper_config):
+    from sekd import study
+
+    for name in ("table1", "table2", "table3"):
+        assert study.table_delta(paper_config, name) == {
+            "system": "Self-Evolution KD",
+            "baseline": "Forward KD",
+        }
+    config = {**paper_config, "tables": {**paper_config["tables"]}}
+    config["tables"]["table1"] = {**config["tables"]["table1"], "delta": None}
+    assert study.table_delta(config, "table1") is None
+
+
+def _validate_with(changes: dict) -> None:
+    """validate_config on config/config.yaml with `changes` (dotted key -> value) applied."""
+    import copy
+
+    import yaml
+
+    from sekd.config import validate_config
+
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    raw = copy.deepcopy(raw)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    validate_config(raw, environ={})
+
+
+def test_a_delta_objective_missing_from_the_table_is_a_config_error():
+    from sekd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'tables\.table2\.delta': 'seq_kd' is not a row"):
+        _validate_with({"tables.table2.delta": "seq_kd"})
+    with pytest.raises(ConfigError, match=r"'tables\.table2\.delta': the baseline 'forward_kd'"):
+        _validate_with({"tables.table2.objectives": ["noevo_kd", "sekd"]})
+    with pytest.raises(ConfigError, match=r"'tables\.table2\.delta': 'forward_kd' is the baseline"):
+        _validate_with({"tables.table2.delta": "forward_kd"})
+    # without a Δ row the baseline need not be a row (the significance job says so if it runs)
+    _validate_with({"tables.table2.objectives": ["noevo_kd", "sekd"], "tables.table2.delta": None})
+
+
+def test_rows_that_are_one_run_up_to_a_constant_are_marked(paper_config, tmp_path):
+    from sekd import study
+
+    assert study.table_marks(paper_config, "table1") == [
+        {"sign": "‡", "systems": ["Forward KD", "NoEvo KD"]}
+    ]
+    assert study.table_marks(paper_config, "table3") == [
+        {"sign": "‡", "systems": ["Forward KD", "Word-KD"]}
+    ]
+    only_one = {**paper_config, "tables": {**paper_config["tables"]}}
+    only_one["tables"]["table2"] = {
+        **only_one["tables"]["table2"],
+        "objectives": ["noevo_kd", "sekd"],
+    }
+    assert study.table_marks(only_one, "table2") == []
+    # noevo_kd and word_kd both have forward_kd's gradient: one group even without forward_kd
+    twins = {**paper_config, "tables": {**paper_config["tables"]}}
+    twins["tables"]["table2"] = {**twins["tables"]["table2"], "objectives": ["noevo_kd", "word_kd"]}
+    assert study.table_marks(twins, "table2") == [{"sign": "‡", "systems": ["NoEvo KD", "Word-KD"]}]
+
+    marks = study.table_marks(paper_config, "table1")
+    rows = _rows(tmp_path, {"Forward KD": [20.0], "NoEvo KD": [20.01], "SKEW KD": [21.0]})
+    table = tables.results_table(rows, ["en-de"])
+    md = tables.to_markdown(table, ["en-de"], "T", marks=marks)
+    assert "| Forward KD‡ | 20.00 |" in md and "| NoEvo KD‡ | 20.01 |" in md
+    assert "| SKEW KD | 21.00 |" in md
+    assert "‡ Forward KD and NoEvo KD: the same training run up to a constant and floating-point " \
+        "rounding" in md  # fmt: skip
+    tex = tables.to_latex(table, ["en-de"], "T", "tab:t", marks=marks)
+    assert r"Forward KD$^\ddagger$ & 20.00" in tex and r"NoEvo KD$^\ddagger$ & 20.01" in tex
+    assert "the same training run up to a constant" in tex
+
+
+def test_same_gradient_declarations_are_checked():
+    from sekd import study
+    from sekd.objectives import OBJECTIVES, Objective, declared
+
+    assert OBJECTIVES["noevo_kd"].same_gradient_as == "forward_kd"
+    assert OBJECTIVES["word_kd"].same_gradient_as == "forward_kd"
+    assert OBJECTIVES["forward_kd"].same_gradient_as == ""
+    assert study._same_gradient_errors() == []
+    with declared(Objective("ghost_kd", "Ghost", ("lam",), True, same_gradient_as="nope_kd")):
+        assert study._same_gradient_errors() == [
+            "objective 'ghost_kd': same_gradient_as 'nope_kd' is not another declared objective"
+        ]
+    with declared(
+        Objective("other_kd", "Other", ("lam", "beta"), True, same_gradient_as="forward_kd")
+    ):
+        (error,) = study._same_gradient_errors()
+        assert "'other_kd'" in error and "other hyper-parameters" in error
+
+
+def test_titles_and_captions_name_the_configured_models(paper_config, mini_config):
+    from sekd import study
+
+    title = study.table_title(paper_config, "table1")
+    assert "llama-13b teacher" in title and "llama-7b student" in title
+    assert "llama-30b teacher" in study.table_title(paper_config, "table2")
+    assert study.model_label(paper_config, "teacher") == "llama-13b"
+    mini = study.table_title(mini_config, "table1")
+    assert "13b" not in mini.lower() and "tiny Llama 128×3 teacher" in mini
+    assert "tiny Llama 64×2 student" in mini
+    assert "tiny Llama 192×4 teacher" in study.table_title(mini_config, "table2")
+    caption = study.captions(mini_config)["table1"]
+    assert "here with the tiny Llama 128×3 teacher" in caption and "{" not in caption
+    for config in (paper_config, mini_config):
+        for name in study.table_names(config):
+            assert "{" not in study.table_title(config, name) + study.table_caption(config, name)
+
+
+def test_row_labels_take_the_placeholders_too(paper_config):
+    from sekd import study
+
+    config = {**paper_config, "tables": {**paper_config["tables"]}}
+    sft_rows = [{"label": "Teacher ({teacher})", "role": "teacher"}]
+    config["tables"]["table2"] = {**config["tables"]["table2"], "sft_rows": sft_rows}
+    assert study.table_rows(config, "table2")[0] == ("Teacher (llama-30b)", "sft/teacher_l")
+
+
+def test_an_unknown_placeholder_is_a_config_error():
+    from sekd.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"'tables\.table1\.title': unknown placeholder \{model\}"
+    ):
+        _validate_with({"tables.table1.title": "Table 1 ({model})"})
+    with pytest.raises(ConfigError, match=r"'tables\.table1\.sft_rows\.0\.label'"):
+        _validate_with({"tables.table1.sft_rows": [{"label": "T {paper}", "role": "teacher"}]})

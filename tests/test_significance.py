@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sekd.significance import paired_bootstrap
+from sekd.significance import paired_bootstrap, pool_seeds, pooled_paired_bootstrap
 
 
 def _corpus(n=60, seed=0):
@@ -67,3 +67,58 @@ def test_a_copy_of_the_baseline_is_not_significant():
     base = _noisy(refs, 0.5, 1)
     result = paired_bootstrap(("base", base), [("copy", list(base))], refs, n_samples=100)
     assert result["copy"]["p_value"] == 1.0
+
+
+# Every seed counts: the test sentences of all seeds pooled, paired seed-wise
+
+
+def test_one_seed_pooled_is_exactly_todays_call():
+    refs = _corpus(n=80, seed=5)
+    base, better = _noisy(refs, 0.5, 1), _noisy(refs, 0.3, 2)
+    today = paired_bootstrap(("base", base), [("better", better)], refs, n_samples=300, seed=9)
+    pooled = pooled_paired_bootstrap(
+        ("base", [base]), [("better", [better])], refs, n_samples=300, seed=9
+    )
+    assert pooled == today
+
+
+def test_two_seeds_are_pooled_and_paired_seed_wise():
+    refs = _corpus(n=60, seed=6)
+    base = [_noisy(refs, 0.5, 1), _noisy(refs, 0.5, 11)]
+    better = [_noisy(refs, 0.3, 2), _noisy(refs, 0.3, 12)]
+    pooled = pooled_paired_bootstrap(
+        ("base", base), [("better", better), ("copy", [list(h) for h in base])], refs,
+        n_samples=300, seed=9,
+    )  # fmt: skip
+    # the same as the bootstrap over the concatenated seeds against the references repeated
+    explicit = paired_bootstrap(
+        ("base", base[0] + base[1]),
+        [("better", better[0] + better[1]), ("copy", base[0] + base[1])],
+        refs + refs,
+        n_samples=300,
+        seed=9,
+    )
+    assert pooled == explicit
+    assert pooled["better"]["p_value"] < 0.05
+    # a system that is the baseline seed by seed is a copy (p = 1); with its seeds swapped it is
+    # not, so sentence i of seed s is paired with the baseline's sentence i of seed s
+    assert pooled["copy"]["p_value"] == 1.0
+    swapped = pooled_paired_bootstrap(
+        ("base", base), [("swapped", [base[1], base[0]])], refs, n_samples=300, seed=9
+    )
+    assert swapped["swapped"]["p_value"] < 1.0
+    # and it differs from the one-seed test on seed 1 alone
+    first = paired_bootstrap(
+        ("base", base[0]), [("better", better[0])], refs, n_samples=300, seed=9
+    )
+    assert first["better"]["bleu"] != pooled["better"]["bleu"]
+
+
+def test_pooling_checks_seeds_and_lengths():
+    with pytest.raises(ValueError, match="b: 1 seeds for the baseline's 2"):
+        pooled_paired_bootstrap(("a", [["x"], ["y"]]), [("b", [["x"]])], ["r"])
+    with pytest.raises(ValueError, match="b, seed #2: 2 hypotheses for 1 references"):
+        pooled_paired_bootstrap(("a", [["x"], ["y"]]), [("b", [["x"], ["y", "z"]])], ["r"])
+    with pytest.raises(ValueError, match="a: no seed's hypotheses"):
+        pool_seeds("a", [], 3)
+    assert pool_seeds("a", [["1", "2"], ["3", "4"]], 2) == ["1", "2", "3", "4"]

@@ -35,7 +35,17 @@ SYSTEMS = [
 ]
 
 FIGURES = ["fig2a", "fig2b", "fig2c", "fig3", "fig4", "fig5", "hard_fraction"]
-TABLE_CURVES = ["table1", "table2"]  # results/curves/<table>.png, in the report too
+TABLE_CURVES = ["table1", "table2", "table3"]  # results/curves/<table>.png, in the report too
+BASELINES = [
+    "Word-KD",
+    "SeqKD",
+    "Seq-Inter",
+    "f-DISTILL KL",
+    "f-DISTILL RKL",
+    "f-DISTILL JS",
+    "f-DISTILL TVD",
+    "GKD",
+]
 
 pytestmark = pytest.mark.e2e
 
@@ -60,9 +70,11 @@ def planned_jobs(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
-def read_table(workdir: Path, name: str = "table1") -> list[dict]:
+def read_table(workdir: Path, name: str = "table1", delta: bool = False) -> list[dict]:
+    """The table's rows; its last, the Δ row (tables.<name>.delta), only with `delta`."""
     with open(workdir / "results" / f"{name}.csv", newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    return rows if delta else [r for r in rows if r["system"] != "Δ"]
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +103,16 @@ def test_table1_has_the_papers_shape(study):
     for row in rows[3:]:
         assert all(0 <= float(row[f"p_{d}"]) <= 1 for d in DIRECTIONS)
     assert all(rows[2][f"p_{d}"] == "" for d in DIRECTIONS)
+    # the Δ row: Self-Evolution KD minus Forward KD, from the table's means
+    delta = read_table(study, delta=True)[-1]
+    assert delta["system"] == "Δ" and delta["p_en-de"] == ""
+    for d in [*DIRECTIONS, "avg"]:
+        expected = float(rows[6][f"bleu_{d}"]) - float(rows[2][f"bleu_{d}"])
+        assert float(delta[f"bleu_{d}"]) == pytest.approx(expected, abs=1e-3)
     md = (study / "results" / "table1.md").read_text()
     assert "| Self-Evolution KD |" in md and "En→De BLEU" in md
+    assert "| Forward KD‡ |" in md and "| NoEvo KD‡ |" in md and "| Δ |" in md
+    assert "tiny Llama 128×3 teacher" in md and "13B" not in md.split("\n")[0]
     assert "COMET: not computed" in md
     assert r"\toprule" in (study / "results" / "table1.tex").read_text()
 
@@ -102,6 +122,67 @@ def test_table2_uses_the_large_teacher(study):
     assert [r["system"] for r in rows] == ["Teacher", *SYSTEMS[2:]]
     assert rows[0]["run"] == "sft/teacher_l"
     assert all(r["run"].startswith("kd/teacher_l/") for r in rows[1:])
+
+
+def test_table3_sets_the_seeds_baselines_beside_self_evolution_kd(study):
+    rows = read_table(study, "table3")
+    systems = ["Teacher", "Student", "Forward KD", "SKEW KD", "Self-Evolution KD", *BASELINES]
+    assert [r["system"] for r in rows] == systems
+    assert all(r["run"].startswith("kd/teacher/") for r in rows[2:])  # Table 1's teacher
+    for row in rows:
+        assert all(0 <= float(row[f"bleu_{d}"]) <= 100 for d in DIRECTIONS)
+    for row in rows[3:]:  # † against Forward KD
+        assert all(0 <= float(row[f"p_{d}"]) <= 1 for d in DIRECTIONS)
+    runs = {r["system"]: r["run"] for r in rows}
+    assert runs["SeqKD"] == "kd/teacher/seq_kd-beam2"
+    assert runs["GKD"] == "kd/teacher/gkd-jsd0.5-onp0.5-stemp1-stopk0-stopp1"
+    # the teacher's outputs were generated once per setting and read by the runs that train on them
+    outputs = study / "results" / "teacher_outputs" / "teacher"
+    assert sorted(p.name for p in outputs.iterdir()) == ["beam2", "sample-t1-k0-p1"]
+    logs = study / "results" / "logs" / "kd" / "teacher"
+    assert (
+        "teacher outputs results/teacher_outputs/teacher/beam2/seed1"
+        in (logs / "seq_inter-beam2" / "seed1.log").read_text()
+    )
+    summary = json.loads(
+        (study / "results/models" / runs["f-DISTILL RKL"] / "seed1/train_summary.json").read_text()
+    )
+    assert summary["onpolicy"]["generation_seconds"] > 0
+    assert "| GKD |" in (study / "results" / "table3.md").read_text()
+
+
+def test_one_teacher_generation_serves_every_run_that_reads_it(study, tmp_path):
+    """A changed beam size: one teacher_outputs job, and only seq_kd and seq_inter retrain."""
+    extra = _override(tmp_path, "kd: {num_beams: 3}\n")
+    output = snakemake(study, "-n", "--forceall", "results/table3.csv", extra_configs=extra)
+    assert planned_jobs(output)["teacher_outputs"] == 2  # beam3 and the samples, once each
+    jobs = planned_jobs(snakemake(study, "-n", "results/table3.csv", extra_configs=extra))
+    assert jobs["teacher_outputs"] == 1 and jobs["kd"] == 2
+    assert "results/teacher_outputs/teacher/beam3/seed1" in snakemake(
+        study, "-n", "results/table3.csv", extra_configs=extra
+    )
+
+
+def test_sampling_and_init_switches_rerun_only_the_runs_they_affect(study, tmp_path):
+    extra = _override(tmp_path, "kd: {student_temperature: 0.7}\n")
+    jobs = planned_jobs(snakemake(study, "-n", "results/table3.csv", extra_configs=extra))
+    assert jobs["kd"] == 4 and "teacher_outputs" not in jobs  # fd_rkl, fd_js, fd_tvd, gkd
+    extra = _override(tmp_path, "student_init: {fdistill: word_kd_student}\n")
+    output = snakemake(study, "-n", "results/table3.csv", extra_configs=extra)
+    assert planned_jobs(output)["kd"] == 4  # the four f-DISTILL runs, from the word_kd student
+    assert (
+        "results/models/kd/teacher/word_kd-lam0.5/seed1, results/models/sft/teacher/seed1" in output
+    )
+    extra = _override(tmp_path, "student_init: {kd: sft_student}\n")
+    output = snakemake(study, "-n", "results/table1.csv", extra_configs=extra)
+    jobs = planned_jobs(output)
+    assert jobs["kd"] == 5 and "sft" not in jobs  # every KD row of Table 1, from the SFT'd student
+    assert "results/models/sft/student/seed1, results/models/sft/teacher/seed1" in output
+    extra = _override(tmp_path, "sequences: {max_new_tokens: 10}\n")
+    jobs = planned_jobs(snakemake(study, "-n", "results/table3.csv", extra_configs=extra))
+    assert jobs["teacher_outputs"] == 2 and jobs["kd"] == 7  # every run that generates or reads one
+    extra = _override(tmp_path, "sequences: {batch_size: 3}\n")
+    assert set(planned_jobs(snakemake(study, "-n", extra_configs=extra))) <= {"report", "all"}
 
 
 def test_every_figure_with_its_numbers(study):

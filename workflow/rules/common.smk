@@ -4,13 +4,15 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
+from sekd import sizing
 from sekd import study
 from sekd.config import deep_merge, typed_cli_overrides
 from sekd.config import unpinned_warnings, validate_config
 from sekd.errors import ConfigError
-from sekd.objectives import kd_objectives
+from sekd.objectives import FDISTILL, OBJECTIVES, kd_objectives
 from sekd.runs import SOURCE_PATTERN, as_resource, parse_source, serves, source_name
-from sekd.runs import split_teacher
+from sekd.runs import drop_runtime_keys, split_teacher
+from sekd.sequences import GENERATION_PATTERN, teacher_outputs_dir
 from sekd.variants import NAME_PATTERN, parse_variant
 
 try:
@@ -45,6 +47,7 @@ wildcard_constraints:
     fig="|".join(FIGURES),
     run=f"sft/{MODEL_NAME}|kd/{TEACHER}/{NAME_PATTERN}",
     relpath=r"[a-z]+/[A-Za-z0-9._-]+",
+    generation=GENERATION_PATTERN,
 
 
 SEEDS = config["seeds"]
@@ -147,18 +150,66 @@ def store_slice(teacher, source):
 
 
 def kd_teacher_input(wildcards):
-    """A KD job's teacher: the SFT'd model (online) or its store (<model>.<source>)."""
+    """A KD job's teacher logits: the SFT'd model (online) or its store (<model>.<source>);
+    none when the objective reads no teacher logits (sequence-level KD)."""
     model, source = split_teacher(wildcards.teacher)
-    if source is None:
-        return f"results/models/sft/{model}/seed{wildcards.seed}"
     objective = parse_variant(wildcards.variant).objective
-    mode = parse_source(source)["mode"]
-    if not serves(objective, mode):
+    if source is not None and not serves(objective, parse_source(source)["mode"]):
         raise WorkflowError(
-            f"kd/{wildcards.teacher}/{wildcards.variant}: {objective} needs the teacher's full "
-            f"distribution, which a {mode} teacher store does not hold"
+            f"kd/{wildcards.teacher}/{wildcards.variant}: a {source} teacher store cannot serve "
+            f"{objective} (it needs the teacher's full distribution, trains on sequences other "
+            "than the gold ones, or reads no teacher logits); name the run kd/{model}/..."
         )
-    return f"results/teacher_store/{model}/{source}/seed{wildcards.seed}"
+    if not OBJECTIVES[objective].reads_teacher_logits:
+        return []
+    if source is None:
+        return [f"results/models/sft/{model}/seed{wildcards.seed}"]
+    return [f"results/teacher_store/{model}/{source}/seed{wildcards.seed}"]
+
+
+def kd_sequences_input(wildcards):
+    """The teacher's outputs a KD job trains on (rule teacher_outputs), if its objective does."""
+    model = split_teacher(wildcards.teacher)[0]
+    outputs = teacher_outputs_dir(
+        model, parse_variant(wildcards.variant), wildcards.seed
+    )
+    return [outputs] if outputs else []
+
+
+def kd_init(wildcards):
+    """Where a KD run's student starts when not from its base model (None): `student_init.kd`,
+    or `student_init.fdistill` for the f-DISTILL objectives (the SFT'd student, or the word_kd
+    run of the same teacher and seed)."""
+    fdistill = parse_variant(wildcards.variant).objective in FDISTILL
+    init = config["student_init"]["fdistill" if fdistill else "kd"]
+    if init == "base":
+        return None
+    if init == "sft_student":
+        return model_dir("sft/student", wildcards.seed)
+    teacher = split_teacher(wildcards.teacher)[0]
+    return model_dir(kd_run("word_kd", teacher), wildcards.seed)
+
+
+def kd_base_input(wildcards):
+    """The starting weights of a KD job as an input (when the workflow makes them)."""
+    init = kd_init(wildcards)
+    return [init] if init else base_model_input("student")
+
+
+def kd_base(wildcards):
+    init = kd_init(wildcards)
+    return init or base_model("student")
+
+
+def kd_job(wildcards):
+    """What a KD job computes from (its params): the student's training slice without the
+    runtime keys, and the sampling length of objectives that sample from the student."""
+    job = drop_runtime_keys(training_slice("student"))
+    if kd_init(wildcards):  # a checkpoint of this workflow, not the hub's model
+        job.pop("revision", None)
+    if OBJECTIVES[parse_variant(wildcards.variant).objective].student_sequences:
+        job["sequences"] = {"max_new_tokens": config["sequences"]["max_new_tokens"]}
+    return job
 
 
 SPARSE_SOURCE = source_name({**config["teacher_store"], "mode": "sparse"})
@@ -230,3 +281,103 @@ def figure_outputs():
 
 def table_curves_outputs():
     return study.table_curves_outputs(config)
+
+
+# Plan-time GPU sizing (sekd.sizing): sft, kd, teacher_store and decode have a param `gpu_fit` of
+# its own, `gpu_fit(rule, wildcards, resources)`, which reads the job's resources. When the profile
+# names the GPU's memory (profiles/slurm: default-resources gpu_mem_gb) and the job asks for GPUs,
+# the job's peak memory per GPU is estimated, printed once per rule and model, and the plan stops
+# when it cannot fit. Without gpu_mem_gb (profiles/local, the miniature) nothing is checked.
+# A param that reads `resources` is not evaluated into the job's recorded params (Snakemake
+# resolves it when the job runs), so it must stay separate: wrapping `job` in it made `job` blind
+# to the params rerun trigger (a changed teacher_store.seed then reran nothing).
+_SIZED = set()
+
+
+def _arch(name):
+    """(Arch or None, where from) of config model `name`."""
+    train = config["tokenizer"]["train"]
+    vocab = train["vocab_size"] if train else None
+    return sizing.model_arch(config["models"][name], vocab)
+
+
+def _note(key, line):
+    """Print a sizing line once per plan (not again in each submitted job)."""
+    if key not in _SIZED and workflow.is_main_process:
+        _SIZED.add(key)
+        print(f"GPU sizing: {line}", file=sys.stderr)
+
+
+def _training_estimate(rule_name, wc, gpus, peak):
+    """(label, Estimate or None, why not) of an sft or kd job."""
+    training = config["training"]
+    batch, length = training["per_device_batch_size"], training["max_length"]
+    name = wc.model if rule_name == "sft" else "student"
+    teacher, source = split_teacher(wc.teacher) if rule_name == "kd" else (None, None)
+    reads_logits = (
+        rule_name == "kd"
+        and OBJECTIVES[parse_variant(wc.variant).objective].reads_teacher_logits
+    )
+    online = teacher if teacher and source is None and reads_logits else None
+    label = f"{name} (online teacher {online})" if online else name
+    arch, why = _arch(name)
+    teacher_arch, teacher_why = _arch(online) if online else (None, "")
+    if arch is None or (online and teacher_arch is None):
+        return label, None, why if arch is None else teacher_why
+    tokens = _train_tokens() * training["epochs"]
+    estimate = sizing.training_estimate(
+        arch, gpus, batch, length, tokens, teacher_arch, peak
+    )
+    return label, estimate, ""
+
+
+def _train_tokens():
+    """Tokens of one epoch at max_length each (an upper bound); 0 for unknown pairs."""
+    data = config["data"]
+    examples = sizing.train_examples(data["pairs"], data["max_train_pairs"])
+    return (examples or 0) * config["training"]["max_length"]
+
+
+def _inference_estimate(rule_name, wc, peak):
+    """(label, Estimate or None, why not) of a teacher_store or decode job (one GPU)."""
+    if rule_name == "teacher_store":  # the whole training set, every position's logits
+        name, batch = wc.teacher, config["teacher_store"]["batch_size"]
+        length, positions = config["training"]["max_length"], None
+        tokens = _train_tokens()
+    else:  # decode one direction; prompts assumed no longer than max_new_tokens
+        name = wc.run.removeprefix("sft/") if wc.run.startswith("sft/") else "student"
+        decoding = config["decoding"]
+        batch = decoding["batch_size"] * decoding["num_beams"]
+        length, positions = 2 * decoding["max_new_tokens"], 1
+        tokens = sizing.TEST_SENTENCES * decoding["num_beams"] * length
+    arch, why = _arch(name)
+    if arch is None:
+        return name, None, why
+    return (
+        name,
+        sizing.inference_estimate(arch, batch, length, tokens, peak, positions),
+        "",
+    )
+
+
+def gpu_fit(rule_name, wildcards, resources):
+    """The GPU sizing line of this job ("" when not sized), after its check (see above)."""
+    gpu_mem_gb, gpus = resources.get("gpu_mem_gb"), resources.get("gpu")
+    if not gpu_mem_gb or not gpus:
+        return ""
+    peak = resources.get("gpu_tflops")
+    if rule_name in ("sft", "kd"):
+        label, estimate, why = _training_estimate(rule_name, wildcards, int(gpus), peak)
+    else:
+        label, estimate, why = _inference_estimate(rule_name, wildcards, peak)
+    if estimate is None:
+        _note((rule_name, label), f"{rule_name} {label}: {why}")
+        return why
+    try:
+        line = sizing.check_fits(
+            rule_name, label, estimate, int(gpus), float(gpu_mem_gb)
+        )
+    except sizing.SizingError as error:
+        raise WorkflowError(str(error)) from None
+    _note((rule_name, label), line)
+    return line

@@ -11,6 +11,7 @@ rule decode:
         decoding=config["decoding"],
         languages=lambda wc: languages_for([wc.direction]),
         dtype=lambda wc: run_model(wc.run)["dtype"],
+        gpu_fit=lambda wc, resources: gpu_fit("decode", wc, resources),
     threads: 1
     log:
         "results/logs/decode/{run}/seed{seed}/{evalset}/{direction}.log",
@@ -85,14 +86,7 @@ rule comet:
 
 rule significance:
     input:
-        lambda wc: [
-            *[
-                f
-                for h in significance_spec(wc.table)["systems"].values()
-                for f in h.values()
-            ],
-            *significance_spec(wc.table)["references"].values(),
-        ],
+        lambda wc: study.significance_inputs(config, wc.table),
     output:
         "results/significance/{table}.json",
     params:

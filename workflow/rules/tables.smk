@@ -15,8 +15,10 @@ rule table:
     params:
         rows=lambda wc: table_spec(wc.table),
         directions=TEST_DIRECTIONS,
-        title=lambda wc: config["tables"][wc.table]["title"],
+        title=lambda wc: study.table_title(config, wc.table),
         caption=lambda wc: study.table_caption(config, wc.table),
+        delta=lambda wc: study.table_delta(config, wc.table),
+        marks=lambda wc: study.table_marks(config, wc.table),
     log:
         "results/logs/table/{table}.log",
     benchmark:

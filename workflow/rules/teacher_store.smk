@@ -17,6 +17,7 @@ rule teacher_store:
             input.student[0] if input.student else base_model("student")
         ),
         job=lambda wc: store_slice(wc.teacher, wc.source),
+        gpu_fit=lambda wc, resources: gpu_fit("teacher_store", wc, resources),
     threads: 1
     resources:
         # Small CPU defaults; profiles/slurm sizes the GPU, memory and time per teacher.

@@ -24,6 +24,8 @@ rule sft:
         base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
         # without training.deepspeed, nproc_per_node and save_steps (resources below)
         job=lambda wc: drop_runtime_keys(training_slice(wc.model)),
+        # the plan-time GPU sizing check (profiles/slurm); never part of `job` (common.smk)
+        gpu_fit=lambda wc, resources: gpu_fit("sft", wc, resources),
     threads: 1
     resources:
         # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.
@@ -51,14 +53,18 @@ rule kd:
     input:
         tokenizer="results/tokenizer",
         train=train_files(),
-        base=base_model_input("student"),
-        # the SFT'd teacher, or its store when the run is kd/<teacher>.<source>/...
+        base=kd_base_input,
+        # the SFT'd teacher, or its store when the run is kd/<teacher>.<source>/...; none when the
+        # objective reads no teacher logits
         teacher=kd_teacher_input,
+        # the teacher's outputs, when the objective trains on them (rule teacher_outputs)
+        sequences=kd_sequences_input,
     output:
         directory("results/models/kd/{teacher}/{variant}/seed{seed}"),
     params:
-        base=lambda wc, input: input.base[0] if input.base else base_model("student"),
-        job=lambda wc: drop_runtime_keys(training_slice("student")),  # as sft
+        base=kd_base,
+        job=kd_job,  # as sft, with the student's sampling length when it samples
+        gpu_fit=lambda wc, resources: gpu_fit("kd", wc, resources),  # as sft
         teacher_dtype=lambda wc: config["models"][split_teacher(wc.teacher)[0]]["dtype"],
     threads: 1
     resources:

@@ -11,6 +11,7 @@ with logged(snakemake.log[0]):
     wc = snakemake.wildcards
     # kd/<teacher>.<source>/<variant> reads the teacher's store, kd/<teacher>/<variant> the model
     from_store = split_teacher(wc.teacher)[1] is not None
+    teacher = list(snakemake.input.teacher)  # empty when the objective reads no teacher logits
     train.run(
         train.rule_job(
             snakemake.params.job,
@@ -21,8 +22,10 @@ with logged(snakemake.log[0]):
             base_model=snakemake.params.base,
             tokenizer_dir=snakemake.input.tokenizer,
             train_files=list(snakemake.input.train),
-            teacher_model=None if from_store else snakemake.input.teacher,
-            teacher_store=snakemake.input.teacher if from_store else None,
+            teacher_model=None if from_store or not teacher else teacher[0],
+            teacher_store=teacher[0] if from_store and teacher else None,
+            teacher_outputs=snakemake.input.sequences[0] if snakemake.input.sequences else None,
+            sequences=snakemake.params.job.get("sequences", {}),
             teacher_dtype=snakemake.params.teacher_dtype,
             out_dir=snakemake.output[0],
             checkpoint_dir=f"results/checkpoints/kd/{wc.teacher}/{wc.variant}/seed{wc.seed}",

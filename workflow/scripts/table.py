@@ -1,4 +1,5 @@
-"""Rule table: one declared table (config/paper.yaml) as CSV, Markdown and LaTeX."""
+"""Rule table: one declared table (config/paper.yaml) as CSV, Markdown and LaTeX, with its Δ row
+and its footnotes (the † test, the ‡ rows)."""
 
 import json
 from pathlib import Path
@@ -8,9 +9,18 @@ import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 from sekd import tables
 from sekd.logs import logged
 
+
+def write(path: str, text: str) -> None:
+    """Write `text` to `path` through <path>.tmp: complete or absent."""
+    tmp = Path(path + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 with logged(snakemake.log[0]):
     directions = snakemake.params.directions
     title = snakemake.params.title
+    delta = snakemake.params.delta
     tests = json.loads(Path(snakemake.input.significance).read_text())
     significance = {}
     for d in directions:
@@ -18,9 +28,17 @@ with logged(snakemake.log[0]):
             if not system.startswith("_") and result["p_value"] is not None:
                 significance.setdefault(system, {})[d] = result["p_value"]
     table = tables.results_table(snakemake.params.rows, directions, significance)
+    if delta is not None:
+        table = tables.add_delta(table, delta["system"], delta["baseline"])
+    notes = {
+        "test": tests["test"],
+        "baseline": tests["baseline"],
+        "marks": snakemake.params.marks,
+        "delta": delta,
+    }
     tables.write_csv(table, snakemake.output.csv)
-    markdown = tables.to_markdown(table, directions, title)
-    Path(snakemake.output.md).write_text(markdown, encoding="utf-8")
-    latex = tables.to_latex(table, directions, title, f"tab:{snakemake.wildcards.table}")
-    Path(snakemake.output.tex).write_text(latex, encoding="utf-8")
+    markdown = tables.to_markdown(table, directions, title, **notes)
+    write(snakemake.output.md, markdown)
+    label = f"tab:{snakemake.wildcards.table}"
+    write(snakemake.output.tex, tables.to_latex(table, directions, title, label, **notes))
     print(markdown)

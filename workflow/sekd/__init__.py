@@ -7,7 +7,8 @@ Parse time, torch-free (imported by the Snakefile and the rules):
   `objectives` (each objective and hyper-parameter declared once), `variants` (KD run names),
   `runs` (teacher-store sources in run names, runtime keys), `study` (the tables and figures of
   config/paper.yaml as jobs), `sequences` (where a run's training sequences come from: the
-  teacher outputs' paths and generation settings), `data` (ALMA files), `errors`.
+  teacher outputs' paths and generation settings), `data` (ALMA files), `errors`, `sizing` (each
+  GPU job's memory and GPU hours, checked at plan time against the profile's GPU).
 
 Compute (import torch and transformers at the top):
   `losses` (reference losses, eqs. 1-10) and `chunked` (their memory-flat kernels), `batches`

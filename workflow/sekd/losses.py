@@ -2,8 +2,9 @@
 
 Per target token i: q = softmax(student logits), p = softmax(teacher logits), y = one-hot(label),
 ỹ = (1-λ)·y + λ·p (eq. 4), and KL(a||b) = Σ_v a_v (log a_v - log b_v) with 0·log 0 = 0: the true
-KL, the target's entropy included (never the cross-entropy form). Every objective is a per-token
-loss averaged over the N non-ignored tokens of the whole batch (the 1/N of eqs. 1, 2 and 9).
+KL, the target's entropy included (never the cross-entropy form, except in word_kd, whose
+definition is one). Every objective is a per-token loss averaged over the N non-ignored tokens of
+the whole batch (the 1/N of eqs. 1, 2 and 9).
 
     sft              -log q[label]                                              eq. 2
     forward_kd       (1-λ)·SFT + λ·KL(p||q)                                     eq. 3

@@ -144,6 +144,9 @@ HPARAMS: dict[str, HParam] = {
 TEACHER_BEAM = ("num_beams",)
 TEACHER_SAMPLING = ("teacher_temperature", "teacher_top_k", "teacher_top_p")
 STUDENT_SAMPLING = ("student_temperature", "student_top_k", "student_top_p")
+FDISTILL = ("fd_kl", "fd_rkl", "fd_js", "fd_tvd")
+"""The f-DISTILL objectives (Wen et al. 2023), whose students start where the config's
+`student_init.fdistill` says."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,10 @@ class Objective:
     # outputs only): the KD job then loads no teacher model.
     teacher_logits: bool = True
     pick: str = "top"  # which teacher hypothesis a "teacher" objective trains on (PICKS)
+    # The objective whose gradient this one's equals at the same hyper-parameters (its loss differs
+    # by a term constant in the student): the two are one training run up to that constant and
+    # floating-point rounding; the tables mark such rows (sekd.study.same_run_groups).
+    same_gradient_as: str = ""
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):
@@ -329,7 +336,14 @@ for _objective in [
         needs_full_teacher=True,
         doc="(1-λ)·SFT + λ·KL(q||p) (§4 Baselines)",
     ),
-    Objective("noevo_kd", "NoEvo KD", ("lam",), True, doc="KL(ỹ||q) on every token (eq. 8, §4)"),
+    Objective(
+        "noevo_kd",
+        "NoEvo KD",
+        ("lam",),
+        True,
+        doc="KL(ỹ||q) on every token (eq. 8, §4)",
+        same_gradient_as="forward_kd",
+    ),
     Objective(
         "skew_kd",
         "SKEW KD",
@@ -366,6 +380,7 @@ for _objective in [
         True,
         doc="(1-λ)·SFT + λ·(-Σ_v p_v log q_v) (Kim & Rush 2016); forward_kd's gradient, "
         "value + λ·H(p)",
+        same_gradient_as="forward_kd",
     ),
     Objective(
         "seq_kd",

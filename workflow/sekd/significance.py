@@ -1,5 +1,9 @@
 """The paper's † (Table 1): paired bootstrap resampling (Koehn, 2004) of each system against the
-baseline (Forward KD), with sacrebleu's `PairedTest`; p < 0.05 is marked in the tables."""
+baseline (Forward KD), with sacrebleu's `PairedTest`; p < 0.05 is marked in the tables.
+
+Every seed counts: `pooled_paired_bootstrap` resamples the test sentences of all seeds pooled,
+sentence i of seed s of a system paired with sentence i of seed s of the baseline (the references
+repeated once per seed). With one seed it is `paired_bootstrap` on that seed's hypotheses."""
 
 from __future__ import annotations
 
@@ -48,3 +52,42 @@ def paired_bootstrap(
         out[name] = {"bleu": result.score, "p_value": p_value}
     out["_signature"] = str(signatures[metric])
     return out
+
+
+def pool_seeds(name: str, per_seed: list[list[str]], n_references: int) -> list[str]:
+    """The hypotheses of every seed, concatenated in seed order: [S·N] from S lists of N (one per
+    seed, N = `n_references`); an error naming `name` and the seed's position otherwise."""
+    if not per_seed:
+        raise ValueError(f"{name}: no seed's hypotheses")
+    pooled: list[str] = []
+    for i, hyps in enumerate(per_seed):
+        if len(hyps) != n_references:
+            raise ValueError(
+                f"{name}, seed #{i + 1}: {len(hyps)} hypotheses for {n_references} references"
+            )
+        pooled += hyps
+    return pooled
+
+
+def pooled_paired_bootstrap(
+    baseline: tuple[str, list[list[str]]],
+    systems: list[tuple[str, list[list[str]]]],
+    references: list[str],
+    **kwargs,
+) -> dict[str, dict]:
+    """`paired_bootstrap` over the test sentences of all seeds pooled: each system and the
+    baseline give one list of hypotheses per seed (the same seeds, in the same order), sentence i
+    of seed s of a system is paired with sentence i of seed s of the baseline and with reference
+    i. `kwargs`: n_samples, seed, tokenize of `paired_bootstrap`. With one seed this is exactly
+    `paired_bootstrap(baseline, systems, references)` on that seed."""
+    n_seeds = len(baseline[1])
+    for name, per_seed in systems:
+        if len(per_seed) != n_seeds:
+            raise ValueError(f"{name}: {len(per_seed)} seeds for the baseline's {n_seeds}")
+    n = len(references)
+    return paired_bootstrap(
+        (baseline[0], pool_seeds(baseline[0], baseline[1], n)),
+        [(name, pool_seeds(name, per_seed, n)) for name, per_seed in systems],
+        list(references) * n_seeds,
+        **kwargs,
+    )

@@ -8,6 +8,7 @@ runs with one hyper-parameter swept (`sweep`) and the others from `kd` or the li
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +85,110 @@ def kd_run(
 
 # Tables
 
+PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
+"""A placeholder in a table's title, caption or row label: {teacher}, {student}, {paper}."""
+SAME_RUN_SIGNS = ("‡", "§", "¶")
+"""The footnote sign of each group of rows that are one training run up to a constant."""
+
+
+def model_label(config: dict, name: str) -> str:
+    """How a table names model `name` (a key of `models`): a hub id or path by its last component
+    (huggyllama/llama-13b -> llama-13b); a model built from `init` by its architecture, width and
+    depth (tiny Llama 128×3)."""
+    model = config["models"][name]
+    if model.get("pretrained"):
+        return Path(model["pretrained"].rstrip("/")).name
+    init = model.get("init") or {}
+    if init:
+        return f"tiny Llama {init['hidden_size']}×{init['num_hidden_layers']}"
+    return name
+
+
+def table_placeholders(config: dict, table: str) -> dict[str, str]:
+    """What {teacher} and {student} stand for in a table's title, caption and row labels: its
+    teacher (`tables.<table>.teacher`) and models.student, as `model_label` names them."""
+    spec = config["tables"][table]
+    return {
+        "teacher": model_label(config, spec["teacher"]),
+        "student": model_label(config, "student"),
+    }
+
+
+def fill_placeholders(text: str, values: dict[str, str], where: str) -> str:
+    """`text` with every {name} replaced by values[name]; a ValueError naming `where` (a config
+    key) for a placeholder that is not one of `values`."""
+
+    def value(match: re.Match) -> str:
+        if match[1] not in values:
+            raise ValueError(
+                f"config key {where!r}: unknown placeholder {{{match[1]}}} "
+                f"(known: {', '.join('{' + k + '}' for k in values)})"
+            )
+        return values[match[1]]
+
+    return PLACEHOLDER_RE.sub(value, text)
+
+
+def table_title(config: dict, table: str) -> str:
+    """The declared title with {teacher}/{student} filled from the configured models: the
+    Markdown table's heading and the LaTeX table's caption."""
+    title = config["tables"][table]["title"]
+    return fill_placeholders(title, table_placeholders(config, table), f"tables.{table}.title")
+
 
 def table_rows(config: dict, table: str) -> list[tuple[str, str]]:
     """(label, run) rows: the declared SFT'd models, then one KD run per objective (§5)."""
     spec = config["tables"][table]
     model = {"teacher": spec["teacher"], "student": "student"}
-    rows = [(row["label"], f"sft/{model[row['role']]}") for row in spec["sft_rows"]]
+    values = table_placeholders(config, table)
+    rows = [
+        (
+            fill_placeholders(row["label"], values, f"tables.{table}.sft_rows.{i}.label"),
+            f"sft/{model[row['role']]}",
+        )
+        for i, row in enumerate(spec["sft_rows"])
+    ]
     rows += [(OBJECTIVES[o].label, kd_run(config, o, spec["teacher"])) for o in spec["objectives"]]
     return rows
+
+
+def table_delta(config: dict, table: str) -> dict | None:
+    """The table's Δ row (the paper's Table 1): {"system": the row label of `tables.<table>.delta`,
+    "baseline": that of `tables.baseline`}, the row showing system minus baseline in every column;
+    None when the table has no Δ row."""
+    objective = config["tables"][table].get("delta")
+    if objective is None:
+        return None
+    return {
+        "system": OBJECTIVES[objective].label,
+        "baseline": OBJECTIVES[config["tables"]["baseline"]].label,
+    }
+
+
+def same_run_groups(config: dict, table: str) -> list[list[str]]:
+    """The row labels of each group of KD rows that are one training run up to a constant: their
+    objectives have the same gradient (`Objective.same_gradient_as`) and the table trains them with
+    equal hyper-parameters from the same teacher source. Groups of one row are left out."""
+    spec = config["tables"][table]
+    groups: dict[tuple, list[str]] = {}
+    for objective in spec["objectives"]:
+        o = OBJECTIVES[objective]
+        hparams = tuple(sorted(make_variant(objective, config["kd"]).hparams.items()))
+        source = teacher_segment(spec["teacher"], objective, config["teacher_store"])
+        key = (o.same_gradient_as or o.name, source, hparams)
+        groups.setdefault(key, []).append(o.label)
+    return [labels for labels in groups.values() if len(labels) > 1]
+
+
+def table_marks(config: dict, table: str) -> list[dict]:
+    """[{"sign", "systems"}]: the footnote sign (SAME_RUN_SIGNS) of each `same_run_groups` group."""
+    groups = same_run_groups(config, table)
+    if len(groups) > len(SAME_RUN_SIGNS):
+        raise ValueError(f"tables.{table}: more than {len(SAME_RUN_SIGNS)} groups of equal runs")
+    return [
+        {"sign": sign, "systems": labels}
+        for sign, labels in zip(SAME_RUN_SIGNS, groups, strict=False)
+    ]
 
 
 def table_spec(config: dict, table: str) -> list[dict]:
@@ -121,20 +218,31 @@ def table_inputs(config: dict, table: str) -> list[str]:
 
 
 def significance_spec(config: dict, table: str) -> dict:
-    """The baseline and the systems tested against it (first seed's hypotheses, WMT22)."""
+    """The baseline and the systems tested against it on WMT22: {"baseline": label, "seeds",
+    "systems": {label: {direction: [hypotheses file per seed]}}, "references": {direction: file}}.
+    The test pools the seeds (sekd.significance.pooled_paired_bootstrap)."""
     directions = config["data"]["test_directions"]
-    seed = config["seeds"][0]
+    seeds = list(config["seeds"])
 
-    def hyps(run: str) -> dict[str, str]:
-        return {d: f"results/hyps/{run}/seed{seed}/wmt22/{d}.txt" for d in directions}
+    def hyps(run: str) -> dict[str, list[str]]:
+        return {d: [f"results/hyps/{run}/seed{s}/wmt22/{d}.txt" for s in seeds] for d in directions}
 
     return {
         "baseline": OBJECTIVES[config["tables"]["baseline"]].label,
+        "seeds": seeds,
         "systems": {
             label: hyps(run) for label, run in table_rows(config, table) if run.startswith("kd/")
         },
         "references": {d: f"results/data/wmt22/{d}.jsonl" for d in directions},
     }
+
+
+def significance_inputs(config: dict, table: str) -> list[str]:
+    """Every file the significance job reads: each seed's hypotheses of each KD row, the
+    references."""
+    spec = significance_spec(config, table)
+    hyps = [f for h in spec["systems"].values() for files in h.values() for f in files]
+    return [*hyps, *spec["references"].values()]
 
 
 def _paper_numbers(numbers: dict[str, list[float]]) -> str:
@@ -144,9 +252,11 @@ def _paper_numbers(numbers: dict[str, list[float]]) -> str:
 
 
 def table_caption(config: dict, table: str) -> str:
-    """The declared caption, with "{paper}" replaced by the paper's numbers."""
+    """The declared caption, with "{paper}" replaced by the paper's numbers and {teacher} and
+    {student} by the configured models (`table_placeholders`)."""
     spec = config["tables"][table]
-    return spec["caption"].replace("{paper}", _paper_numbers(spec["paper"]))
+    values = {**table_placeholders(config, table), "paper": _paper_numbers(spec["paper"])}
+    return fill_placeholders(spec["caption"], values, f"tables.{table}.caption")
 
 
 def table_outputs(config: dict) -> list[str]:
@@ -306,12 +416,14 @@ def captions(config: dict) -> dict[str, str]:
 
 def consistency_errors(config: dict) -> list[str]:
     """Cross-key checks of the declarations that the schema cannot express."""
-    errors = []
+    errors = _same_gradient_errors()
     models, kd = config["models"], config["kd"]
     for name in table_names(config):
         teacher = config["tables"][name]["teacher"]
         if teacher not in models:
             errors.append(f"config key 'tables.{name}.teacher': no model {teacher!r}")
+            continue
+        errors += _table_errors(config, name)
     for name, f in config["figures"].items():
         where = f"config key 'figures.{name}"
         if f["teacher"] is not None and f["teacher"] not in models:
@@ -332,6 +444,56 @@ def consistency_errors(config: dict) -> list[str]:
                 for hp in line.get("fixed", {}):
                     if hp not in kd:
                         errors.append(f"{where}.{kind}.{i}.fixed.{hp}': not a key of kd")
+    return errors
+
+
+def _table_errors(config: dict, name: str) -> list[str]:
+    """A table's Δ row names two of its rows; its title, caption and labels name known
+    placeholders."""
+    spec, errors = config["tables"][name], []
+    delta, baseline = spec.get("delta"), config["tables"]["baseline"]
+    where = f"config key 'tables.{name}.delta'"
+    if delta is not None:
+        if delta not in spec["objectives"]:
+            errors.append(
+                f"{where}: {delta!r} is not a row of this table "
+                f"(its objectives: {', '.join(spec['objectives'])})"
+            )
+        if baseline not in spec["objectives"]:
+            errors.append(
+                f"{where}: the baseline {baseline!r} (tables.baseline) is not a row of this table "
+                f"(its objectives: {', '.join(spec['objectives'])})"
+            )
+        elif delta == baseline:
+            errors.append(f"{where}: {delta!r} is the baseline itself (Δ would be 0)")
+    values = table_placeholders(config, name)
+    texts = {"title": spec["title"], "caption": spec["caption"]}
+    texts.update({f"sft_rows.{i}.label": row["label"] for i, row in enumerate(spec["sft_rows"])})
+    for key, text in texts.items():
+        known = {**values, "paper": ""} if key == "caption" else values
+        try:
+            fill_placeholders(text, known, f"tables.{name}.{key}")
+        except ValueError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+def _same_gradient_errors() -> list[str]:
+    """`Objective.same_gradient_as` names another declared objective that reads the same
+    hyper-parameters and trains on the same sequences (else the two runs differ)."""
+    errors = []
+    for o in OBJECTIVES.values():
+        twin = OBJECTIVES.get(o.same_gradient_as) if o.same_gradient_as else None
+        where = f"objective {o.name!r}: same_gradient_as {o.same_gradient_as!r}"
+        if not o.same_gradient_as:
+            continue
+        if twin is None or twin.name == o.name:
+            errors.append(f"{where} is not another declared objective")
+        elif (twin.hparams, twin.sequences) != (o.hparams, o.sequences):
+            errors.append(
+                f"{where} reads other hyper-parameters or sequences ({twin.hparams}, "
+                f"{twin.sequences!r} against {o.hparams}, {o.sequences!r})"
+            )
     return errors
 
 

@@ -1,6 +1,8 @@
 """The paper's tables from the per-direction score files: CSV (machine-readable), Markdown and
 LaTeX (booktabs). Cells are means over seeds (± std with more than one seed); † marks a system
-significantly different from the baseline (paired bootstrap, p < 0.05, Table 1's †)."""
+significantly different from the baseline (paired bootstrap over the seeds pooled, p < 0.05,
+Table 1's †); the Δ row (Table 1's last) is one system minus the baseline in every column; ‡ (and
+§, ¶) marks rows that are one training run up to a constant (sekd.study.table_marks)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,25 @@ from pathlib import Path
 
 ARROW = "→"
 ALPHA = 0.05
+DELTA = "Δ"  # the system label of the Δ row
+LATEX_SYMBOLS = {
+    "→": r"$\rightarrow$",
+    "×": r"$\times$",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
+    "§": r"$^\S$",
+    "¶": r"$^\P$",
+    "<": r"$<$",
+    ">": r"$>$",
+}
+LATEX_SPECIALS = {
+    **{c: "\\" + c for c in "&%$#_{}"},
+    "\\": r"\textbackslash{}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def direction_label(direction: str) -> str:
@@ -86,6 +107,28 @@ def results_table(
     return table
 
 
+def add_delta(table: list[dict], system: str, baseline: str) -> list[dict]:
+    """`table` with the Δ row appended (the paper's Table 1): `system` minus `baseline` in every
+    BLEU and COMET column, from the table's own means (4 decimals, as in the CSV); empty where
+    either is empty, and in the run, p, n_seeds and std columns. A ValueError if either is not a
+    row of `table`."""
+    by_system = {rec["system"]: rec for rec in table}
+    for name in (system, baseline):
+        if name not in by_system:
+            raise ValueError(f"Δ row: {name!r} is not a row of the table ({', '.join(by_system)})")
+    a, b = by_system[system], by_system[baseline]
+    delta: dict = {}
+    for key in table[0]:
+        if key == "system":
+            delta[key] = DELTA
+        elif key.startswith(("bleu_", "comet_")) and not key.endswith("_std"):
+            empty = a[key] == "" or b[key] == ""
+            delta[key] = "" if empty else round(a[key] - b[key], 4)
+        else:
+            delta[key] = ""
+    return [*table, delta]
+
+
 def write_csv(table: list[dict], path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -100,6 +143,8 @@ def _cell(record: dict, key: str, dagger_key: str | None = None, latex: bool = F
     value = record.get(key, "")
     if value == "":
         return "n/c" if key.startswith("comet") else ""
+    if record["system"] == DELTA:
+        return f"{round(value, 2) + 0.0:+.2f}"  # +0.0: no "-0.00"
     text = f"{value:.2f}"
     std = record.get(f"{key}_std", "")
     if std != "":
@@ -120,33 +165,112 @@ def _columns(directions: list[str], with_comet: bool) -> list[tuple[str, str, st
     return cols
 
 
-def to_markdown(table: list[dict], directions: list[str], title: str) -> str:
-    with_comet = any(r.get("comet_avg", "") != "" for r in table)
+def latex_text(text: str) -> str:
+    """Plain text (a title, a label, a note) as LaTeX: its special characters escaped, its
+    arrows, Δ and footnote signs as math."""
+    return "".join(LATEX_SYMBOLS.get(c) or LATEX_SPECIALS.get(c) or c for c in text)
+
+
+def significance_description(test: dict | None) -> str:
+    """Which test the † is (the significance job's "test" record, sekd.significance)."""
+    if test is None:
+        return "paired bootstrap"
+    seeds = test["pooled_seeds"]
+    pooled = (
+        f"the test sentences of {len(seeds)} seeds pooled, each sentence paired with the "
+        "baseline's of the same seed"
+        if len(seeds) > 1
+        else f"the test sentences of seed {seeds[0]}"
+    )
+    return (
+        f"paired bootstrap resampling (Koehn, 2004), {test['n_samples']} resamples, "
+        f"seed {test['seed']}, over {pooled}"
+    )
+
+
+def _label(record: dict, marks: list[dict]) -> str:
+    """A row's label with the footnote sign of its group of equal runs, if any."""
+    signs = "".join(m["sign"] for m in marks if record["system"] in m["systems"])
+    return record["system"] + signs
+
+
+def _notes(
+    table: list[dict],
+    directions: list[str],
+    with_comet: bool,
+    test: dict | None,
+    baseline: str | None,
+    marks: list[dict],
+    delta: dict | None,
+) -> list[str]:
+    notes = ["SacreBLEU (13a) on WMT22; mean over seeds, ± std with more than one seed."]
+    if any(str(r.get(f"p_{d}", "")) != "" for r in table for d in directions):
+        against = f"against {baseline}" if baseline else "against the baseline"
+        notes.append(f"† p < {ALPHA} {against} ({significance_description(test)}).")
+    if delta is not None:
+        notes.append(f"{DELTA}: {delta['system']} minus {delta['baseline']}.")
+    for mark in marks:
+        notes.append(
+            f"{mark['sign']} {' and '.join(mark['systems'])}: the same training run up to a "
+            "constant and floating-point rounding (their losses differ by a term that does not "
+            "depend on the student, so their gradients are equal at these hyper-parameters)."
+        )
+    if not with_comet:
+        notes.append("COMET: not computed (no `scoring.comet_model` configured).")
+    return notes
+
+
+def to_markdown(
+    table: list[dict],
+    directions: list[str],
+    title: str,
+    *,
+    test: dict | None = None,
+    baseline: str | None = None,
+    marks: list[dict] | None = None,
+    delta: dict | None = None,
+) -> str:
+    """The table in Markdown under its bold title, with its notes: the † test (`test`: the
+    significance job's record, against `baseline`), the Δ row (`delta`: {"system", "baseline"}),
+    the ‡ rows (`marks`: sekd.study.table_marks)."""
+    marks = marks or []
+    with_comet = any(r.get("comet_avg", "") != "" for r in table if r["system"] != DELTA)
     cols = _columns(directions, with_comet)
     lines = [f"**{title}**", "", "| System | " + " | ".join(c[0] for c in cols) + " |"]
     lines.append("|---|" + "---:|" * len(cols))
     for rec in table:
         cells = [_cell(rec, key, dagger) for _, key, dagger in cols]
-        lines.append("| " + " | ".join([rec["system"], *cells]) + " |")
-    notes = ["SacreBLEU (13a) on WMT22; mean over seeds, ± std with more than one seed."]
-    if any(str(r.get(f"p_{d}", "")) != "" for r in table for d in directions):
-        notes.append(f"† p < {ALPHA} against the baseline (paired bootstrap).")
-    if not with_comet:
-        notes.append("COMET: not computed (no `scoring.comet_model` configured).")
+        lines.append("| " + " | ".join([_label(rec, marks), *cells]) + " |")
+    notes = _notes(table, directions, with_comet, test, baseline, marks, delta)
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
-def to_latex(table: list[dict], directions: list[str], caption: str, label: str) -> str:
-    with_comet = any(r.get("comet_avg", "") != "" for r in table)
+def to_latex(
+    table: list[dict],
+    directions: list[str],
+    caption: str,
+    label: str,
+    *,
+    test: dict | None = None,
+    baseline: str | None = None,
+    marks: list[dict] | None = None,
+    delta: dict | None = None,
+) -> str:
+    """The table in LaTeX (booktabs); its caption is `caption` followed by the Markdown notes
+    (which test the † is, the Δ row, the ‡ rows); the Δ row after a rule."""
+    marks = marks or []
+    with_comet = any(r.get("comet_avg", "") != "" for r in table if r["system"] != DELTA)
     cols = _columns(directions, with_comet)
-    header = " & ".join(["System", *[c[0].replace("→", r"$\rightarrow$") for c in cols]])
-    body = [
-        " & ".join(
-            [rec["system"], *[_cell(rec, key, dagger, latex=True) for _, key, dagger in cols]]
-        )
-        + r" \\"
-        for rec in table
-    ]
+    header = " & ".join(["System", *[latex_text(c[0]) for c in cols]])
+    body = []
+    for rec in table:
+        if rec["system"] == DELTA:
+            body.append(r"\midrule")
+        cells = [_cell(rec, key, dagger, latex=True) for _, key, dagger in cols]
+        body.append(" & ".join([latex_text(_label(rec, marks)), *cells]) + r" \\")
+    notes = _notes(table, directions, with_comet, test, baseline, marks, delta)
+    title = caption if caption.endswith((".", "!", "?")) else caption + "."
+    full_caption = " ".join(latex_text(t) for t in [title, *notes])
     return "\n".join(
         [
             r"\begin{table}[t]",
@@ -158,7 +282,7 @@ def to_latex(table: list[dict], directions: list[str], caption: str, label: str)
             *body,
             r"\bottomrule",
             r"\end{tabular}",
-            f"\\caption{{{caption}}}",
+            f"\\caption{{{full_caption}}}",
             f"\\label{{{label}}}",
             r"\end{table}",
             "",

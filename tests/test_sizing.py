@@ -1,0 +1,156 @@
+"""Plan-time GPU sizing (sekd.sizing, workflow/rules/common.smk `sized`): the Llama-1 parameter
+counts, the estimate's terms, and the check in dry runs of the paper config under profiles/slurm
+(accepts its defaults, rejects a 30B SFT on too few GPUs) and of the miniature (no output).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sekd import sizing
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+REAL_PARAMS = {  # Touvron et al. 2023; the checkpoints' parameter counts
+    "huggyllama/llama-7b": 6.74e9,
+    "huggyllama/llama-13b": 13.0e9,
+    "huggyllama/llama-30b": 32.5e9,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_PARAMS))
+def test_llama1_parameter_counts(name):
+    count = sizing.KNOWN_ARCHS[name].params()
+    assert abs(count - REAL_PARAMS[name]) / REAL_PARAMS[name] < 0.01, count
+
+
+@pytest.mark.parametrize("name", sorted(REAL_PARAMS))
+def test_parameter_counts_equal_the_model_built_on_the_meta_device(name):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    arch = sizing.KNOWN_ARCHS[name]
+    config = transformers.LlamaConfig(
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_hidden_layers,
+        num_attention_heads=arch.num_attention_heads,
+        num_key_value_heads=arch.num_key_value_heads,
+        vocab_size=arch.vocab_size,
+        tie_word_embeddings=arch.tie_word_embeddings,
+    )
+    with torch.device("meta"):  # shapes only, no weights
+        model = transformers.LlamaForCausalLM(config)
+    assert sum(p.numel() for p in model.parameters()) == arch.params()
+
+
+def test_chunk_elements_follow_the_chunked_loss():
+    chunked = pytest.importorskip("sekd.chunked")
+    assert chunked.CHUNK_ELEMENTS["cuda"] == sizing.CUDA_CHUNK_ELEMENTS
+
+
+def test_model_states_are_deepspeeds_18_bytes_per_parameter():
+    assert sizing.zero3_model_states(10**9, 8) == 18 * 10**9 // 8
+
+
+@pytest.mark.parametrize("name", sorted(REAL_PARAMS))
+def test_model_states_equal_deepspeeds_estimator(name):
+    stage3 = pytest.importorskip("deepspeed.runtime.zero.stage3")
+    arch = sizing.KNOWN_ARCHS[name]
+    _, gpu_bytes, _ = stage3.estimate_zero3_model_states_mem_needs(
+        arch.params(), arch.largest_layer_params(), 8, 1, cpu_offload=False,
+        cpu_offload_params=False,
+    )  # fmt: skip
+    estimate = sizing.training_estimate(arch, 8, 4, 512, 0)
+    assert abs(estimate.weights + estimate.gathered - gpu_bytes) <= 1
+
+
+def test_teacher_store_jobs_are_sized(tmp_path):
+    proc = dry_run(
+        "-d", str(tmp_path), "--profile", str(ROOT / "profiles" / "slurm"), "all",
+        "--config", "teacher_store={mode: sparse}",
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    lines = sizing_lines(output)
+    assert any(line.startswith("GPU sizing: teacher_store teacher_l:") for line in lines)
+
+
+def test_architecture_sources(tmp_path):
+    init = {"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2}
+    arch, _ = sizing.model_arch({"init": {**init, "num_attention_heads": 4}}, 2000)
+    assert arch.params() == 2 * 2000 * 64 + 2 * arch.layer_params() + 64
+    (tmp_path / "config.json").write_text(
+        '{"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,'
+        ' "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,'
+        ' "tie_word_embeddings": true}'
+    )
+    local, where = sizing.model_arch({"pretrained": str(tmp_path)})
+    assert local.num_key_value_heads == 2 and local.tie_word_embeddings and "config.json" in where
+    unknown, why = sizing.model_arch({"pretrained": "someone/unknown-model"})
+    assert unknown is None and "not sized" in why
+
+
+def test_check_names_rule_model_and_shortfall():
+    arch = sizing.KNOWN_ARCHS["huggyllama/llama-30b"]
+    estimate = sizing.training_estimate(arch, 2, 4, 512, 1e6)
+    with pytest.raises(sizing.SizingError, match=r"rule sft, model teacher_l: .* more than"):
+        sizing.check_fits("sft", "teacher_l", estimate, 2, 80)
+    fits = sizing.training_estimate(arch, 16, 4, 512, 1e6)
+    assert "sft teacher_l" in sizing.check_fits("sft", "teacher_l", fits, 16, 80)
+
+
+def dry_run(*args: str) -> subprocess.CompletedProcess:
+    cmd = [str(SNAKEMAKE), "-n", "--forceall", "-s", str(ROOT / "workflow" / "Snakefile"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ})
+
+
+def sizing_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("GPU sizing:")]
+
+
+def test_the_profile_defaults_fit_every_job_of_the_paper(tmp_path):
+    proc = dry_run("-d", str(tmp_path), "--profile", str(ROOT / "profiles" / "slurm"), "all")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    lines = sizing_lines(output)
+    for rule, model in [
+        ("sft", "student"),
+        ("sft", "teacher"),
+        ("sft", "teacher_l"),
+        ("kd", "student (online teacher teacher)"),
+        ("decode", "teacher_l"),
+    ]:
+        assert sum(line.startswith(f"GPU sizing: {rule} {model}:") for line in lines) == 1, lines
+    assert all("GPU hours" in line for line in lines), lines
+
+
+def test_a_30b_sft_on_too_few_gpus_stops_the_plan(tmp_path):
+    proc = dry_run(
+        "-d", str(tmp_path), "--profile", str(ROOT / "profiles" / "slurm"),
+        "--set-resources", "sft:gpu=2", "sft:tasks=2", "sft:nodes=1",
+        "--", "results/models/sft/teacher_l/seed1",
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert "rule sft, model teacher_l: needs" in output, output[-3000:]
+    assert "GiB more than a 80 GB GPU holds" in output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--profile", str(ROOT / "profiles" / "local")],
+        ["--configfile", str(ROOT / "config" / "mini.yaml")],
+    ],
+    ids=["local", "mini"],
+)
+def test_no_sizing_without_a_gpu_memory(tmp_path, args):
+    proc = dry_run("-d", str(tmp_path), "all", *args)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert sizing_lines(output) == [] and "GPU sizing" not in output
