@@ -345,3 +345,37 @@ def test_a_resumed_gkd_run_draws_the_same_samples(setup, tiny_model_dir, monkeyp
         load_file(str(setup[0] / n / "model.safetensors")) for n in ("gkd-whole", "gkd-resumed")
     )
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_non_finite_teacher_on_the_samples_stops_training(setup, tiny_model_dir, tiny_tokenizer):
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from sekd.errors import NonFiniteError
+
+    vocab = len(tiny_tokenizer)
+
+    class NaNTeacher(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return SimpleNamespace(logits=torch.full((*input_ids.shape, vocab), torch.nan))
+
+    student = models.load_causal_lm(str(tiny_model_dir), "float32", False, None).train()
+    examples = _examples(setup, tiny_tokenizer)[:2]
+    for i, ex in enumerate(examples):
+        ex["index"] = i
+    settings = onpolicy.OnPolicy(
+        "student", 1.0, 1.0, 0, 1.0, MAX_NEW, 128, tiny_tokenizer.eos_token_id, PAD, 1
+    )
+    t = trainer.DistillTrainer(
+        model=student,
+        args=TrainingArguments(output_dir=str(setup[0] / "nan"), use_cpu=True, report_to=[]),
+        variant=train.parse_variant(FD_RKL),
+        teacher=NaNTeacher(),
+        onpolicy=settings,
+    )
+    batch = PadCollator(tiny_tokenizer.pad_token_id, prompt_fields=True)(examples)
+    with pytest.raises(
+        NonFiniteError, match="teacher's logits hold NaN or inf at optimizer step 1"
+    ):
+        t.compute_loss(student, dict(batch))
