@@ -6,6 +6,10 @@
   student), same data and hyper-parameters; the SFT'd teacher is frozen in eval mode and the loss
   is `sekd.losses.distill_loss` with the run's objective (sekd.trainer). The final checkpoint is
   kept. The fraction of hard tokens per logging interval is logged as ``hard_fraction``.
+* On-policy KD (objectives whose sequences end in "student"): the student samples its training
+  targets in the step (sekd.onpolicy, sekd.trainer), seeded by the run's seed, each example's
+  "index" and the epoch; the logs and the summary's ``onpolicy`` hold the realised on-policy
+  fraction, the share of step time spent sampling and the empty and truncated samples.
 
 Scale-out (docs/deepspeed.md): with ``training.deepspeed`` (a ZeRO-3 config) or more than one
 process, `run` starts ``torchrun ... -m sekd.train job.json`` (sekd.distributed) and every rank
