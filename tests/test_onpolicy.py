@@ -4,6 +4,8 @@ gold steps keep the gold batch, and seeded runs are deterministic."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import LANGUAGES, tiny_job
@@ -379,3 +381,15 @@ def test_a_non_finite_teacher_on_the_samples_stops_training(setup, tiny_model_di
         NonFiniteError, match="teacher's logits hold NaN or inf at optimizer step 1"
     ):
         t.compute_loss(student, dict(batch))
+
+
+def test_the_sampling_settings_come_from_the_run_name_and_the_job(setup, tiny_model_dir):
+    rkl = _job(setup, tiny_model_dir, FD_RKL, "settings")
+    tok = type("Tok", (), {"eos_token_id": EOS, "pad_token_id": PAD})()
+    settings = train._onpolicy(rkl, train.parse_variant(FD_RKL), tok)
+    assert settings == onpolicy.OnPolicy("student", 1.0, 1.0, 0, 1.0, MAX_NEW, 128, EOS, PAD, 1)
+    gkd = train._onpolicy(rkl, train.parse_variant(GKD), tok)
+    assert (gkd.sequences, gkd.fraction) == ("gold+student", 0.5)
+    assert train._onpolicy(rkl, train.parse_variant("forward_kd-lam0.5"), tok) is None
+    with pytest.raises(ValueError, match=r"sequences\.max_new_tokens"):
+        train._onpolicy(replace(rkl, sequences={}), train.parse_variant(FD_RKL), tok)
