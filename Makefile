@@ -29,6 +29,7 @@ artifact: $(STAMP)  ## results/artifact.tar.gz for artifact review (after mini-p
 bench: $(STAMP)  ## every benchmark; each prints one JSON line of ratios (docs/benchmarks.md)
 	$(VENV)/bin/python bench/loss_bench.py
 	$(VENV)/bin/python bench/store_bench.py
+	$(VENV)/bin/python bench/onpolicy_bench.py
 	$(VENV)/bin/python bench/decode_bench.py
 	$(VENV)/bin/python bench/teacher_gen_bench.py
 	$(VENV)/bin/python bench/dag_bench.py

@@ -224,6 +224,47 @@ def test_zero3_kd_from_a_teacher_store_matches_one_process(setup, tiny_model_dir
         torch.testing.assert_close(b[k], a[k], rtol=RTOL, atol=1e-6)
 
 
+def test_zero3_onpolicy_kd_matches_one_process(setup, tiny_model_dir):
+    """On-policy KD on two ZeRO-3 ranks: gkd at onpolicy_fraction 0.5 (gold steps and steps on
+    the student's samples). The ranks sample with synced_gpus, each sample seeded by its example
+    and epoch (sekd.onpolicy), and every rank takes the same on-policy steps, so the run matches
+    one process within RTOL: losses, gradient norms (1e-7 relative here), sample counts.
+
+    The weights too, but for the input embeddings only as a whole (relative norm): the JSD of
+    two random tiny models is ~0.002, its gradients small, and Adam's per-entry normalisation
+    turns the ZeRO-3 reduce-scatter's float32 rounding into relative differences of up to 3e-3
+    (2e-5 absolute) in a few entries with a near-zero gradient (5 of 12,800 observed; the
+    tensor's relative difference 7e-6)."""
+    root, teacher = setup
+    student = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
+    variant = make_variant("gkd", {**student, "jsd_beta": 0.5, "onpolicy_fraction": 0.5}).name
+
+    def job(name, **training):
+        job = _job(root, teacher, tiny_model_dir, name, **training)
+        return replace(job, variant=variant, sequences={"max_new_tokens": 12})
+
+    single = train.run(job("onpolicy-single"))
+    zero3 = train.run(job("onpolicy-zero3", deepspeed=str(CPU_CONFIG), nproc_per_node=2))
+    one, two = _steps(single, "loss"), _steps(zero3, "loss")
+    assert len(one) == len(two) == STEPS
+    assert [b for _, b in two] == pytest.approx([a for _, a in one], abs=1.01e-4)
+    norms = [v for _, v in _steps(single, "grad_norm")]
+    assert [v for _, v in _steps(zero3, "grad_norm")] == pytest.approx(norms, rel=RTOL)
+    fractions = [v for _, v in _steps(zero3, "onpolicy_fraction")]
+    assert fractions == [v for _, v in _steps(single, "onpolicy_fraction")]
+    assert 0 < sum(fractions) < STEPS  # both gold and on-policy steps
+    keep = ("steps", "onpolicy_steps", "samples", "empty_samples", "truncated_samples")
+    assert {k: zero3["onpolicy"][k] for k in keep} == {k: single["onpolicy"][k] for k in keep}
+    a, b = (
+        load_file(str(root / n / "model.safetensors"))
+        for n in ("onpolicy-single", "onpolicy-zero3")
+    )
+    for k in a:
+        assert torch.linalg.norm(b[k] - a[k]) <= RTOL * torch.linalg.norm(a[k]), k
+        if k != "model.embed_tokens.weight":
+            torch.testing.assert_close(b[k], a[k], rtol=RTOL, atol=1e-6)
+
+
 def test_accelerate_shim_is_inert_outside_torchrun(monkeypatch):
     from accelerate.state import PartialState
 

@@ -15,7 +15,8 @@ Compute (import torch and transformers at the top):
   (encode + collate), `trainer` (DistillTrainer.compute_loss -> losses.distill_loss),
   `checkpoints` (checkpoint/preemption protocol), `distributed` (torchrun/srun, the teacher's
   DeepSpeed engine), `train` (TrainJob, run), `teacher_store`, `teacher_outputs` (the teacher's
-  outputs for the training prompts), `sampling`, `store_fidelity`, `models`,
+  outputs for the training prompts), `sampling` (seeded, batch-independent samples), `onpolicy`
+  (the student's own samples during training), `store_fidelity`, `models`,
   `tokenizer`, `prompts`, `decode`, `score`, `comet`, `significance`; and the report side:
   `tables`, `figures`, `report`, `fidelity_report`, `archive`, `logs`.
 """

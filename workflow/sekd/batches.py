@@ -62,11 +62,14 @@ def encode_files(files: list[str], tokenizer, languages: dict, max_length: int) 
 class PadCollator:
     """Right-pad a batch of examples; labels are padded with -100. With a teacher store, the
     batch also gets the store's rows of its examples (`store_*` fields; examples carry their
-    position in the training set as "index")."""
+    position in the training set as "index"). With `prompt_fields` (on-policy runs,
+    sekd.onpolicy), it also gets ``example_index`` [B] (each example's "index") and
+    ``prompt_length`` [B] (its leading -100 labels: the prompt), int64."""
 
-    def __init__(self, pad_id: int, store=None):
+    def __init__(self, pad_id: int, store=None, prompt_fields: bool = False):
         self.pad_id = pad_id
         self.store = store
+        self.prompt_fields = prompt_fields
 
     def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(ex["input_ids"]) for ex in batch)
@@ -81,4 +84,24 @@ class PadCollator:
         }
         if self.store is not None:
             out.update(self.store.rows([ex["index"] for ex in batch]))
+        if self.prompt_fields:
+            out["example_index"] = torch.tensor([_index(ex) for ex in batch])
+            out["prompt_length"] = torch.tensor([prompt_length(ex["labels"]) for ex in batch])
         return out
+
+
+def _index(example: dict) -> int:
+    if "index" not in example:
+        raise KeyError(
+            'a training example without its position "index" (sekd.train._train sets it); '
+            "on-policy sampling seeds each sample by it"
+        )
+    return example["index"]
+
+
+def prompt_length(labels: list[int]) -> int:
+    """The prompt's length in an example: its leading -100 labels."""
+    n = 0
+    while n < len(labels) and labels[n] == -100:
+        n += 1
+    return n

@@ -6,6 +6,10 @@
   student), same data and hyper-parameters; the SFT'd teacher is frozen in eval mode and the loss
   is `sekd.losses.distill_loss` with the run's objective (sekd.trainer). The final checkpoint is
   kept. The fraction of hard tokens per logging interval is logged as ``hard_fraction``.
+* On-policy KD (objectives whose sequences end in "student"): the student samples its training
+  targets in the step (sekd.onpolicy, sekd.trainer), seeded by the run's seed, each example's
+  "index" and the epoch; the logs and the summary's ``onpolicy`` hold the realised on-policy
+  fraction, the share of step time spent sampling and the empty and truncated samples.
 
 Scale-out (docs/deepspeed.md): with ``training.deepspeed`` (a ZeRO-3 config) or more than one
 process, `run` starts ``torchrun ... -m sekd.train job.json`` (sekd.distributed) and every rank
@@ -43,7 +47,8 @@ from sekd.checkpoints import (
     prepare_checkpoints,
 )
 from sekd.distributed import PreemptedError
-from sekd.objectives import Objective, get_objective
+from sekd.objectives import OBJECTIVES, Objective, get_objective
+from sekd.onpolicy import OnPolicy
 from sekd.runs import RUNTIME_KEYS, from_resources, serves
 from sekd.teacher_store import TeacherStore
 from sekd.trainer import DistillTrainer
@@ -154,6 +159,8 @@ def _train(job: TrainJob) -> dict:
     set_seed(job.seed)
     tok = tokenizers.load(job.tokenizer_dir)
     train_set, valid_set = _datasets(job, tok, select_best)
+    for index, example in enumerate(train_set):
+        example["index"] = index  # its position: teacher store rows, on-policy sample seeds
     # Master weights in fp32; mixed precision (bf16 autocast) on GPUs, as DeepSpeed does.
     # Compatibility with results/tokenizer before any step (a named error, not an IndexError).
     models.check_tokenizer(
@@ -167,14 +174,17 @@ def _train(job: TrainJob) -> dict:
         sources["teacher"] = _teacher_source(job)
     _log_start(job, len(train_set), store)
     checkpoints, timer = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir), StepTimer()
+    sampling = _onpolicy(job, variant, tok)
     trainer = DistillTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=valid_set,
-        data_collator=PadCollator(tok.pad_token_id, store),
+        data_collator=PadCollator(tok.pad_token_id, store, prompt_fields=sampling is not None),
         variant=variant,
         teacher=teacher,
+        onpolicy=sampling,
+        step_timer=timer,
         callbacks=[checkpoints, timer],
     )
     checkpoints.install()
@@ -194,6 +204,32 @@ def _teacher_source(job: TrainJob) -> dict:
         return models.provenance(job.teacher_store or job.teacher_model)
     meta = teacher_outputs.read_meta(job.teacher_outputs)
     return {**meta["teacher"], "outputs": job.teacher_outputs}
+
+
+def _onpolicy(job: TrainJob, variant: Variant, tok) -> OnPolicy | None:
+    """The student's sampling settings of an on-policy run (sekd.onpolicy; None for the
+    others): the run name's student_* hyper-parameters and onpolicy_fraction, the config's
+    sequences.max_new_tokens and training.max_length, the tokenizer's EOS and padding."""
+    if not variant.student_sampling:
+        return None
+    if not job.sequences.get("max_new_tokens"):
+        raise ValueError(
+            f"{job.variant}: samples from the student but the job has no "
+            "sequences.max_new_tokens (the config's `sequences` section)"
+        )
+    s = variant.student_sampling
+    return OnPolicy(
+        sequences=OBJECTIVES[variant.objective].sequences,
+        fraction=variant.onpolicy_fraction,
+        temperature=float(s["student_temperature"]),
+        top_k=int(s["student_top_k"]),
+        top_p=float(s["student_top_p"]),
+        max_new_tokens=int(job.sequences["max_new_tokens"]),
+        max_length=int(job.training["max_length"]),
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        seed=job.seed,
+    )
 
 
 def _world_size() -> int:
@@ -317,9 +353,7 @@ def _teacher(
                 f"{store.mode} teacher store ({job.teacher_store}) cannot serve it"
             )
         store.check(train_set, vocab_size)
-        for index, example in enumerate(train_set):
-            example["index"] = index
-        return None, store
+        return None, store  # the examples carry their "index" (set in _train)
     if job.teacher_model is None:
         raise ValueError(f"objective {variant.objective!r} needs a teacher model")
     models.check_tokenizer(job.teacher_model, tok, job.teacher_key, None, job.trust_remote_code)
@@ -338,12 +372,15 @@ def _teacher(
 
 def _log_start(job: TrainJob, examples: int, store: TeacherStore | None) -> None:
     deepspeed = job.training.get("deepspeed")
+    teacher = f"store {job.teacher_store}" if store is not None else job.teacher_model
+    if job.teacher_outputs:  # the sequences it trains on (sekd.teacher_outputs)
+        teacher = f"{teacher or 'not loaded'}, teacher outputs {job.teacher_outputs}"
     log.info(
         "%s: %d training examples, base model %s, teacher %s, %d rank(s)%s%s",
         job.variant,
         examples,
         job.base_model,
-        f"store {job.teacher_store}" if store is not None else job.teacher_model,
+        teacher,
         _world_size(),
         f", DeepSpeed {deepspeed}" if deepspeed else "",
         f", resuming from {job.resume_from_checkpoint}" if job.resume_from_checkpoint else "",
@@ -355,8 +392,10 @@ def _summary(
 ) -> dict:
     """train_summary.json: the run, its steps, best checkpoint, log history, step times, and
     what was loaded (`models`: source, revision asked for, resolved commit or sha256; see
-    sekd.models.provenance)."""
+    sekd.models.provenance); for on-policy runs, `onpolicy`: the run's sampling totals
+    (`DistillTrainer.onpolicy_totals`, of this process's steps; a collective under torchrun)."""
     state = trainer.state
+    totals = trainer.onpolicy_totals()
     if timer.seconds:
         ordered = sorted(timer.seconds)
         log.info("median step time %.4f s over %d steps", ordered[len(ordered) // 2], len(ordered))
@@ -371,6 +410,7 @@ def _summary(
         "step_seconds": timer.seconds,  # of this process's steps (not those before a resume)
         "step_cpu_seconds": timer.cpu_seconds,
         "models": sources,
+        **({"onpolicy": totals} if totals is not None else {}),
     }
 
 

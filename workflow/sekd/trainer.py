@@ -2,28 +2,57 @@
 
 SFT minimises eq. 2; KD minimises `sekd.losses.distill_loss` with the run's objective (eqs. 3-10),
 against a frozen teacher run in every step or its stored outputs (sekd.teacher_store).
+
+Objectives whose sequences end in "student" (`sekd.objectives.SEQUENCE_SOURCES`) train on the
+student's own samples of the batch's prompts (sekd.onpolicy), drawn in the step itself:
+"student" in every step; "gold+student" in the optimizer steps `sekd.onpolicy.onpolicy_step`
+picks (probability onpolicy_fraction), else on the gold batch; "teacher+student" in every
+micro-batch as ½·(loss on the batch's own sequences) + ½·(loss on the student's samples).
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from transformers import Trainer
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
+from sekd import onpolicy
+from sekd.checkpoints import StepTimer
 from sekd.errors import NonFiniteError
 from sekd.losses import distill_loss, progressive_beta
+from sekd.objectives import get_objective
+from sekd.onpolicy import OnPolicy, OnPolicyStats
 from sekd.teacher_store import teacher_inputs
 from sekd.variants import Variant
+
+ONPOLICY_LOGS = ("onpolicy_fraction", "generation_share", "empty_samples", "truncated_samples")
 
 
 class DistillTrainer(Trainer):
     """`Trainer` whose loss is `distill_loss` (eq. 2 for SFT; eqs. 3-10 for KD). The teacher
     is a model run in every step, or its stored outputs arrive with the batch (`store_*`
     fields, sekd.teacher_store). Logs ``hard_fraction`` (tokens of the hard set, eqs. 7-9) and,
-    under a progressive schedule (Fig. 3), ``beta``."""
+    under a progressive schedule (Fig. 3), ``beta``.
 
-    def __init__(self, *args, variant: Variant, teacher=None, **kwargs):
+    On-policy objectives need `onpolicy` (sampling settings) and batches with ``example_index``
+    and ``prompt_length`` (`sekd.batches.PadCollator(prompt_fields=True)`); per logging
+    interval they log ``onpolicy_fraction`` (on-policy optimizer steps / steps),
+    ``generation_share`` (seconds sampling / seconds of the steps, from `step_timer`),
+    ``empty_samples`` and ``truncated_samples`` (summed over the ranks); `onpolicy_totals`
+    gives the run's."""
+
+    def __init__(
+        self,
+        *args,
+        variant: Variant,
+        teacher=None,
+        onpolicy: OnPolicy | None = None,
+        step_timer: StepTimer | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.variant = variant
         self.teacher = teacher
@@ -32,6 +61,21 @@ class DistillTrainer(Trainer):
         self._hard_tokens = 0
         self._tokens = 0
         self._last_beta = None
+        sequences = get_objective(variant.objective).sequences
+        if sequences.endswith("student") != (onpolicy is not None):
+            raise ValueError(
+                f"{variant.name}: sequences {sequences!r} "
+                + ("need on-policy sampling settings" if onpolicy is None else "sample nothing")
+            )
+        self.onpolicy = onpolicy
+        if onpolicy is not None and step_timer is None:
+            step_timer = StepTimer()
+            self.add_callback(step_timer)
+        self.step_timer = step_timer
+        self._interval = OnPolicyStats()  # since the last log
+        self._totals = OnPolicyStats()  # this process's run
+        self._timer_mark = 0  # step_timer.seconds logged so far
+        self._decision: tuple[int, bool] | None = None  # (global step, on-policy)
 
     def current_loss_kwargs(self) -> dict:
         """The objective's hyper-parameters at this step (β follows its schedule, Fig. 3)."""
@@ -60,9 +104,20 @@ class DistillTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Token-mean loss of one micro-batch: input_ids, attention_mask, labels [B, T]
-        (-100 on prompt and padding); position t predicts token t+1."""
-        labels = inputs["labels"][:, 1:]  # [B, T-1]
+        (-100 on prompt and padding); position t predicts token t+1. For on-policy objectives,
+        the weighted sum of the loss on each of `_sequences`' batches."""
         stored = {k: inputs.pop(k) for k in list(inputs) if k.startswith("store_")}
+        index, prompt_length = inputs.pop("example_index", None), inputs.pop("prompt_length", None)
+        loss = outputs = None
+        for weight, batch, on_policy in self._sequences(model, inputs, index, prompt_length):
+            part, outputs = self._loss(model, batch, {} if on_policy else stored, on_policy)
+            loss = weight * part if loss is None else loss + weight * part
+        return (loss, outputs) if return_outputs else loss
+
+    def _loss(self, model, inputs: dict, stored: dict, on_policy: bool):
+        """(loss, student outputs) of `distill_loss` on one batch (input_ids, attention_mask,
+        labels [B, T]); `on_policy`: the batch holds the student's samples."""
+        labels = inputs["labels"][:, 1:]  # [B, T-1]
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         loss_kwargs = self.current_loss_kwargs()
         self._last_beta = loss_kwargs.get("beta")
@@ -72,6 +127,8 @@ class DistillTrainer(Trainer):
         if teacher is not None and not stored and not torch.isfinite(teacher).all():
             # an all -inf teacher row would even give a finite loss on the chunked path
             raise NonFiniteError(self.non_finite_message("the teacher's logits hold NaN or inf"))
+        if self.onpolicy is not None:
+            loss_kwargs["on_policy"] = on_policy
         result = distill_loss(
             outputs.logits[:, :-1],  # [B, T-1, V]
             teacher,
@@ -85,7 +142,63 @@ class DistillTrainer(Trainer):
         if model.training and result.hard_mask is not None:
             self._hard_tokens += int(result.hard_mask.sum())
             self._tokens += result.num_tokens
-        return (result.loss, outputs) if return_outputs else result.loss
+        return result.loss, outputs
+
+    def _sequences(
+        self, model, inputs: dict, index: torch.Tensor | None, prompt_length: torch.Tensor | None
+    ) -> list[tuple[float, dict, bool]]:
+        """The micro-batch's batches as (weight, batch, on_policy): the gold (or teacher) batch
+        itself, the student's samples of its prompts, or both halved ("teacher+student")."""
+        if self.onpolicy is None or not self._onpolicy_now(model.training):
+            return [(1.0, inputs, False)]
+        if index is None or prompt_length is None:
+            raise ValueError(
+                f"{self.variant.name}: on-policy batches need example_index and prompt_length "
+                "(sekd.batches.PadCollator(prompt_fields=True))"
+            )
+        student = self._student_batch(model, inputs["input_ids"], index, prompt_length)
+        if self.onpolicy.sequences == "teacher+student":
+            return [(0.5, inputs, False), (0.5, student, True)]
+        return [(1.0, student, True)]
+
+    def _onpolicy_now(self, training: bool) -> bool:
+        """Whether this optimizer step trains on student samples (`sekd.onpolicy.onpolicy_step`,
+        decided once per step and counted while training)."""
+        step = self.state.global_step
+        if self._decision is None or self._decision[0] != step:
+            on = onpolicy.onpolicy_step(self.onpolicy.seed, step, self.onpolicy.fraction)
+            self._decision = (step, on)
+            if training:
+                for stats in (self._interval, self._totals):
+                    stats.steps += 1
+                    stats.onpolicy_steps += on
+        return self._decision[1]
+
+    def _student_batch(
+        self, model, input_ids: torch.Tensor, index: torch.Tensor, prompt_length: torch.Tensor
+    ) -> dict:
+        """The student's samples of the prompts of `input_ids` [B, T] (prompt_length [B]),
+        seeded by example `index` [B] and epoch, repacked on the batch's device."""
+        prompts = onpolicy.prompts_of(input_ids, prompt_length)
+        seeds = onpolicy.sample_seeds(
+            self.onpolicy.seed, index.tolist(), onpolicy.epoch_of(self.state.epoch)
+        )
+        start = time.perf_counter()
+        repacked = onpolicy.draw(
+            self.accelerator.unwrap_model(model),
+            prompts,
+            seeds,
+            self.onpolicy,
+            synced_gpus=is_deepspeed_zero3_enabled(),
+        )
+        seconds = time.perf_counter() - start
+        if model.training:
+            for stats in (self._interval, self._totals):
+                stats.samples += len(prompts)
+                stats.empty_samples += repacked.empty
+                stats.truncated_samples += repacked.truncated
+                stats.generation_seconds += seconds
+        return {k: v.to(input_ids.device) for k, v in repacked.batch.items()}
 
     def non_finite_message(self, culprit: str) -> str:
         """Why training stops: the step (1-based, counting optimizer steps), the run, the model."""
@@ -101,7 +214,40 @@ class DistillTrainer(Trainer):
             self._hard_tokens = self._tokens = 0
         if self.variant.beta_schedule is not None and "loss" in logs:
             logs["beta"] = round(self._last_beta, 4)  # β of the last step's loss
+        if self.onpolicy is not None and "loss" in logs:  # every rank logs here (collective)
+            seconds = self.step_timer.seconds
+            self._interval.step_seconds = sum(seconds[self._timer_mark :])
+            self._timer_mark = len(seconds)
+            report = self._reduced(self._interval).report()
+            self._interval = OnPolicyStats()
+            for key in ONPOLICY_LOGS:
+                logs[key] = report[key]
         super().log(logs, start_time)
+
+    def onpolicy_totals(self) -> dict | None:
+        """The run's on-policy counters summed over the ranks (`OnPolicyStats.report`), of this
+        process's steps (not those before a resume); None for other objectives. Collective: every
+        rank calls it."""
+        if self.onpolicy is None:
+            return None
+        self._totals.step_seconds = sum(self.step_timer.seconds)
+        return self._reduced(self._totals).report()
+
+    def _reduced(self, stats: OnPolicyStats) -> OnPolicyStats:
+        """`stats` with the sample counts and seconds summed over the ranks (the step counts
+        are the same on every rank)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return stats
+        keys = ("samples", "empty_samples", "truncated_samples")
+        keys += ("generation_seconds", "step_seconds")
+        values = torch.tensor(
+            [float(getattr(stats, k)) for k in keys], dtype=torch.float64, device=self.args.device
+        )
+        torch.distributed.all_reduce(values)
+        out = OnPolicyStats(steps=stats.steps, onpolicy_steps=stats.onpolicy_steps)
+        for key, value in zip(keys, values.tolist(), strict=True):
+            setattr(out, key, value if key.endswith("seconds") else int(value))
+        return out
 
 
 def _culprit(student: torch.Tensor, teacher: torch.Tensor | None, stored: dict) -> str:

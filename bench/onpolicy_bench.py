@@ -1,0 +1,148 @@
+"""KD step time on the student's own samples (on-policy) vs on the gold batch (off-policy), at the
+1/8-scale sizes of bench/store_bench.py, through the real training code (sekd.train.run).
+
+    .venv/bin/python bench/onpolicy_bench.py [--steps 6] [--rounds 2] [--max-new-tokens 64]
+
+Models, tokenizer and data as bench/store_bench.py (imported from it): Llama-1 7B (student) and
+13B (teacher) shrunk by `--scale` (default 1/8: student 4 layers x 512, teacher 5 x 640, V =
+4000), ALMA de-en pairs of 8-30 words. Two KD jobs on the same examples, teacher online: the
+off-policy `forward_kd` (gold batches) and the on-policy `fd_rkl` (every optimizer step samples
+one continuation per prompt from the current student, seeded; sekd.onpolicy), interleaved for
+`--rounds` rounds. Step time = the median over all rounds of an optimizer step's wall time
+(sekd.checkpoints' StepTimer; two warm-up steps dropped per run); `generation_share` = the
+on-policy runs' seconds spent sampling / seconds of their steps (train_summary.json's
+`onpolicy`). The students are random: their samples rarely stop at EOS, so nearly every sample
+runs to `--max-new-tokens` (the worst case; `truncated_samples` says how many did). Prints one
+JSON line with `step_time_onpolicy_vs_offpolicy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+
+from store_bench import LANGUAGES, LLAMA_7B, LLAMA_13B, params, records, shrink, steps
+
+from sekd import data, models, prompts, train
+from sekd import tokenizer as tokenizers
+from sekd.variants import make_variant
+
+STUDENT_SAMPLING = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--scale", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    torch.manual_seed(0)
+    recs = records(args.steps * args.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        texts = [
+            prompts.build_prompt(r["source"], r["direction"], LANGUAGES) + r["target"]
+            for r in records(2000)
+        ]
+        tok = tokenizers.train_bpe(texts, vocab_size=32000 // args.scale, min_frequency=2)
+        student = models.build_tiny_llama(shrink(LLAMA_7B, args.scale), tok, seed=0)
+        teacher = models.build_tiny_llama(shrink(LLAMA_13B, args.scale), tok, seed=1)
+        sizes = {"student_params": params(student), "teacher_params": params(teacher)}
+        models.save(student, tok, root / "student")
+        models.save(teacher, tok, root / "teacher")
+        data.write_jsonl(recs, root / "train.jsonl")
+        training = {
+            "epochs": 1,
+            "batch_size": args.batch_size,
+            "per_device_batch_size": args.batch_size,
+            "learning_rate": 1e-4,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+            "weight_decay": 0.0,
+            "max_length": 256,
+            "eval_steps": None,
+            "logging_steps": 1000,
+            "select_best_sft": False,
+            "save_steps": None,
+            "deepspeed": None,
+            "nproc_per_node": None,
+        }
+        variants = {
+            "offpolicy": make_variant("forward_kd", {"lam": 0.5}).name,
+            "onpolicy": make_variant("fd_rkl", STUDENT_SAMPLING).name,
+        }
+
+        def job(name: str, variant: str) -> train.TrainJob:
+            return train.TrainJob(
+                variant=variant,
+                base_model=str(root / "student"),
+                tokenizer_dir=str(root / "student"),
+                train_files=[str(root / "train.jsonl")],
+                out_dir=str(root / name),
+                checkpoint_dir=str(root / f"{name}-checkpoints"),
+                languages=LANGUAGES,
+                training=training,
+                seed=1,
+                threads=args.threads,
+                teacher_model=str(root / "teacher"),
+                sequences={"max_new_tokens": args.max_new_tokens},
+            )
+
+        wall = {mode: [] for mode in variants}
+        cpu = {mode: [] for mode in variants}
+        sampled = {"generation_seconds": 0.0, "step_seconds": 0.0, "samples": 0, "truncated": 0}
+        for r in range(args.rounds):  # interleaved, so that drifts of a shared machine even out
+            for mode, variant in variants.items():
+                summary = train.run(job(f"{mode}-{r}", variant))
+                wall[mode] += steps(summary, "step_seconds")
+                cpu[mode] += steps(summary, "step_cpu_seconds")
+                if mode == "onpolicy":
+                    totals = summary["onpolicy"]
+                    sampled["generation_seconds"] += totals["generation_seconds"]
+                    sampled["step_seconds"] += totals["step_seconds"]
+                    sampled["samples"] += totals["samples"]
+                    sampled["truncated"] += totals["truncated_samples"]
+        med = {mode: statistics.median(v) for mode, v in wall.items()}
+        med_cpu = {mode: statistics.median(v) for mode, v in cpu.items()}
+    print(
+        json.dumps(
+            {
+                "bench": "onpolicy",
+                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+                "threads": args.threads,
+                "scale": f"1/{args.scale} of Llama 7B (student) and 13B (teacher)",
+                **sizes,
+                "vocab_size": len(tok),
+                "steps": args.steps,
+                "batch_size": args.batch_size,
+                "rounds": args.rounds,
+                "max_new_tokens": args.max_new_tokens,
+                "variants": variants,
+                "step_seconds": {m: round(v, 4) for m, v in med.items()},
+                "step_cpu_seconds": {m: round(v, 4) for m, v in med_cpu.items()},
+                "step_time_onpolicy_vs_offpolicy": round(med["onpolicy"] / med["offpolicy"], 3),
+                "step_cpu_time_onpolicy_vs_offpolicy": round(
+                    med_cpu["onpolicy"] / med_cpu["offpolicy"], 3
+                ),
+                "generation_share": round(
+                    sampled["generation_seconds"] / sampled["step_seconds"], 3
+                ),
+                "samples": sampled["samples"],
+                "truncated_samples": sampled["truncated"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
