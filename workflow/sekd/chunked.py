@@ -407,12 +407,14 @@ def chunked_distill(
     num_hard: Callable[[int], int] | None,
     chunk_size: int,
     d_offset: Tensor | None = None,
+    hard: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(mean loss, loss sum, hard [N] | None, d [N] | None) of the objective of kernel `obj` on
     the tokens where `mask` [B,T] is True (row-major order), `targets` [N] their labels. The
     arguments are assumed validated (`sekd.losses.distill_loss`). `num_hard(N)` is the number of
     hard tokens of sekd_topk; `d_offset` [N] (fp32) is added to d of the self-evolution
-    objectives (see `sekd.losses._self_evolution`)."""
+    objectives (see `sekd.losses._self_evolution`). `hard` [N] (bool, top-k kernels): the hard
+    tokens chosen beforehand; the first pass is then skipped and `num_hard` unused."""
     V = student.shape[-1]
     n = targets.numel()
     dev = student.device
@@ -457,7 +459,10 @@ def chunked_distill(
         if obj.teacher == "target":
             hard_all = torch.zeros(n, dtype=torch.bool, device=dev)
             d_all = torch.zeros(n, dtype=torch.float32, device=dev)
-        if obj.topk:  # a first pass: d of every token, then the top-k of the batch
+        given_hard = obj.topk and hard is not None
+        if given_hard:  # chosen beforehand: d comes with the loss pass
+            hard_all.copy_(hard)
+        elif obj.topk:  # a first pass: d of every token, then the top-k of the batch
             for span in spans:
                 d_all[span[0] : span[1]] = _difficulty(load(*span))
             hard_all[torch.topk(d_all, num_hard(n)).indices] = True
@@ -471,11 +476,11 @@ def chunked_distill(
             g_rows = _Rows(grad, V)
         per_token = torch.empty(n, dtype=torch.float32, device=dev)
         for i, j, b, t in spans:
-            given = (hard_all[i:j], d_all[i:j]) if obj.topk else ()
-            loss, ds, hard, d = obj.kernel(load(i, j, b, t), h, *given)
+            given = (hard_all[i:j], None if given_hard else d_all[i:j]) if obj.topk else ()
+            loss, ds, chunk_hard, d = obj.kernel(load(i, j, b, t), h, *given)
             per_token[i:j] = loss
-            if hard is not None and not obj.topk:
-                hard_all[i:j], d_all[i:j] = hard, d
+            if chunk_hard is not None and (given_hard or not obj.topk):
+                hard_all[i:j], d_all[i:j] = chunk_hard, d
             if g_rows is not None:
                 if contiguous:
                     g_rows.span(b, t, j - i).copy_(ds)

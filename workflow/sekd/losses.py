@@ -268,16 +268,20 @@ def _sekd_topk(
     beta: float,
     top_k_percent: float,
     d_offset=None,
+    hard: Tensor | None = None,
     **_,
 ) -> PerToken:
     """§5.2.1: the k = ⌈K/100·N⌉ tokens of the batch with the largest d are hard; ties are
-    broken as torch.topk breaks them."""
+    broken as torch.topk breaks them. `hard` [n] (bool): the hard tokens chosen beforehand
+    (a pool larger than this batch: sekd.pool), used instead of the batch's top-k."""
     k = _topk_count(top_k_percent, labels.numel())
 
     def select(d: Tensor) -> Tensor:
-        hard = torch.zeros_like(d, dtype=torch.bool)
-        hard[torch.topk(d, k).indices] = True
-        return hard
+        if hard is not None:
+            return hard
+        top = torch.zeros_like(d, dtype=torch.bool)
+        top[torch.topk(d, k).indices] = True
+        return top
 
     return _self_evolution(log_q, log_p, labels, lam, beta, select, d_offset)
 
@@ -459,6 +463,7 @@ def distill_loss(
     difficulty_offset: Tensor | None = None,
     jsd_beta: float = 0.5,
     on_policy: bool = False,
+    hard_mask: Tensor | None = None,
 ) -> DistillOutput:
     """The `objective` loss of student logits [B,T,V] against teacher logits [B,T,V_t] and
     labels [B,T] (-100 ignored), averaged over the non-ignored tokens. The teacher logits may be
@@ -478,7 +483,12 @@ def distill_loss(
     `difficulty_offset` [B,T]: a per-token constant added to d (eq. 5) of the self-evolution
     objectives (noevo_kd, skew_kd, sekd, sekd_topk), hence to their hard/easy split and to the
     loss value of the tokens whose loss is KL(ỹ||q); it changes no gradient directly and is
-    ignored by the other objectives. `sekd.teacher_store` sets it for a sampled teacher."""
+    ignored by the other objectives. `sekd.teacher_store` sets it for a sampled teacher.
+
+    `hard_mask` [B,T] (bool, sekd_topk only): the hard tokens, chosen beforehand from a pool
+    larger than this batch (run option ``pool=optimizer_batch``, sekd.pool); None (default):
+    the top-k of this batch. Its non-ignored entries are used as given (the ignored ones must
+    be False)."""
     declaration = get_objective(objective)
     fn = reference_loss(objective)  # an error for an objective without one, on either path
     _check_hparams(declaration, lam, beta, gamma, top_k_percent, jsd_beta, on_policy)
@@ -496,6 +506,7 @@ def distill_loss(
                 f"{tuple(labels.shape)}"
             )
         d_offset = difficulty_offset.detach()[mask].float()
+    hard_given = _given_hard(objective, hard_mask, mask)
 
     n = targets.numel()
     kernel = kernel_of(objective)
@@ -514,6 +525,7 @@ def distill_loss(
             if chunk_size == "auto"
             else chunk_size,
             d_offset=d_offset,
+            hard=hard_given,
         )
     else:  # the reference: autograd through fp32 [N, V] log-probabilities
         log_q = student_logits[mask].float().log_softmax(-1)
@@ -531,6 +543,7 @@ def distill_loss(
             jsd_beta=jsd_beta,
             on_policy=on_policy,
             d_offset=d_offset,
+            **({} if hard_given is None else {"hard": hard_given}),
         )
         loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients
         loss = loss_sum / max(n, 1)
@@ -541,6 +554,23 @@ def distill_loss(
         hard_mask=_scatter(hard, mask),
         difficulty=_scatter(d, mask),
     )
+
+
+def _given_hard(objective: str, hard_mask: Tensor | None, mask: Tensor) -> Tensor | None:
+    """The hard tokens [N] of `hard_mask` [B,T] on the non-ignored positions `mask`, checked;
+    None if not given."""
+    if hard_mask is None:
+        return None
+    if objective != "sekd_topk":
+        raise ValueError(f"hard_mask is for objective 'sekd_topk', not {objective!r}")
+    if hard_mask.shape != mask.shape or hard_mask.dtype != torch.bool:
+        raise ValueError(
+            f"hard_mask must be bool [B,T] like labels {tuple(mask.shape)}; got "
+            f"{hard_mask.dtype} {tuple(hard_mask.shape)}"
+        )
+    if (hard_mask & ~mask).any():
+        raise ValueError("hard_mask marks ignored tokens (label -100) as hard")
+    return hard_mask.to(mask.device)[mask]
 
 
 def distill_loss_reference(*args, **kwargs) -> DistillOutput:

@@ -8,10 +8,23 @@ student's own samples of the batch's prompts (sekd.onpolicy), drawn in the step 
 "student" in every step; "gold+student" in the optimizer steps `sekd.onpolicy.onpolicy_step`
 picks (probability onpolicy_fraction), else on the gold batch; "teacher+student" in every
 micro-batch as ½·(loss on the batch's own sequences) + ½·(loss on the student's samples).
+
+Two run options make "the batch" the optimizer batch (every accumulation step and rank) instead
+of one micro-batch (sekd.pool; the step's micro-batches are the ones the Trainer prefetches in
+`get_batch_samples`):
+- ``norm=optimizer_batch`` (kd.normalisation): the loss is Σ(per-token losses of the step) / N,
+  N the step's trained tokens (eqs. 1, 9 taken literally); each micro-batch returns
+  loss_sum · G · W / N, which the Trainer's 1/G (accumulation) and the ranks' gradient mean (W)
+  turn into that. Off-policy objectives only: on-policy steps draw their sequences, hence N,
+  in the step (a named error).
+- ``pool=optimizer_batch`` (kd.topk_pool, sekd_topk): the hard tokens are the ⌈K%·N⌉ of the
+  step with the largest d, found by a no-grad pre-pass (student and teacher forward) over the
+  step's micro-batches at its first one: those steps cost one more forward of both models.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -19,7 +32,7 @@ import torch
 from transformers import Trainer
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
-from sekd import onpolicy
+from sekd import onpolicy, pool
 from sekd.checkpoints import StepTimer
 from sekd.errors import NonFiniteError
 from sekd.losses import distill_loss, progressive_beta
@@ -27,6 +40,8 @@ from sekd.objectives import get_objective
 from sekd.onpolicy import OnPolicy, OnPolicyStats
 from sekd.teacher_store import teacher_inputs
 from sekd.variants import Variant
+
+log = logging.getLogger("sekd.trainer")
 
 ONPOLICY_LOGS = ("onpolicy_fraction", "generation_share", "empty_samples", "truncated_samples")
 
@@ -76,6 +91,24 @@ class DistillTrainer(Trainer):
         self._totals = OnPolicyStats()  # this process's run
         self._timer_mark = 0  # step_timer.seconds logged so far
         self._decision: tuple[int, bool] | None = None  # (global step, on-policy)
+        self._norm_step = variant.option("norm") == "optimizer_batch"
+        self._pool_step = variant.option("pool") == "optimizer_batch"
+        if self._norm_step and onpolicy is not None:
+            raise ValueError(
+                f"{variant.name}: kd.normalisation=optimizer_batch is for objectives trained on "
+                "fixed sequences; this one samples its sequences in the step (on-policy), so "
+                "the step's token count is not known beforehand"
+            )
+        if self._pool_step:
+            log.info(
+                "%s: top-K%% pool over the optimizer batch: one extra no-grad forward of the "
+                "student and the teacher per micro-batch",
+                variant.name,
+            )
+        self._step_batches: list[dict] = []  # the optimizer step's micro-batches (prefetched)
+        self._step_tokens = 0  # N of the step, all ranks (norm=optimizer_batch)
+        self._micro = 0  # micro-batches of the step computed so far
+        self._step_hard: list[torch.Tensor] | None = None  # pool=optimizer_batch, [B, T-1] each
 
     def current_loss_kwargs(self) -> dict:
         """The objective's hyper-parameters at this step (β follows its schedule, Fig. 3)."""
@@ -102,21 +135,88 @@ class DistillTrainer(Trainer):
             ).logits
         return logits[:, :-1], None
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The Trainer's prefetch of an optimizer step's micro-batches, kept for the run options
+        that pool the step (``norm``, ``pool``: sekd.pool); N counted when ``norm`` asks."""
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self._norm_step or self._pool_step:
+            self._step_batches, self._micro, self._step_hard = batches, 0, None
+            if self._norm_step:
+                self._step_tokens = pool.step_tokens(batches, self.args.device)
+        return batches, num_items
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Token-mean loss of one micro-batch: input_ids, attention_mask, labels [B, T]
         (-100 on prompt and padding); position t predicts token t+1. For on-policy objectives,
-        the weighted sum of the loss on each of `_sequences`' batches."""
+        the weighted sum of the loss on each of `_sequences`' batches. Under
+        ``norm=optimizer_batch`` (training): loss_sum · G · W / N of the step (module doc)."""
         stored = {k: inputs.pop(k) for k in list(inputs) if k.startswith("store_")}
         index, prompt_length = inputs.pop("example_index", None), inputs.pop("prompt_length", None)
+        hard = self._pooled_hard(model) if self._pool_step and model.training else None
+        step_norm = self._norm_step and model.training
+        if self._norm_step or self._pool_step:
+            self._micro += model.training
         loss = outputs = None
         for weight, batch, on_policy in self._sequences(model, inputs, index, prompt_length):
-            part, outputs = self._loss(model, batch, {} if on_policy else stored, on_policy)
+            result, outputs = self._loss(model, batch, {} if on_policy else stored, on_policy, hard)
+            part = self._step_normalised(result.loss_sum) if step_norm else result.loss
             loss = weight * part if loss is None else loss + weight * part
         return (loss, outputs) if return_outputs else loss
 
-    def _loss(self, model, inputs: dict, stored: dict, on_policy: bool):
-        """(loss, student outputs) of `distill_loss` on one batch (input_ids, attention_mask,
-        labels [B, T]); `on_policy`: the batch holds the student's samples."""
+    def _step_normalised(self, loss_sum: torch.Tensor) -> torch.Tensor:
+        """loss_sum · G · W / N: after the Trainer's 1/G and the W ranks' gradient mean, the
+        step's gradient is that of Σ(per-token losses of the step) / N."""
+        scale = self.current_gradient_accumulation_steps * self.accelerator.num_processes
+        return loss_sum * (scale / max(self._step_tokens, 1))
+
+    def _pooled_hard(self, model) -> torch.Tensor:
+        """This micro-batch's hard tokens [B, T-1] under ``pool=optimizer_batch``: at the step's
+        first micro-batch, d of every token of the step (a no-grad pre-pass, every rank) and the
+        step's top-k (sekd.pool.select_hard)."""
+        if self._step_hard is None:
+            d_parts, labels = [], []
+            for batch in self._step_batches:
+                d, shifted = self._difficulty(model, self._prepare_inputs(batch))
+                d_parts.append(d[shifted != -100])
+                labels.append(batch["labels"])
+            k = self.current_loss_kwargs()["top_k_percent"]
+            chosen = pool.select_hard(d_parts, k)
+            self._step_hard = [pool.on_grid(y, h) for y, h in zip(labels, chosen, strict=True)]
+        if self._micro >= len(self._step_hard):
+            raise RuntimeError(
+                f"{self.variant.name}: more micro-batches than the step's prefetched "
+                f"{len(self._step_hard)}"
+            )
+        return self._step_hard[self._micro]
+
+    def _difficulty(self, model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(d [B, T-1] as `distill_loss` computes it for this run, shifted labels [B, T-1]) of
+        one micro-batch, without gradients."""
+        stored = {k: inputs.pop(k) for k in list(inputs) if k.startswith("store_")}
+        labels = inputs["labels"][:, 1:]
+        with torch.no_grad():
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            logits = logits.logits
+            loss_kwargs = self.current_loss_kwargs()
+            teacher, offset = self.teacher_logits(
+                stored, inputs, labels, logits.shape[-1], loss_kwargs.get("lam")
+            )
+            result = distill_loss(
+                logits[:, :-1],
+                teacher,
+                labels,
+                self.variant.objective,
+                difficulty_offset=offset,
+                **loss_kwargs,
+            )
+        return result.difficulty, labels
+
+    def _loss(
+        self, model, inputs: dict, stored: dict, on_policy: bool, hard: torch.Tensor | None = None
+    ):
+        """(DistillOutput, student outputs) of `distill_loss` on one batch (input_ids,
+        attention_mask, labels [B, T]); `on_policy`: the batch holds the student's samples;
+        `hard` [B, T-1]: sekd_topk's hard tokens chosen beforehand (pool=optimizer_batch)."""
         labels = inputs["labels"][:, 1:]  # [B, T-1]
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         loss_kwargs = self.current_loss_kwargs()
@@ -129,6 +229,8 @@ class DistillTrainer(Trainer):
             raise NonFiniteError(self.non_finite_message("the teacher's logits hold NaN or inf"))
         if self.onpolicy is not None:
             loss_kwargs["on_policy"] = on_policy
+        if hard is not None:
+            loss_kwargs["hard_mask"] = hard.to(labels.device)
         result = distill_loss(
             outputs.logits[:, :-1],  # [B, T-1, V]
             teacher,
@@ -142,7 +244,7 @@ class DistillTrainer(Trainer):
         if model.training and result.hard_mask is not None:
             self._hard_tokens += int(result.hard_mask.sum())
             self._tokens += result.num_tokens
-        return result.loss, outputs
+        return result, outputs
 
     def _sequences(
         self, model, inputs: dict, index: torch.Tensor | None, prompt_length: torch.Tensor | None
