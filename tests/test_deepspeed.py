@@ -349,3 +349,29 @@ def test_processes_per_node():
     assert distributed.processes_per_node(None, gpus=8) == 8
     assert distributed.processes_per_node(None, gpus=16, nnodes=2) == 8
     assert distributed.processes_per_node(4, gpus=8) == 4
+
+
+def test_zero3_pooled_step_options_match_one_process(setup, tiny_model_dir):
+    """sekd_topk with norm=optimizer_batch and pool=optimizer_batch on two ZeRO-3 ranks: N of
+    the step is summed over the ranks and the top-k pool gathered from them (sekd.pool), so the
+    run matches one process with the same global batch (2 x 2 accumulation) within RTOL."""
+    root, teacher = setup
+    options = {"norm": "optimizer_batch", "pool": "optimizer_batch"}
+    variant = make_variant("sekd_topk", KD, options).name
+
+    def job(name, **training):
+        job = _job(root, teacher, tiny_model_dir, name, epochs=1, **training)
+        return replace(job, variant=variant)
+
+    single = train.run(job("pooled-single"))
+    zero3 = train.run(job("pooled-zero3", deepspeed=str(CPU_CONFIG), nproc_per_node=2))
+    one, two = _steps(single, "loss"), _steps(zero3, "loss")
+    assert len(one) == len(two) == STEPS // 3
+    assert [b for _, b in two] == pytest.approx([a for _, a in one], abs=1.01e-4)
+    norms = [v for _, v in _steps(single, "grad_norm")]
+    assert [v for _, v in _steps(zero3, "grad_norm")] == pytest.approx(norms, rel=RTOL)
+    a, b = (
+        load_file(str(root / n / "model.safetensors")) for n in ("pooled-single", "pooled-zero3")
+    )
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=RTOL, atol=1e-6)
