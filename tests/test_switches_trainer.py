@@ -9,11 +9,12 @@ import pytest
 import torch
 from conftest import tiny_job
 from safetensors.torch import load_file
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 
 from sekd import data, models, pool, train, trainer
 from sekd.losses import _topk_count, distill_loss
-from sekd.variants import make_variant
+from sekd.onpolicy import OnPolicy
+from sekd.variants import Variant, make_variant, parse_variant
 
 LAM = 0.5
 FORWARD = {"lam": LAM}
@@ -194,16 +195,20 @@ def test_norm_optimizer_batch_is_the_step_sum_over_its_tokens(setup, tiny_model_
     assert gap.norm() > 1e-3 * flat.norm()  # the two normalisations give different gradients
 
 
-def test_norm_optimizer_batch_refuses_onpolicy_objectives(setup, tiny_model_dir):
+def test_norm_optimizer_batch_is_for_offpolicy_objectives(tmp_path, tiny_model_dir):
+    """An on-policy objective's step samples its tokens in the step: the option is dropped from
+    its runs (name unchanged), refused in a run name, and refused by the trainer."""
     sampling = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
-    name = make_variant("fd_rkl", sampling, {"norm": "optimizer_batch"}).name
-    root, teacher = setup
-    job = tiny_job(
-        root / "rkl", tiny_model_dir, root / "train.jsonl", variant=name, teacher=teacher,
-        training={"epochs": 1}, sequences={"max_new_tokens": 4},
-    )  # fmt: skip
+    plain = make_variant("fd_rkl", sampling)
+    assert make_variant("fd_rkl", sampling, {"norm": "optimizer_batch"}) == plain
+    with pytest.raises(ValueError, match="not canonical"):
+        parse_variant(plain.name + "-norm.optimizer_batch")
+    forced = Variant(plain.objective, plain.hparams, {"norm": "optimizer_batch"})
+    settings = OnPolicy("student", 1.0, 1.0, 0, 1.0, 4, 128, 2, 0, 1)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    model = models.load_causal_lm(str(tiny_model_dir), "float32", False, None)
     with pytest.raises(ValueError, match=r"kd\.normalisation=optimizer_batch.*on-policy"):
-        train.run(job)
+        trainer.DistillTrainer(model=model, args=args, variant=forced, onpolicy=settings)
 
 
 def _steps_of(calls: list, steps: list[list[dict]]) -> list[list]:

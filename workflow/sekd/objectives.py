@@ -162,6 +162,8 @@ class RunOption:
     objectives: tuple[str, ...] | None  # the objectives it affects; None = every KD objective
     description: str
     scheduled_only: bool = False  # only runs with a progressive β (Fig. 3)
+    # not the objectives that sample their sequences from the student in the step (on-policy)
+    offpolicy_only: bool = False
 
     def __post_init__(self) -> None:
         for word in (self.name, *self.values):
@@ -175,6 +177,8 @@ class RunOption:
     def applies_to(self, objective: str, scheduled: bool = False) -> bool:
         """Whether runs of `objective` (with a β schedule or not) read this option."""
         if self.scheduled_only and not scheduled:
+            return False
+        if self.offpolicy_only and OBJECTIVES[objective].sequences.endswith("student"):
             return False
         return self.objectives is None or objective in self.objectives
 
@@ -220,7 +224,9 @@ RUN_OPTIONS: dict[str, RunOption] = {
             ("micro_batch", "optimizer_batch"),
             None,
             "the 1/N of eqs. 1 and 9: the tokens of each micro-batch, averaged over accumulation "
-            "and ranks (default), or the tokens of the whole optimizer batch",
+            "and ranks (default), or the tokens of the whole optimizer batch (off-policy "
+            "objectives: an on-policy step's tokens are sampled in the step)",
+            offpolicy_only=True,
         ),
     ]
 }
