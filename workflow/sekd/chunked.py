@@ -23,9 +23,11 @@ m = βq + (1-β)t the skewed proxy, so ∂log m_v/∂ℓ_v = β·q_v/m_v):
     KL(t||m)            g = -t·β·q/m                      (eqs. 6-7 with t = ỹ, eq. 10 with t = p)
     KL(q||p)            g_v = q_v·(log q_v - log p_v + 1)  (reverse KD)
 
-weighted (1-λ) and λ as in `sekd.losses`. The difficulty d = KL(ỹ||q), the hard/easy split and
-the teacher carry no gradient. sekd_topk first runs a gradient-free chunked pass computing d for
-every token (O(N) memory), takes the top-k of the whole batch, then runs the loss pass.
+weighted (1-λ) and λ as in `sekd.losses`. The difficulty d = KL(ỹ||q) (or, with
+difficulty="cross_entropy", CE(ỹ, q) = -Σ ỹ log q), the hard/easy split and the teacher carry no
+gradient. sekd_topk first runs a gradient-free chunked pass computing d for every token (O(N)
+memory), takes the top-k of the whole batch, then runs the loss pass (no first pass with
+hard_tokens="all": every token is hard).
 
 Numerics (equal to the reference up to fp32 rounding; tests/test_losses_chunked.py):
 - Logs are kept in base 2 internally (torch's exp2 is ~3x faster than exp on CPU); log values
@@ -144,6 +146,8 @@ class Hyper:
     gamma: float
     scale: float  # 1/N: the gradient is that of the mean over the batch's tokens
     want_grad: bool
+    difficulty: str = "kl"  # d of sekd/sekd_topk: "kl" or "cross_entropy" (sekd.losses)
+    all_hard: bool = False  # hard_tokens="all": every token of sekd/sekd_topk is hard
 
 
 # A kernel: (chunk, hyper, hard [c] | None, d [c] | None) -> (loss [c], ∂(mean loss)/∂s [c, V]
@@ -252,19 +256,39 @@ def _label_target(ch: Chunk, lam: float) -> None:
     ch.t.scatter_(-1, ch.y, at_label.exp2())
 
 
-def _difficulty(ch: Chunk) -> Tensor:
-    """d = KL(ỹ||q) per row (eq. 5), plus the chunk's d_offset if any."""
+def _target_kl(ch: Chunk) -> Tensor:
+    """KL(ỹ||q) per row (eq. 5), plus the chunk's d_offset if any. Uses a."""
     d = _kl(ch.t, ch.lt, ch.lq, ch.a)
     return d if ch.d_offset is None else d.add_(ch.d_offset)
 
 
+def _difficulty(ch: Chunk, form: str = "kl") -> Tensor:
+    """d per row (eq. 5): KL(ỹ||q) + d_offset (form "kl"), or CE(ỹ, q) = -Σ ỹ log q
+    (form "cross_entropy", which needs no offset: `sekd.losses._self_evolution`). Uses a."""
+    if form == "kl":
+        return _target_kl(ch)
+    return _rowdot(ch.t, ch.lq, ch.a).mul_(-LN2)
+
+
 def _self_evolution(
-    ch: Chunk, h: Hyper, mode: str, hard: Tensor | None = None, d: Tensor | None = None
+    ch: Chunk,
+    h: Hyper,
+    mode: str,
+    hard: Tensor | None = None,
+    d: Tensor | None = None,
+    form: str = "kl",
 ) -> KernelOut:
     """Eqs. 4-9 (the chunk holds ỹ). mode: "easy" (every token), "hard" (every token), "gamma"
-    (d > Γ) or "given" (`hard` and `d` precomputed: sekd_topk)."""
-    if d is None:
-        d = _difficulty(ch)
+    (d > Γ) or "given" (`hard` and `d` precomputed: sekd_topk). `form`: the d of the split
+    ("kl" or "cross_entropy"); the loss of an easy token is KL(ỹ||q) (+ d_offset) either way."""
+    if form == "kl":
+        if d is None:
+            d = _target_kl(ch)
+        kl = d
+    else:
+        kl = _target_kl(ch)
+        if d is None:
+            d = _difficulty(ch, form)
     if mode == "easy":
         hard = torch.zeros_like(d, dtype=torch.bool)
     elif mode == "hard":
@@ -274,16 +298,16 @@ def _self_evolution(
     beta, t = h.beta, ch.t
     bw = 1.0  # g = -bw·tw
     if mode == "easy" or beta == 1:  # KL(ỹ||q) on every token
-        loss, tw = d, t
+        loss, tw = kl, t
     elif beta == 0:  # hard tokens: proxy = ỹ, loss 0, no gradient
-        loss = d.masked_fill(hard, 0.0)
+        loss = kl.masked_fill(hard, 0.0)
         tw = t.mul_((~hard)[:, None])
     else:
         kl_h, tw = _skew(ch, beta, h.want_grad)  # tw = t·q/m
         if mode == "hard":
             loss, bw = kl_h, beta
         else:
-            loss = torch.where(hard, kl_h, d)
+            loss = torch.where(hard, kl_h, kl)
             if tw is not None:  # hard rows β·t·q/m, easy rows t (lerp by 0 or 1 is exact)
                 tw = torch.lerp(t, tw.mul_(beta), hard[:, None].to(t.dtype), out=ch.b)
     ds = None
@@ -305,12 +329,16 @@ def _skew_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
 
 @register_kernel("sekd", "target")
 def _sekd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
-    return _self_evolution(ch, h, "gamma")
+    return _self_evolution(ch, h, "hard" if h.all_hard else "gamma", form=h.difficulty)
 
 
 @register_kernel("sekd_topk", "target", topk=True)
-def _sekd_topk(ch: Chunk, h: Hyper, hard: Tensor | None, d: Tensor | None) -> KernelOut:
-    return _self_evolution(ch, h, "given", hard, d)
+def _sekd_topk(
+    ch: Chunk, h: Hyper, hard: Tensor | None = None, d: Tensor | None = None
+) -> KernelOut:
+    if h.all_hard:  # no first pass (chunked_distill): every token is hard
+        return _self_evolution(ch, h, "hard", form=h.difficulty)
+    return _self_evolution(ch, h, "given", hard, d, form=h.difficulty)
 
 
 # --- reading rows -------------------------------------------------------------------------------
@@ -408,18 +436,28 @@ def chunked_distill(
     chunk_size: int,
     d_offset: Tensor | None = None,
     hard: Tensor | None = None,
+    difficulty: str = "kl",
+    hard_tokens: str = "selected",
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(mean loss, loss sum, hard [N] | None, d [N] | None) of the objective of kernel `obj` on
     the tokens where `mask` [B,T] is True (row-major order), `targets` [N] their labels. The
     arguments are assumed validated (`sekd.losses.distill_loss`). `num_hard(N)` is the number of
     hard tokens of sekd_topk; `d_offset` [N] (fp32) is added to d of the self-evolution
-    objectives (see `sekd.losses._self_evolution`). `hard` [N] (bool, top-k kernels): the hard
-    tokens chosen beforehand; the first pass is then skipped and `num_hard` unused."""
+    objectives (see `sekd.losses._self_evolution`); `difficulty` and `hard_tokens` as in
+    `sekd.losses.distill_loss` (read by the sekd and sekd_topk kernels only). `hard` [N] (bool,
+    top-k kernels): the hard tokens chosen beforehand; the first pass is then skipped and
+    `num_hard` unused."""
     V = student.shape[-1]
     n = targets.numel()
     dev = student.device
     want_grad = torch.is_grad_enabled() and student.requires_grad
-    h = Hyper(lam, beta, gamma, 1.0 / max(n, 1), want_grad)
+    h = Hyper(
+        lam, beta, gamma, 1.0 / max(n, 1), want_grad, difficulty, all_hard=hard_tokens == "all"
+    )
+    # sekd_topk: the hard tokens given (a larger pool, sekd.pool), or a first pass computing d
+    # of every token, then its top-k; neither when every token is hard
+    given_hard = obj.topk and hard is not None and not h.all_hard
+    first_pass = obj.topk and not h.all_hard and not given_hard
     aux: dict[str, Tensor | None] = {}
 
     def compute() -> tuple[Tensor, Tensor, Tensor | None, int]:
@@ -459,12 +497,11 @@ def chunked_distill(
         if obj.teacher == "target":
             hard_all = torch.zeros(n, dtype=torch.bool, device=dev)
             d_all = torch.zeros(n, dtype=torch.float32, device=dev)
-        given_hard = obj.topk and hard is not None
         if given_hard:  # chosen beforehand: d comes with the loss pass
             hard_all.copy_(hard)
-        elif obj.topk:  # a first pass: d of every token, then the top-k of the batch
+        elif first_pass:  # d of every token, then the top-k of the batch
             for span in spans:
-                d_all[span[0] : span[1]] = _difficulty(load(*span))
+                d_all[span[0] : span[1]] = _difficulty(load(*span), h.difficulty)
             hard_all[torch.topk(d_all, num_hard(n)).indices] = True
 
         grad = g_rows = None
@@ -476,10 +513,13 @@ def chunked_distill(
             g_rows = _Rows(grad, V)
         per_token = torch.empty(n, dtype=torch.float32, device=dev)
         for i, j, b, t in spans:
-            given = (hard_all[i:j], None if given_hard else d_all[i:j]) if obj.topk else ()
+            if given_hard:
+                given = (hard_all[i:j], None)
+            else:
+                given = (hard_all[i:j], d_all[i:j]) if first_pass else ()
             loss, ds, chunk_hard, d = obj.kernel(load(i, j, b, t), h, *given)
             per_token[i:j] = loss
-            if chunk_hard is not None and (given_hard or not obj.topk):
+            if chunk_hard is not None and not first_pass:
                 hard_all[i:j], d_all[i:j] = chunk_hard, d
             if g_rows is not None:
                 if contiguous:

@@ -33,6 +33,15 @@ trains on (gold, the teacher's outputs, the student's samples, or a mixture):
 Gradients flow through q only: the teacher logits are detached on entry, and ỹ, d and the
 hard/easy split are constants.
 
+Two open choices of the paper are keywords of `distill_loss` (run options, issue 11; the defaults
+are the paper's reading and leave every result bit-identical):
+- `difficulty` ("kl" | "cross_entropy"): the d of eq. 5 that sekd and sekd_topk split on, the true
+  KL(ỹ||q), or the cross-entropy CE(ỹ, q) = -Σ_v ỹ_v log q_v = KL(ỹ||q) + H(ỹ) of
+  DistiLLM/MiniLLM-style code. Only the split (and the reported d) changes: each token's loss is
+  still eq. 7 or eq. 8, with the true KL.
+- `hard_tokens` ("selected" | "all"): with "all" every token of sekd and sekd_topk is hard (β_i = β
+  on all tokens, eq. 7), i.e. skew_kd's loss; for a progressive β (Fig. 3) that skews every token.
+
 Adding an objective is one declaration and one function:
 
     sekd.objectives.declare(Objective("half_kd", "Half KD", ("lam",), needs_teacher=True))
@@ -79,9 +88,12 @@ from sekd.chunked import auto_chunk_size, chunked_distill, kernel_of
 from sekd.objectives import Objective, get_objective
 
 IGNORE_INDEX = -100
+DIFFICULTY_FORMS = ("kl", "cross_entropy")  # d of eq. 5 (`distill_loss(difficulty=...)`)
+HARD_TOKENS = ("selected", "all")  # sekd's hard tokens (`distill_loss(hard_tokens=...)`)
 
 # A reference loss: fn(log_q [n,V], log_p [n,V] | None, labels [n], *, lam, beta, gamma,
-# top_k_percent, jsd_beta, on_policy, d_offset) -> (per-token loss [n], hard [n] bool | None,
+# top_k_percent, jsd_beta, on_policy, d_offset, difficulty, hard_tokens) -> (per-token loss [n],
+# hard [n] bool | None,
 # difficulty d [n] | None). log_p is None for the objectives that read no teacher logits
 # (`Objective.reads_teacher_logits`). It takes every hyper-parameter by keyword and ignores
 # (**_) those its objective does not read.
@@ -191,19 +203,27 @@ def _self_evolution(
     beta: float,
     select: Callable,
     d_offset: Tensor | None = None,
+    difficulty: str = "kl",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Eqs. 4-9: d = KL(ỹ||q) without gradient, hard = select(d); hard tokens get
     KL(ỹ||βq + (1-β)ỹ) (eq. 7), easy ones KL(ỹ||q) (eq. 8) -- written as the skewed KL with a
     per-token β_i = β (hard) or 1 (easy), for which the proxy is exactly q.
 
-    `d_offset` [n]: a per-token constant added to d, hence to the hard/easy split, and to the
-    loss value of the tokens whose loss is KL(ỹ||q) (β_i = 1); never to a gradient.
-    `sekd.teacher_store` uses it to put the exact entropy of ỹ into d when the teacher
-    distribution is a sampled estimate."""
+    `difficulty` "cross_entropy": d = CE(ỹ, q) = -Σ ỹ log q = KL(ỹ||q) + H(ỹ) instead (the split
+    and the returned d change, not the losses).
+
+    `d_offset` [n]: a per-token constant added to the KL -- d of the "kl" form, hence the
+    hard/easy split, and the loss value of the tokens whose loss is KL(ỹ||q) (β_i = 1); never
+    to a gradient. `sekd.teacher_store` uses it to put the exact Σ ỹ log ỹ into the KL when the
+    teacher distribution is a sampled estimate ỹ̂: offset = Σ ỹ log ỹ - Σ ỹ̂ log ỹ̂. The
+    cross-entropy form needs none: with the exact H(ỹ) = H(ỹ̂) - offset,
+    (KL(ỹ̂||q) + offset) + H(ỹ) = -Σ ỹ̂ log q, linear in ỹ̂, hence already unbiased."""
     log_t = _log_target(log_p, labels, lam)
     d = _kl(log_t, log_q.detach())
     if d_offset is not None:
         d = d + d_offset
+    if difficulty == "cross_entropy":
+        d = _cross_entropy(log_t, log_q.detach())
     hard = select(d)
     beta_i = torch.where(hard, beta, 1.0)
     kl = _skew_kl(log_t, log_q, beta_i)
@@ -246,10 +266,14 @@ def _sekd(
     beta: float,
     gamma: float,
     d_offset=None,
+    difficulty: str = "kl",
+    hard_tokens: str = "selected",
     **_,
 ) -> PerToken:
-    """Eqs. 4-9: the hard-to-learn tokens are T_h = {i | d_i > Γ} (strict)."""
-    return _self_evolution(log_q, log_p, labels, lam, beta, lambda d: d > gamma, d_offset)
+    """Eqs. 4-9: the hard-to-learn tokens are T_h = {i | d_i > Γ} (strict); every token with
+    hard_tokens="all"."""
+    select = _every_token if hard_tokens == "all" else (lambda d: d > gamma)
+    return _self_evolution(log_q, log_p, labels, lam, beta, select, d_offset, difficulty)
 
 
 def _topk_count(top_k_percent: float, n: int) -> int:
@@ -269,11 +293,14 @@ def _sekd_topk(
     top_k_percent: float,
     d_offset=None,
     hard: Tensor | None = None,
+    difficulty: str = "kl",
+    hard_tokens: str = "selected",
     **_,
 ) -> PerToken:
     """§5.2.1: the k = ⌈K/100·N⌉ tokens of the batch with the largest d are hard; ties are
     broken as torch.topk breaks them. `hard` [n] (bool): the hard tokens chosen beforehand
-    (a pool larger than this batch: sekd.pool), used instead of the batch's top-k."""
+    (a pool larger than this batch: sekd.pool), used instead of the batch's top-k. Every token
+    with hard_tokens="all"."""
     k = _topk_count(top_k_percent, labels.numel())
 
     def select(d: Tensor) -> Tensor:
@@ -283,7 +310,9 @@ def _sekd_topk(
         top[torch.topk(d, k).indices] = True
         return top
 
-    return _self_evolution(log_q, log_p, labels, lam, beta, select, d_offset)
+    if hard_tokens == "all":
+        select = _every_token
+    return _self_evolution(log_q, log_p, labels, lam, beta, select, d_offset, difficulty)
 
 
 @register_objective("skew_teacher_kd")
@@ -392,7 +421,13 @@ def _check_hparams(
     top_k_percent: float | None,
     jsd_beta: float,
     on_policy: bool,
+    difficulty: str = "kl",
+    hard_tokens: str = "selected",
 ) -> None:
+    if difficulty not in DIFFICULTY_FORMS:
+        raise ValueError(f"difficulty must be one of {DIFFICULTY_FORMS}, got {difficulty!r}")
+    if hard_tokens not in HARD_TOKENS:
+        raise ValueError(f"hard_tokens must be one of {HARD_TOKENS}, got {hard_tokens!r}")
     if not isinstance(on_policy, bool):
         raise ValueError(f"on_policy must be True or False, got {on_policy!r}")
     for name, value in (("lam", lam), ("beta", beta), ("jsd_beta", jsd_beta)):
@@ -464,6 +499,8 @@ def distill_loss(
     jsd_beta: float = 0.5,
     on_policy: bool = False,
     hard_mask: Tensor | None = None,
+    difficulty: str = "kl",
+    hard_tokens: str = "selected",
 ) -> DistillOutput:
     """The `objective` loss of student logits [B,T,V] against teacher logits [B,T,V_t] and
     labels [B,T] (-100 ignored), averaged over the non-ignored tokens. The teacher logits may be
@@ -483,7 +520,15 @@ def distill_loss(
     `difficulty_offset` [B,T]: a per-token constant added to d (eq. 5) of the self-evolution
     objectives (noevo_kd, skew_kd, sekd, sekd_topk), hence to their hard/easy split and to the
     loss value of the tokens whose loss is KL(ỹ||q); it changes no gradient directly and is
-    ignored by the other objectives. `sekd.teacher_store` sets it for a sampled teacher.
+    ignored by the other objectives. `sekd.teacher_store` sets it for a sampled teacher; it
+    makes the KL exact in expectation, so the "cross_entropy" d (linear in ỹ) does not add it.
+
+    `difficulty` (run option ``difficulty``, config kd.difficulty): the d of eq. 5 on which sekd
+    and sekd_topk split their tokens, "kl" (KL(ỹ||q), default) or "cross_entropy"
+    (CE(ỹ, q) = KL(ỹ||q) + H(ỹ)); each token's loss is eq. 7 or 8 either way. `hard_tokens`
+    (run option ``betatokens``, config kd.progressive_beta_tokens): "selected" (default: Γ or
+    top-K) or "all" (every token of sekd and sekd_topk is hard, eq. 7, i.e. skew_kd). Both are
+    passed to every objective's function and ignored by the others.
 
     `hard_mask` [B,T] (bool, sekd_topk only): the hard tokens, chosen beforehand from a pool
     larger than this batch (run option ``pool=optimizer_batch``, sekd.pool); None (default):
@@ -491,7 +536,9 @@ def distill_loss(
     be False)."""
     declaration = get_objective(objective)
     fn = reference_loss(objective)  # an error for an objective without one, on either path
-    _check_hparams(declaration, lam, beta, gamma, top_k_percent, jsd_beta, on_policy)
+    _check_hparams(
+        declaration, lam, beta, gamma, top_k_percent, jsd_beta, on_policy, difficulty, hard_tokens
+    )
     _check_inputs(declaration, student_logits, teacher_logits, labels, chunk_size)
     V = student_logits.shape[-1]
     mask = labels != IGNORE_INDEX
@@ -526,6 +573,8 @@ def distill_loss(
             else chunk_size,
             d_offset=d_offset,
             hard=hard_given,
+            difficulty=difficulty,
+            hard_tokens=hard_tokens,
         )
     else:  # the reference: autograd through fp32 [N, V] log-probabilities
         log_q = student_logits[mask].float().log_softmax(-1)
@@ -543,6 +592,8 @@ def distill_loss(
             jsd_beta=jsd_beta,
             on_policy=on_policy,
             d_offset=d_offset,
+            difficulty=difficulty,
+            hard_tokens=hard_tokens,
             **({} if hard_given is None else {"hard": hard_given}),
         )
         loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients

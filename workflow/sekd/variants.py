@@ -19,6 +19,12 @@ _PART = re.compile(rf"^(?P<tag>[a-z]+?)(?P<a>{_NUMBER})(?:to(?P<b>{_NUMBER}))?$"
 _OPTION = re.compile(r"^(?P<name>[a-z][a-z_]*)\.(?P<value>[a-z][a-z_]*)$")
 # Wildcard constraint for Snakemake: objective, then -tag<value> parts, then -option.value parts.
 NAME_PATTERN = r"[a-z_]+(?:-[a-z]+[0-9.]+(?:to[0-9.]+)?)*(?:-[a-z][a-z_]*\.[a-z][a-z_]*)*"
+# The run options the loss reads: option -> (`sekd.losses.distill_loss` keyword, {option value:
+# keyword value}) (issue 11: eq. 5's d, the tokens a progressive β skews, Fig. 3).
+LOSS_OPTIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "difficulty": ("difficulty", {"kl": "kl", "cross_entropy": "cross_entropy"}),
+    "betatokens": ("hard_tokens", {"hard": "selected", "all": "all"}),
+}
 
 
 def format_number(x: float) -> str:
@@ -67,8 +73,17 @@ class Variant:
 
     def loss_kwargs(self) -> dict:
         """Keyword arguments for `sekd.losses.distill_loss` (a progressive β: its start): the
-        hyper-parameters the loss reads."""
-        return self.hparams_for("loss")
+        hyper-parameters the loss reads, and the loss's run options (LOSS_OPTIONS) where they
+        apply to this run and are not at their defaults (so the paper's runs get none)."""
+        out = self.hparams_for("loss")
+        scheduled = self.beta_schedule is not None
+        for name, (keyword, values) in LOSS_OPTIONS.items():
+            value = self.option(name)
+            if value != RUN_OPTIONS[name].default and RUN_OPTIONS[name].applies_to(
+                self.objective, scheduled
+            ):
+                out[keyword] = values[value]
+        return out
 
     def hparams_for(self, use: str) -> dict:
         """{name: value} of the hyper-parameters that `use` reads (sekd.objectives.HPARAM_USES):
