@@ -217,3 +217,13 @@ def test_rule_job_reads_the_switches_from_its_params():
     assert job.response_newline is False and job.valid_bleu == VALID_BLEU
     default = train.rule_job({**job_slice, "prompt": {}, "valid_bleu": None}, resources, **fields)
     assert default.response_newline is True and default.valid_bleu is None
+
+
+# --- 7c: WMT21 cs-en ---------------------------------------------------------------------------
+
+
+def test_the_reversed_wmt21_cs_en_validation_set_is_named():
+    warning = data.reversed_valid_warning("cs-en")
+    assert "csen/valid.cs-en.json" in warning and "WMT21 en-cs" in warning
+    assert data.reversed_valid_warning("en-cs") is None
+    assert data.reversed_valid_warning("de-en") is None
