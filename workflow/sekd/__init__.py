@@ -14,8 +14,9 @@ Compute (import torch and transformers at the top):
   `losses` (reference losses, eqs. 1-10) and `chunked` (their memory-flat kernels), `batches`
   (encode + collate), `trainer` (DistillTrainer.compute_loss -> losses.distill_loss),
   `checkpoints` (checkpoint/preemption protocol), `distributed` (torchrun/srun, the teacher's
-  DeepSpeed engine), `train` (TrainJob, run), `teacher_store`, `teacher_outputs` (the teacher's
-  outputs for the training prompts), `sampling`, `store_fidelity`, `models`,
+  DeepSpeed engine), `train` (TrainJob, run), `selection` (which SFT checkpoint is kept),
+  `teacher_store`, `teacher_outputs` (the teacher's outputs for the training prompts), `sampling`,
+  `store_fidelity`, `models`,
   `tokenizer`, `prompts`, `decode`, `score`, `comet`, `significance`; and the report side:
   `tables`, `figures`, `report`, `fidelity_report`, `archive`, `logs`.
 """
