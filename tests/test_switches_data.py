@@ -227,3 +227,88 @@ def test_the_reversed_wmt21_cs_en_validation_set_is_named():
     assert "csen/valid.cs-en.json" in warning and "WMT21 en-cs" in warning
     assert data.reversed_valid_warning("en-cs") is None
     assert data.reversed_valid_warning("de-en") is None
+
+
+# --- the job slices: each switch in the params of the jobs it affects, only when not default --
+
+PROBE = """
+include: "{snakefile}"
+import json
+print("PROBE" + json.dumps({{
+    "sft": sft_job("teacher"),
+    "kd": drop_runtime_keys(training_slice("student")),
+    "store": store_slice("teacher", "full"),
+    "outputs": outputs_slice("teacher", "beam3"),
+    "decode": decode_options(),
+    "tokenizer": tokenizer_training(),
+}}))
+"""
+
+
+def _job_params(tmp_path, override: str) -> dict:
+    """The params the rules would get (common.smk's slices), from a probe Snakefile that includes
+    the workflow with config/mini.yaml and `override`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config").symlink_to(root / "config")
+    probe = tmp_path / "workflow" / "probe.smk"
+    probe.parent.mkdir()
+    probe.write_text(PROBE.format(snakefile=root / "workflow" / "Snakefile"))
+    extra = tmp_path / "override.yaml"
+    extra.write_text(override)
+    snakemake = Path(sys.executable).with_name("snakemake")
+    command = [str(snakemake), "-s", str(probe), "-d", str(tmp_path / "work"), "-n"]
+    command += ["--configfile", str(root / "config" / "mini.yaml"), str(extra)]
+    command += ["--cores", "1", "results/tokenizer"]
+    env = {**os.environ, "PYTHONPATH": str(root / "workflow")}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("PROBE"))
+    return json.loads(line.removeprefix("PROBE"))
+
+
+def test_job_slices_hold_each_switch_only_where_it_acts(tmp_path):
+    default = _job_params(tmp_path / "a", "{}\n")
+    explicit = _job_params(
+        tmp_path / "b",
+        "training: {sft_selection: valid_loss, truncation: target_tail}\n"
+        "prompt: {response_newline: true}\n",
+    )
+    assert explicit == default  # the defaults add nothing: the paper's jobs keep their params
+    text = json.dumps(default)
+    assert not any(k in text for k in ("sft_selection", "truncation", "response_newline"))
+    switched = _job_params(
+        tmp_path / "c",
+        "training: {sft_selection: valid_bleu, truncation: keep_eos}\n"
+        "prompt: {response_newline: false}\n",
+    )
+    sft, kd = switched["sft"], switched["kd"]
+    assert sft["training"]["sft_selection"] == "valid_bleu" and set(sft["valid_bleu"]) == {
+        "tokenize",
+        "max_new_tokens",
+        "batch_size",
+    }
+    assert "sft_selection" not in kd["training"] and "valid_bleu" not in kd  # SFT only
+    for job in (sft, kd):
+        assert job["training"]["truncation"] == "keep_eos"
+        assert job["prompt"] == {"response_newline": False}
+    for name in ("store", "outputs"):
+        assert switched[name]["truncation"] == "keep_eos"
+        assert switched[name]["response_newline"] is False
+    assert (
+        switched["decode"]["response_newline"] is False and "truncation" not in switched["decode"]
+    )
+    assert switched["tokenizer"]["response_newline"] is False
+    # and nothing else changed in any slice
+    for name, job in switched.items():
+        job = json.loads(json.dumps(job))
+        for key in ("sft_selection", "truncation", "response_newline"):
+            job.pop(key, None)
+            job.get("training", {}).pop(key, None)
+        job.pop("prompt", None)
+        job.pop("valid_bleu", None)
+        assert job == default[name], name
