@@ -189,6 +189,23 @@ def test_valid_bleu_decodes_the_validation_set(files, tiny_model_dir, tmp_path):
     assert summary["best_eval_bleu"] == max(e["eval_bleu"] for e in bleus)
 
 
+def test_valid_loss_is_what_the_default_did(files, tiny_model_dir, tmp_path):
+    """sft_selection: valid_loss written out = the key absent (the runs before it existed)."""
+    explicit = train.run(
+        _sft(files, tiny_model_dir, tmp_path / "explicit", sft_selection="valid_loss", epochs=2)
+    )
+    default = train.run(_sft(files, tiny_model_dir, tmp_path / "default", epochs=2))
+    assert (
+        explicit["best_checkpoint"].rsplit("/", 1)[1]
+        == default["best_checkpoint"].rsplit("/", 1)[1]
+    )
+    assert explicit["best_eval_loss"] == default["best_eval_loss"] is not None
+    assert not any("eval_bleu" in e for e in default["log_history"])
+    a = load_file(str(tmp_path / "explicit" / "model.safetensors"))
+    b = load_file(str(tmp_path / "default" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_last_keeps_the_last_weights_as_select_best_false_did(files, tiny_model_dir, tmp_path):
     last = train.run(_sft(files, tiny_model_dir, tmp_path / "last", sft_selection="last", epochs=2))
     old = train.run(_sft(files, tiny_model_dir, tmp_path / "old", select_best_sft=False, epochs=2))
