@@ -367,6 +367,35 @@ def test_adding_a_gamma_value_plans_only_that_point(study, tmp_path):
     assert jobs == {"kd": 1, "decode": 2, "bleu": 2, "figure": 1}
 
 
+def test_sft_and_data_switches_at_their_defaults_rerun_nothing(study, tmp_path):
+    """Issue 11's choices 3 and 7 written out at their defaults: no job's params change."""
+    text = "training: {sft_selection: valid_loss, truncation: target_tail}\n"
+    text += "prompt: {response_newline: true}\n"
+    assert planned_jobs(snakemake(study, "-n", extra_configs=_override(tmp_path, text))) == {}
+
+
+def test_sft_selection_reruns_the_sft_runs_and_what_reads_them(study, tmp_path):
+    extra = _override(tmp_path, "training: {sft_selection: last}\n")
+    jobs = planned_jobs(snakemake(study, "-n", "results/table1.csv", extra_configs=extra))
+    assert jobs["sft"] >= 1 and jobs["kd"] >= 1 and jobs["decode"] >= 1
+    assert not {"tokenizer", "init_model", "prepare_train", "prepare_eval"} & set(jobs)
+
+
+def test_truncation_reruns_training_but_not_the_tokenizer(study, tmp_path):
+    extra = _override(tmp_path, "training: {truncation: keep_eos}\n")
+    jobs = planned_jobs(snakemake(study, "-n", "results/table3.csv", extra_configs=extra))
+    assert jobs["sft"] >= 1 and jobs["kd"] >= 1 and jobs["teacher_outputs"] >= 1
+    assert not {"tokenizer", "init_model", "prepare_train", "prepare_eval"} & set(jobs)
+
+
+def test_the_template_reruns_every_job_that_builds_a_prompt(study, tmp_path):
+    extra = _override(tmp_path, "prompt: {response_newline: false}\n")
+    jobs = planned_jobs(snakemake(study, "-n", "results/table3.csv", extra_configs=extra))
+    # the miniature's BPE is trained on the prompts; then training, teacher outputs, decoding
+    assert {"tokenizer", "sft", "kd", "teacher_outputs", "decode"} <= set(jobs)
+    assert not {"prepare_train", "prepare_eval"} & set(jobs)
+
+
 def planned_outputs(output: str) -> set[str]:
     return {
         path.strip()

@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 from sekd import data as alma
 from sekd import sizing
 from sekd import study
-from sekd.config import deep_merge, typed_cli_overrides
+from sekd.config import deep_merge, load_schema, typed_cli_overrides
 from sekd.config import unpinned_warnings, validate_config
 from sekd.errors import ConfigError
 from sekd.objectives import FDISTILL, OBJECTIVES, kd_objectives
@@ -117,16 +117,78 @@ def tokenizer_revision():
     return pinned("revision", config["models"][name]["revision"] if name else None)
 
 
-def training_slice(model_name):
-    """The config a training job reads; nothing else, so unrelated edits rerun nothing."""
-    model = config["models"][model_name]
+# Open choices of issue 11 that act on SFT and data (docs/reproduction.md, "Open choices"): in a
+# job's params only when not their schema default, so the paper's jobs keep their params.
+_SCHEMA = load_schema()["properties"]
+
+
+def schema_default(section, key):
+    """The schema's default of config key <section>.<key>."""
+    return _SCHEMA[section]["properties"][key]["default"]
+
+
+def not_default(section, key):
+    """{key: value} of config key <section>.<key> when it is not its default, else {}."""
+    value = config[section][key]
+    return {} if value == schema_default(section, key) else {key: value}
+
+
+def formatting():
+    """How prompts and examples are encoded (prompt.response_newline, training.truncation),
+    each only when not the default: for the teacher_outputs, teacher_store and tokenizer params.
+    """
     return {
-        "training": config["training"],
+        **not_default("prompt", "response_newline"),
+        **not_default("training", "truncation"),
+    }
+
+
+def training_slice(model_name):
+    """The config a training job reads; nothing else, so unrelated edits rerun nothing.
+    training.truncation and prompt.response_newline only when not their defaults;
+    training.sft_selection never (sft_job adds it, to the SFT jobs only)."""
+    model = config["models"][model_name]
+    training = {k: v for k, v in config["training"].items() if k != "sft_selection"}
+    if not not_default("training", "truncation"):
+        training.pop("truncation")
+    prompt = not_default("prompt", "response_newline")
+    return {
+        "training": training,
         "languages": languages_for(train_directions()),
         "dtype": model["dtype"],
         "trust_remote_code": model["trust_remote_code"],
         **pinned("revision", model["revision"]),
+        **({"prompt": prompt} if prompt else {}),
     }
+
+
+def sft_job(model_name):
+    """What an SFT job computes from (its params): the training slice without the runtime
+    keys, with training.sft_selection when not valid_loss, and for valid_bleu the decoding and
+    scoring it selects with (sekd.selection)."""
+    job = drop_runtime_keys(training_slice(model_name))
+    selection = not_default("training", "sft_selection")
+    job["training"].update(selection)
+    if selection.get("sft_selection") == "valid_bleu":
+        job["valid_bleu"] = {
+            "tokenize": config["scoring"]["tokenize"],
+            "max_new_tokens": config["decoding"]["max_new_tokens"],
+            "batch_size": config["decoding"]["batch_size"],
+        }
+    return job
+
+
+def decode_options():
+    """The decode rule's `decoding` param: the decoding section, with prompt.response_newline
+    when not the default."""
+    return {**config["decoding"], **not_default("prompt", "response_newline")}
+
+
+def tokenizer_training():
+    """The tokenizer rule's `train` param: tokenizer.train (null: pretrained), with
+    prompt.response_newline when not the default (the BPE is trained on the prompts)."""
+    train = config["tokenizer"]["train"]
+    return {**train, **not_default("prompt", "response_newline")} if train else train
 
 
 def kd_run(objective, teacher=None, store=None, **overrides):
@@ -146,6 +208,7 @@ def store_slice(teacher, source):
         "dtype": config["models"][teacher]["dtype"],
         "trust_remote_code": config["models"][teacher]["trust_remote_code"],
         **pinned("student_revision", config["models"]["student"]["revision"]),
+        **formatting(),
     }
 
 
@@ -164,6 +227,7 @@ def outputs_slice(model, generation):
         "trust_remote_code": config["models"][model]["trust_remote_code"],
         # the default engine is left out: the params of the runs before the key existed stay
         **({} if engine == "hf" else {"engine": engine}),
+        **formatting(),
     }
 
 

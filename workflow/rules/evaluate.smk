@@ -8,7 +8,8 @@ rule decode:
     output:
         "results/hyps/{run}/seed{seed}/{evalset}/{direction}.txt",
     params:
-        decoding=config["decoding"],
+        # with prompt.response_newline when not the default
+        decoding=decode_options(),
         languages=lambda wc: languages_for([wc.direction]),
         dtype=lambda wc: run_model(wc.run)["dtype"],
         gpu_fit=lambda wc, resources: gpu_fit("decode", wc, resources),

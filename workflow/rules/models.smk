@@ -9,7 +9,7 @@ rule tokenizer:
     params:
         # the from_model's revision, only when pinned (an unpinned plan's params stay as before)
         **tokenizer_revision(),
-        train=config["tokenizer"]["train"],
+        train=tokenizer_training(),  # with prompt.response_newline when not the default
         pretrained=(
             config["models"][config["tokenizer"]["from_model"]]["pretrained"]
             if config["tokenizer"]["from_model"]

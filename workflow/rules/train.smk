@@ -2,7 +2,6 @@
 # teacher online or read from its store (teacher_store.smk).
 
 from sekd.runlock import forward_interrupts
-from sekd.runs import drop_runtime_keys
 
 # SIGINT to Snakemake reaches the running jobs too (as Ctrl-C does): a trainer then checkpoints at
 # the end of its step and stops, instead of Snakemake waiting for it to finish (sekd.runlock).
@@ -23,7 +22,8 @@ rule sft:
     params:
         base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
         # without training.deepspeed, nproc_per_node and save_steps (resources below)
-        job=lambda wc: drop_runtime_keys(training_slice(wc.model)),
+        # training.sft_selection (and valid_bleu's decoding) only when not valid_loss
+        job=lambda wc: sft_job(wc.model),
         # the plan-time GPU sizing check (profiles/slurm); never part of `job` (common.smk)
         gpu_fit=lambda wc, resources: gpu_fit("sft", wc, resources),
     threads: 1

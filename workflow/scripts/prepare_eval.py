@@ -23,3 +23,6 @@ with logged(snakemake.log[0]):
     records = [{"direction": direction, "source": s, "target": t} for s, t in pairs]
     count = data.write_jsonl(records, snakemake.output[0])
     logging.getLogger("sekd").info("%s %s: %d sentences", evalset, direction, count)
+    warning = data.reversed_valid_warning(direction) if evalset == "valid" else None
+    if warning:
+        logging.getLogger("sekd").warning(warning)

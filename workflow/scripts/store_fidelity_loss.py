@@ -26,5 +26,8 @@ with logged(snakemake.log[0]):
         teacher_dtype=job["dtype"],
         trust_remote_code=job["trust_remote_code"],
         threads=snakemake.threads,
+        # in params only when not the default (common.smk formatting)
+        response_newline=job.get("response_newline", True),
+        truncation=job.get("truncation", "target_tail"),
     )
     Path(snakemake.output[0]).write_text(json.dumps(result, indent=1) + "\n")

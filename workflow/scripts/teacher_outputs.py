@@ -27,5 +27,8 @@ with logged(snakemake.log[0]):
             tokenize=job["tokenize"],
             teacher_key=f"models.{snakemake.wildcards.model} (SFT'd)",
             engine=job.get("engine", "hf"),
+            # in params only when not the default (common.smk formatting)
+            response_newline=job.get("response_newline", True),
+            truncation=job.get("truncation", "target_tail"),
         )
     )

@@ -27,5 +27,8 @@ with logged(snakemake.log[0]):
             threads=snakemake.threads,
             student_revision=job.get("student_revision"),  # only in params when pinned
             teacher_key=f"models.{snakemake.wildcards.teacher} (SFT'd)",
+            # in params only when not the default (common.smk formatting)
+            response_newline=job.get("response_newline", True),
+            truncation=job.get("truncation", "target_tail"),
         )
     )

@@ -12,7 +12,11 @@ with logged(snakemake.log[0]):
         records = [r for path in snakemake.input for r in data.read_jsonl(path)]
         languages = snakemake.params.languages
         texts = (
-            prompts.build_prompt(r["source"], r["direction"], languages) + r["target"]
+            # prompt.response_newline: in spec only when not the default (rule tokenizer)
+            prompts.build_prompt(
+                r["source"], r["direction"], languages, spec.get("response_newline", True)
+            )
+            + r["target"]
             for r in records
         )
         tok = tokenizers.train_bpe(texts, spec["vocab_size"], spec["min_frequency"])

@@ -14,9 +14,10 @@ Compute (import torch and transformers at the top):
   `losses` (reference losses, eqs. 1-10) and `chunked` (their memory-flat kernels), `batches`
   (encode + collate), `trainer` (DistillTrainer.compute_loss -> losses.distill_loss),
   `checkpoints` (checkpoint/preemption protocol), `distributed` (torchrun/srun, the teacher's
-  DeepSpeed engine), `train` (TrainJob, run), `teacher_store`, `teacher_outputs` (the teacher's
-  outputs for the training prompts), `sampling` (seeded, batch-independent samples), `onpolicy`
-  (the student's own samples during training), `store_fidelity`, `models`,
+  DeepSpeed engine), `train` (TrainJob, run), `selection` (which SFT checkpoint is kept),
+  `teacher_store`, `teacher_outputs` (the teacher's outputs for the training prompts), `sampling`
+  (seeded, batch-independent samples), `onpolicy` (the student's own samples during training),
+  `pool` (the optimizer batch as one pool of tokens), `store_fidelity`, `models`,
   `tokenizer`, `prompts`, `decode`, `score`, `comet`, `significance`; and the report side:
   `tables`, `figures`, `report`, `fidelity_report`, `archive`, `logs`.
 """

@@ -24,14 +24,18 @@ def encode_records(
     languages: dict,
     max_length: int,
     kept: list[int] | None = None,
+    *,
+    response_newline: bool = prompts.RESPONSE_NEWLINE,
+    truncation: str = "target_tail",
 ) -> list[dict]:
     """Tokenize {direction, source, target} records into masked examples (prompt labels = -100).
     `kept`, when given, receives the position in `records` of each example returned (records
-    whose prompt alone fills `max_length` are dropped)."""
+    whose prompt alone fills `max_length` are dropped). `response_newline` (prompt.*) and
+    `truncation` (training.*): the open choices of sekd.prompts, defaults as first built."""
     examples, truncated, dropped = [], 0, 0
     for position, rec in enumerate(tqdm(records, desc="tokenize", mininterval=5)):
-        prompt = prompts.build_prompt(rec["source"], rec["direction"], languages)
-        ex = prompts.encode_example(tokenizer, prompt, rec["target"], max_length)
+        prompt = prompts.build_prompt(rec["source"], rec["direction"], languages, response_newline)
+        ex = prompts.encode_example(tokenizer, prompt, rec["target"], max_length, truncation)
         if ex is None:
             dropped += 1
             continue
@@ -54,9 +58,12 @@ def read_records(files: list[str]) -> list[dict]:
     return [r for path in files for r in data.read_jsonl(path)]
 
 
-def encode_files(files: list[str], tokenizer, languages: dict, max_length: int) -> list[dict]:
-    """The records of the JSONL `files`, in order, as masked examples (`encode_records`)."""
-    return encode_records(read_records(files), tokenizer, languages, max_length)
+def encode_files(
+    files: list[str], tokenizer, languages: dict, max_length: int, **formatting
+) -> list[dict]:
+    """The records of the JSONL `files`, in order, as masked examples (`encode_records`;
+    `formatting`: its response_newline and truncation)."""
+    return encode_records(read_records(files), tokenizer, languages, max_length, **formatting)
 
 
 class PadCollator:

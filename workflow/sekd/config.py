@@ -289,6 +289,11 @@ def _consistency_errors(config: dict) -> list[str]:
             "scoring.comet_revision", scoring["comet_revision"], scoring["comet_model"]
         )
     training = config["training"]
+    if not training["select_best_sft"] and training["sft_selection"] == "valid_bleu":
+        errors.append(
+            "config key 'training.sft_selection': valid_bleu, but training.select_best_sft is "
+            "false (keep the last checkpoint); sft_selection: last replaces select_best_sft: false"
+        )
     if training["batch_size"] % training["per_device_batch_size"]:
         errors.append(
             "config key 'training.per_device_batch_size': must divide training.batch_size"

@@ -87,6 +87,26 @@ def valid_file(direction: str) -> str:
     return f"{xx}en/valid.{xx}-en.json"
 
 
+# Validation directions whose ALMA file is another WMT21 direction read in reverse (issue 11, open
+# choice 7c; docs/reproduction.md): ALMA's valid.cs-en.json is WMT21 en-cs, so read as cs-en its
+# sources are Czech translations of English originals (translationese) and its references the
+# originals. The mirror holds no other WMT21 cs-en file, so there is no switch: a warning instead.
+REVERSED_VALID = {"cs-en": "WMT21 en-cs"}
+
+
+def reversed_valid_warning(direction: str) -> str | None:
+    """The warning of a validation direction read from the reverse WMT21 direction, else None."""
+    origin = REVERSED_VALID.get(direction)
+    if origin is None:
+        return None
+    return (
+        f"valid {direction}: ALMA's {valid_file(direction)} is {origin} read in reverse; its "
+        f"{split_direction(direction)[0]} sources are translations of English originals "
+        "(translationese), so validation in this direction is easier than a source-original "
+        "test set (docs/reproduction.md, open choice 7c)"
+    )
+
+
 def test_file(direction: str) -> str:
     """Test JSON of a direction ``a-b``: ``{xx}en/test.a-b.json``."""
     src, tgt = split_direction(direction)

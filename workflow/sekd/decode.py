@@ -31,11 +31,18 @@ _LEAN_ATTENTION = ("sdpa", "eager")
 
 
 def encode_prompts(
-    tokenizer: Any, sources: Sequence[str], direction: str, languages: Mapping[str, str]
+    tokenizer: Any,
+    sources: Sequence[str],
+    direction: str,
+    languages: Mapping[str, str],
+    response_newline: bool = prompts.RESPONSE_NEWLINE,
 ) -> list[list[int]]:
-    """Prompt token ids of each source (the same prompts for every engine)."""
+    """Prompt token ids of each source (the same prompts for every engine; `response_newline`:
+    prompt.response_newline, as training built them)."""
     return [
-        prompts.encode_prompt(tokenizer, prompts.build_prompt(s, direction, languages))
+        prompts.encode_prompt(
+            tokenizer, prompts.build_prompt(s, direction, languages, response_newline)
+        )
         for s in sources
     ]
 
@@ -65,11 +72,16 @@ def translate_with_engine(
     options: Mapping[str, Any],
     dtype: str = "float32",
 ) -> list[str]:
-    """Translate with the engine the `decoding` config section names (`engine`, default hf)."""
+    """Translate with the engine the `decoding` config section names (`engine`, default hf);
+    `options` carries prompt.response_newline too when it is not the default (rule decode)."""
     engine = options.get("engine", "hf")
     if engine not in ENGINES:
         raise ValueError(f"decoding.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    common = {"num_beams": options["num_beams"], "max_new_tokens": options["max_new_tokens"]}
+    common = {
+        "num_beams": options["num_beams"],
+        "max_new_tokens": options["max_new_tokens"],
+        "response_newline": options.get("response_newline", prompts.RESPONSE_NEWLINE),
+    }
     if engine == "vllm":
         return translate_vllm(
             model_dir, tokenizer, sources, direction, languages, dtype=dtype, **common
@@ -100,13 +112,14 @@ def translate(
     max_new_tokens: int = 256,
     batch_size: int = 16,
     stats: dict[str, float] | None = None,
+    response_newline: bool = prompts.RESPONSE_NEWLINE,
 ) -> list[str]:
     """Translate `sources` in `direction` with a Hugging Face model: one line each, in order.
 
     `stats`, when given, receives sentences, generated_tokens (EOS excluded) and seconds.
     """
     model.eval()
-    encoded = encode_prompts(tokenizer, sources, direction, languages)
+    encoded = encode_prompts(tokenizer, sources, direction, languages, response_newline)
     batches = length_sorted_batches([len(e) for e in encoded], batch_size)
     lean = num_beams == 1 and _attention(model) in _LEAN_ATTENTION
     hypotheses: list[str] = [""] * len(sources)
@@ -201,13 +214,14 @@ def translate_vllm(
     num_beams: int = 1,
     max_new_tokens: int = 256,
     dtype: str = "auto",
+    response_newline: bool = prompts.RESPONSE_NEWLINE,
 ) -> list[str]:
     """Translate with vLLM (`decoding.engine: vllm`): same prompts and hypothesis extraction.
 
     Greedy is `SamplingParams(temperature=0)`, beams `LLM.beam_search`; vLLM batches itself.
     """
     vllm = import_vllm()
-    encoded = encode_prompts(tokenizer, sources, direction, languages)
+    encoded = encode_prompts(tokenizer, sources, direction, languages, response_newline)
     requests = [{"prompt_token_ids": ids} for ids in encoded]
     llm = vllm.LLM(model=str(model_dir), tokenizer=str(model_dir), dtype=dtype, seed=0)
     start = time.perf_counter()

@@ -16,6 +16,14 @@ TEMPLATE = (
     "further context. Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Input:\n{source}\n\n### Response:\n"
 )
+# prompt.response_newline: false gives ParroT's own ending (`### Response:` with no newline).
+RESPONSE_NEWLINE = True
+# training.truncation: which tokens an example longer than training.max_length loses.
+#   target_tail: the end of the target, its EOS included (the default; what was done first).
+#   keep_eos: the end of the target but not its EOS (the last label kept is EOS), so that every
+#     example still teaches the model to stop; the prompt is never cut, as the source is the
+#     condition the target translates (cutting it would train on a target the prompt lacks).
+TRUNCATIONS = ("target_tail", "keep_eos")
 INSTRUCTION = "Translate the following sentences from {src} to {tgt}."
 IGNORE_INDEX = -100
 
@@ -30,13 +38,24 @@ def language_name(code: str, languages: Mapping[str, str]) -> str:
     return languages[code]
 
 
-def build_prompt(source: str, direction: str, languages: Mapping[str, str]) -> str:
-    """The full prompt for translating ``source`` in ``direction`` (e.g. ``"de-en"``)."""
+def build_prompt(
+    source: str,
+    direction: str,
+    languages: Mapping[str, str],
+    response_newline: bool = RESPONSE_NEWLINE,
+) -> str:
+    """The full prompt for translating ``source`` in ``direction`` (e.g. ``"de-en"``).
+
+    ``response_newline`` (config key ``prompt.response_newline``): whether the prompt ends
+    ``### Response:\\n`` (the default) or ``### Response:`` as ParroT's template does (§4.1
+    names ParroT's format without printing it).
+    """
     src, tgt = split_direction(direction)
     instruction = INSTRUCTION.format(
         src=language_name(src, languages), tgt=language_name(tgt, languages)
     )
-    return TEMPLATE.format(instruction=instruction, source=source)
+    prompt = TEMPLATE.format(instruction=instruction, source=source)
+    return prompt if response_newline else prompt.removesuffix("\n")
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
@@ -45,16 +64,26 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
 
 
 def encode_example(
-    tokenizer: Any, prompt: str, target: str, max_length: int
+    tokenizer: Any,
+    prompt: str,
+    target: str,
+    max_length: int,
+    truncation: str = "target_tail",
 ) -> dict[str, Any] | None:
     """``input_ids``/``labels``/``attention_mask`` for prompt + target + EOS.
 
     Labels are ``-100`` over the prompt and equal ``input_ids`` over target + EOS. The
-    sequence is cut to ``max_length`` (``"truncated"`` says whether it was); returns None
+    sequence is cut to ``max_length`` (``"truncated"`` says whether it was): with
+    ``truncation="target_tail"`` its last tokens go (the EOS first), with ``"keep_eos"`` the
+    target's last tokens before the EOS go and the EOS stays (``TRUNCATIONS``). Returns None
     when the prompt alone fills ``max_length`` (no label left).
     """
     if max_length < 1:
         raise ValueError(f"max_length must be >= 1, got {max_length}")
+    if truncation not in TRUNCATIONS:
+        raise ValueError(
+            f"training.truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}"
+        )
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("tokenizer has no eos_token_id")
@@ -66,6 +95,8 @@ def encode_example(
     labels = [IGNORE_INDEX] * len(prompt_ids) + target_ids
     truncated = len(input_ids) > max_length
     input_ids, labels = input_ids[:max_length], labels[:max_length]
+    if truncated and truncation == "keep_eos":
+        input_ids[-1] = labels[-1] = eos
     return {
         "input_ids": input_ids,
         "labels": labels,

@@ -103,11 +103,21 @@ def compare_losses(
     trust_remote_code: bool = False,
     threads: int = 1,
     seed: int = 0,
+    response_newline: bool = True,
+    truncation: str = "target_tail",
 ) -> dict:
-    """Online teacher vs store on `examples` training examples (a seeded sample)."""
+    """Online teacher vs store on `examples` training examples (a seeded sample), encoded as
+    the store's (`response_newline`, `truncation`: sekd.prompts' open choices)."""
     models.configure_torch_threads(threads)
     tok = tokenizers.load(tokenizer_dir)
-    encoded = encode_files(train_files, tok, languages, max_length)
+    encoded = encode_files(
+        train_files,
+        tok,
+        languages,
+        max_length,
+        response_newline=response_newline,
+        truncation=truncation,
+    )
     store = TeacherStore(store_dir)
     student = models.load_causal_lm(student_model, "float32", trust_remote_code).eval()
     V = student.config.vocab_size

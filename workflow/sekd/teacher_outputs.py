@@ -77,6 +77,9 @@ class GenerationJob:
     engine: str = "hf"  # hf | vllm
     tokenize: str = "13a"  # sacrebleu tokenizer of the sentence BLEU (scoring.tokenize)
     teacher_key: str = "the teacher"  # its config key, for errors (models.<name>)
+    # the open choices of the prompts' encoding (prompt.response_newline, training.truncation)
+    response_newline: bool = True
+    truncation: str = "target_tail"
 
 
 # --- generation ---------------------------------------------------------------------------------
@@ -325,7 +328,15 @@ def generate(job: GenerationJob) -> dict:
     start = time.perf_counter()
     tok = tokenizers.load(job.tokenizer_dir)
     records, kept = batches.read_records(job.train_files), []
-    examples = batches.encode_records(records, tok, job.languages, job.max_length, kept)
+    examples = batches.encode_records(
+        records,
+        tok,
+        job.languages,
+        job.max_length,
+        kept,
+        response_newline=job.response_newline,
+        truncation=job.truncation,
+    )
     prompts = [prompt_ids(example) for example in examples]
     teacher = _load_teacher(job, tok)
     out, tmp = Path(job.out_dir), Path(f"{job.out_dir}.tmp")
@@ -423,17 +434,24 @@ def _read_outputs(out_dir: Path, expected: int) -> list[dict]:
     return lines
 
 
-def teacher_example(gold: dict, target: list[int], max_length: int) -> tuple[dict, bool]:
+def teacher_example(
+    gold: dict, target: list[int], max_length: int, keep_eos: int | None = None
+) -> tuple[dict, bool]:
     """(example, cut): `gold`'s prompt + `target`, labels -100 on the prompt, cut at
-    `max_length` tokens (cut = whether it was); `gold`'s "index" is kept."""
+    `max_length` tokens (cut = whether it was); `gold`'s "index" is kept. `keep_eos`, the EOS
+    id under training.truncation: keep_eos: a cut target that ended with it keeps it as its
+    last token, as sekd.prompts.encode_example does for the gold targets."""
     prompt = prompt_ids(gold)
     input_ids = prompt + target
     labels = [IGNORE_INDEX] * len(prompt) + target
     cut = len(input_ids) > max_length
+    input_ids, labels = input_ids[:max_length], labels[:max_length]
+    if cut and keep_eos is not None and target[-1] == keep_eos and len(prompt) < max_length:
+        input_ids[-1] = labels[-1] = keep_eos
     example = {
-        "input_ids": input_ids[:max_length],
-        "labels": labels[:max_length],
-        "attention_mask": [1] * min(len(input_ids), max_length),
+        "input_ids": input_ids,
+        "labels": labels,
+        "attention_mask": [1] * len(input_ids),
     }
     if "index" in gold:
         example["index"] = gold["index"]
@@ -447,6 +465,7 @@ def load_examples(
     eos_token_id: int,
     max_length: int,
     stats: dict | None = None,
+    truncation: str = "target_tail",
 ) -> list[dict]:
     """Training examples on the teacher's outputs: one per gold example (same order, same
     prompt), its target the `pick`ed hypothesis (`pick_hypothesis`) with its EOS when it has
@@ -470,7 +489,8 @@ def load_examples(
                 f"{'do not end' if chosen['finished'] else 'end'} with EOS {eos_token_id}; "
                 "generated with another tokenizer? rerun the rule teacher_outputs"
             )
-        example, cut = teacher_example(gold, target, max_length)
+        keep_eos = eos_token_id if truncation == "keep_eos" else None
+        example, cut = teacher_example(gold, target, max_length, keep_eos)
         examples.append(example)
         counts["examples"] += 1
         counts["empty"] += target == [eos_token_id]

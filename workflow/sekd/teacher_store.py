@@ -161,6 +161,10 @@ class StoreJob:
     threads: int = 1
     student_revision: str | None = None  # of student_model when a hub id (models.student.revision)
     teacher_key: str = "the teacher"  # its config key, for errors (models.<name>)
+    # the examples' encoding, as the student's training encodes them (prompt.response_newline,
+    # training.truncation; sekd.prompts)
+    response_newline: bool = True
+    truncation: str = "target_tail"
 
 
 def _open_array(path: Path, dtype: str, shape: tuple[int, ...]) -> np.memmap:
@@ -195,7 +199,14 @@ def build(job: StoreJob) -> dict:
     models.configure_torch_threads(job.threads)
     start = time.time()
     tok = tokenizers.load(job.tokenizer_dir)
-    examples = encode_files(job.train_files, tok, job.languages, job.max_length)
+    examples = encode_files(
+        job.train_files,
+        tok,
+        job.languages,
+        job.max_length,
+        response_newline=job.response_newline,
+        truncation=job.truncation,
+    )
     offsets = np.concatenate([[0], np.cumsum(target_counts(examples), dtype=np.int64)])
     n_tokens = int(offsets[-1])
     vocab = AutoConfig.from_pretrained(

@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
-from sekd import distributed, models, runlock, teacher_outputs
+from sekd import distributed, models, runlock, selection, teacher_outputs
 from sekd import tokenizer as tokenizers
-from sekd.batches import PadCollator, encode_files
+from sekd.batches import PadCollator, encode_files, read_records
 from sekd.checkpoints import (
     EXIT_PREEMPTED,
     PREEMPTED,
@@ -89,6 +89,11 @@ class TrainJob:
     threads: int = 1  # CPU threads (of a rank; `run` shares the node's among its ranks)
     gpus: int = 0  # GPUs of the whole job (the rule's `gpu` resource): ranks when nproc is unset
     resume_from_checkpoint: str | None = None  # set by `run`, read by the ranks
+    # prompt.response_newline (the prompts' ending; sekd.prompts.build_prompt)
+    response_newline: bool = True
+    # training.sft_selection: valid_bleu's decoding and scoring (tokenize, max_new_tokens,
+    # batch_size; sekd.selection); None for every other run
+    valid_bleu: dict | None = None
 
 
 def rule_job(job_slice: dict, resources, **fields) -> TrainJob:
@@ -100,6 +105,8 @@ def rule_job(job_slice: dict, resources, **fields) -> TrainJob:
         # relative to the repository (as config.yaml names it) when not to the working directory
         runtime["deepspeed"] = str(REPOSITORY / deepspeed)
     return TrainJob(
+        response_newline=job_slice.get("prompt", {}).get("response_newline", True),
+        valid_bleu=job_slice.get("valid_bleu"),
         languages=job_slice["languages"],
         training={**job_slice["training"], **runtime},
         dtype=job_slice["dtype"],
@@ -152,10 +159,11 @@ def _train(job: TrainJob) -> dict:
     models.configure_torch_threads(job.threads)
     variant = Variant("sft") if job.variant == "sft" else parse_variant(job.variant)
     t = job.training
-    select_best = variant.objective == "sft" and t["select_best_sft"] and bool(job.valid_files)
+    chosen = selection.sft_selection(t) if variant.objective == "sft" else "last"
+    select_best = chosen != "last" and bool(job.valid_files)
     # Built before any from_pretrained: with a ZeRO-3 config this makes the weights load
     # partitioned across the ranks (HfDeepSpeedConfig).
-    args = _training_arguments(job, select_best)
+    args = _training_arguments(job, select_best, chosen)
     set_seed(job.seed)
     tok = tokenizers.load(job.tokenizer_dir)
     train_set, valid_set = _datasets(job, tok, select_best)
@@ -175,6 +183,9 @@ def _train(job: TrainJob) -> dict:
     _log_start(job, len(train_set), store)
     checkpoints, timer = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir), StepTimer()
     sampling = _onpolicy(job, variant, tok)
+    callbacks = [checkpoints, timer]
+    if select_best and chosen == "valid_bleu":
+        callbacks.append(_valid_bleu(job, tok))
     trainer = DistillTrainer(
         model=model,
         args=args,
@@ -185,16 +196,36 @@ def _train(job: TrainJob) -> dict:
         teacher=teacher,
         onpolicy=sampling,
         step_timer=timer,
-        callbacks=[checkpoints, timer],
+        callbacks=callbacks,
     )
     checkpoints.install()
     try:
         trainer.train(resume_from_checkpoint=job.resume_from_checkpoint)
     finally:
         checkpoints.restore()
-    summary = _summary(job, variant, trainer, timer, sources)
+    summary = _summary(job, variant, trainer, timer, sources, chosen)
     _save(trainer, tok, job, summary)
     return summary
+
+
+def _valid_bleu(job: TrainJob, tok) -> selection.ValidBleu:
+    """training.sft_selection: valid_bleu's callback on the validation records."""
+    if job.valid_bleu is None:
+        raise ValueError(
+            "training.sft_selection is valid_bleu but the job has no decoding settings "
+            "(TrainJob.valid_bleu: tokenize, max_new_tokens, batch_size; common.smk sft_job)"
+        )
+    options = {**job.valid_bleu, "response_newline": job.response_newline}
+    return selection.ValidBleu(tok, read_records(job.valid_files), job.languages, options)
+
+
+def _formatting(job: TrainJob) -> dict:
+    """The open choices of the examples' encoding: prompt.response_newline and
+    training.truncation (sekd.prompts; absent from the job: the defaults)."""
+    return {
+        "response_newline": job.response_newline,
+        "truncation": job.training.get("truncation", "target_tail"),
+    }
 
 
 def _teacher_source(job: TrainJob) -> dict:
@@ -236,8 +267,11 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _training_arguments(job: TrainJob, select_best: bool) -> TrainingArguments:
-    """The Trainer's arguments from the config's `training` section (§4.2)."""
+def _training_arguments(
+    job: TrainJob, select_best: bool, chosen: str = selection.DEFAULT
+) -> TrainingArguments:
+    """The Trainer's arguments from the config's `training` section (§4.2); `chosen`: the SFT
+    checkpoint's selection (sekd.selection), its metric the one compared when `select_best`."""
     t = job.training
     deepspeed = t.get("deepspeed")
     use_cuda = torch.cuda.is_available()
@@ -269,8 +303,8 @@ def _training_arguments(job: TrainJob, select_best: bool) -> TrainingArguments:
         save_steps=t["eval_steps"],
         save_total_limit=None,  # CheckpointCallback removes old ones once a new one is complete
         load_best_model_at_end=select_best,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        metric_for_best_model=selection.METRICS.get(chosen, ("eval_loss", False))[0],
+        greater_is_better=selection.METRICS.get(chosen, ("eval_loss", False))[1],
         save_safetensors=True,
         save_only_model=False,  # optimizer, scheduler and RNG states too, to resume
         seed=job.seed,
@@ -294,7 +328,8 @@ def _datasets(job: TrainJob, tok, select_best: bool) -> tuple[list[dict], list[d
     An objective that trains on the teacher's outputs gets the gold examples' prompts with the
     teacher's hypotheses as targets (sekd.teacher_outputs.load_examples)."""
     max_length = job.training["max_length"]
-    train_set = encode_files(job.train_files, tok, job.languages, max_length)
+    formatting = _formatting(job)
+    train_set = encode_files(job.train_files, tok, job.languages, max_length, **formatting)
     if not train_set:
         raise ValueError(
             f"no training example fits training.max_length={max_length} tokens "
@@ -308,12 +343,17 @@ def _datasets(job: TrainJob, tok, select_best: bool) -> tuple[list[dict], list[d
                 "but the job names none (TrainJob.teacher_outputs; rule teacher_outputs)"
             )
         train_set = teacher_outputs.load_examples(
-            job.teacher_outputs, train_set, objective.pick, tok.eos_token_id, max_length
+            job.teacher_outputs,
+            train_set,
+            objective.pick,
+            tok.eos_token_id,
+            max_length,
+            truncation=formatting["truncation"],
         )
     if not select_best:
         return train_set, None
     _check_eval_steps(job.training, len(train_set))
-    return train_set, encode_files(job.valid_files, tok, job.languages, max_length)
+    return train_set, encode_files(job.valid_files, tok, job.languages, max_length, **formatting)
 
 
 def _objective(job: TrainJob) -> Objective:
@@ -388,7 +428,12 @@ def _log_start(job: TrainJob, examples: int, store: TeacherStore | None) -> None
 
 
 def _summary(
-    job: TrainJob, variant: Variant, trainer: DistillTrainer, timer: StepTimer, sources: dict
+    job: TrainJob,
+    variant: Variant,
+    trainer: DistillTrainer,
+    timer: StepTimer,
+    sources: dict,
+    chosen: str = selection.DEFAULT,
 ) -> dict:
     """train_summary.json: the run, its steps, best checkpoint, log history, step times, and
     what was loaded (`models`: source, revision asked for, resolved commit or sha256; see
@@ -405,7 +450,9 @@ def _summary(
         "seed": job.seed,
         "global_steps": state.global_step,
         "best_checkpoint": state.best_model_checkpoint,
-        "best_eval_loss": state.best_metric,
+        # the best metric of the evaluations: the loss (default) or, under
+        # training.sft_selection: valid_bleu, the BLEU (best_eval_bleu)
+        "best_eval_bleu" if chosen == "valid_bleu" else "best_eval_loss": state.best_metric,
         "log_history": state.log_history,
         "step_seconds": timer.seconds,  # of this process's steps (not those before a resume)
         "step_cpu_seconds": timer.cpu_seconds,
