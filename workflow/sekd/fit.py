@@ -85,17 +85,19 @@ def fit(
         models.check_vocab(lm, tok, str(path), f"the {role}")
         loaded[role] = lm
     if loaded["teacher"] is not None:
-        vocab = loaded["model"].config.vocab_size
-        if loaded["teacher"].config.vocab_size < vocab:
+        vocab, theirs = loaded["model"].config.vocab_size, loaded["teacher"].config.vocab_size
+        if theirs < vocab:
             raise ValueError(
-                f"the teacher ({teacher_dir}): its vocabulary ({loaded['teacher'].config.vocab_size})"
-                f" is smaller than the model's ({vocab}, {model_dir})"
+                f"the teacher ({teacher_dir}): its vocabulary ({theirs}) is smaller than the "
+                f"model's ({vocab}, {model_dir})"
             )
     out: dict = {"model": str(model_dir), "teacher": str(teacher_dir), "directions": {}}
     totals = {"nll_sum": 0.0, "kl_sum": 0.0, "tokens": 0}
     for direction, path in valid_files.items():
         examples = batches.encode_files([path], tok, languages, max_length)
-        stats = token_stats(loaded["model"], loaded["teacher"], examples, tok.pad_token_id, batch_size)
+        stats = token_stats(
+            loaded["model"], loaded["teacher"], examples, tok.pad_token_id, batch_size
+        )
         out["directions"][direction] = {
             "nll": _mean(stats["nll_sum"], stats["tokens"], f"{path} NLL"),
             "kl": _mean(stats["kl_sum"], stats["tokens"], f"{path} KL"),

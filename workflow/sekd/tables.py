@@ -130,9 +130,9 @@ def results_table(
 
 def add_delta(table: list[dict], system: str, baseline: str) -> list[dict]:
     """`table` with the Δ row appended (the paper's Table 1): `system` minus `baseline` in every
-    BLEU, COMET and validation-fit column, from the table's own means (4 decimals, as in the CSV); empty where
-    either is empty, and in the run, p, n_seeds and std columns. A ValueError if either is not a
-    row of `table`."""
+    BLEU, COMET and validation-fit column, from the table's own means (4 decimals, as in the
+    CSV); empty where either is empty, and in the run, p, n_seeds and std columns. A ValueError
+    if either is not a row of `table`."""
     by_system = {rec["system"]: rec for rec in table}
     for name in (system, baseline):
         if name not in by_system:
