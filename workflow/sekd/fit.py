@@ -29,9 +29,10 @@ def token_stats(
     positions of `examples` (masked examples, sekd.batches), and the number of those tokens.
     `teacher` None: the model is the teacher (KL 0 without a second forward)."""
     collate = batches.PadCollator(pad_id)
+    device = next(model.parameters()).device
     nll_sum, kl_sum, tokens = 0.0, 0.0, 0
     for start in range(0, len(examples), batch_size):
-        batch = collate(examples[start : start + batch_size])
+        batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size]).items()}
         labels = batch["labels"][:, 1:]
         mask = labels != -100
         if not mask.any():
@@ -72,7 +73,8 @@ def fit(
     """{"nll", "kl", "tokens", "directions": {direction: {"nll", "kl", "tokens"}}} of the model in
     `model_dir` against the teacher in `teacher_dir` on `valid_files` ({direction: JSONL}); the
     overall means are token means over every direction. Both models load as sekd.train loads
-    them (safetensors; tokenizer and vocabulary checked against results/tokenizer)."""
+    them (safetensors; tokenizer and vocabulary checked against results/tokenizer), on the GPU
+    when there is one."""
     tok = tokenizers.load(tokenizer_dir)
     same = Path(model_dir).resolve() == Path(teacher_dir).resolve()
     loaded = {}
@@ -83,7 +85,7 @@ def fit(
         models.check_tokenizer(path, tok, f"the {role}")
         lm = models.load_causal_lm(path, kind).eval().requires_grad_(False)
         models.check_vocab(lm, tok, str(path), f"the {role}")
-        loaded[role] = lm
+        loaded[role] = lm.to("cuda") if torch.cuda.is_available() else lm
     if loaded["teacher"] is not None:
         vocab, theirs = loaded["model"].config.vocab_size, loaded["teacher"].config.vocab_size
         if theirs < vocab:
