@@ -40,7 +40,8 @@ def _csv_table(
             value = row[k]
             std = row.get(f"{k}_std", "")
             digits = 3 if k.startswith(("valid_", "hard_", "default_hard")) else 2
-            text = f"{float(value):.{digits}f}" if value else "n/c"
+            empty = "n/c" if k.startswith("comet_") else "–"
+            text = f"{float(value):.{digits}f}" if value else empty
             if std:
                 text += f" ± {float(std):.{digits}f}"
             direction = k.split("_", 1)[1]
@@ -128,7 +129,7 @@ def _sensitivity_section(files: list[Path]) -> list[str]:
         "<p>Each alternative (config/paper.yaml, <code>sensitivity</code>) is one run option at "
         "another value, trained as its own KD run: SacreBLEU on WMT22 (mean over seeds), its Δ "
         "to its default run, and the mean hard-token fraction of both runs over training.</p>",
-        _csv_table(csvs[0], "label", ("bleu_", "delta_", "default_", "hard_")),
+        _csv_table(csvs[0], "label", ("bleu_", "delta_", "default_bleu", "hard_", "default_hard")),
     ]
     caption = (
         "Δ average SacreBLEU of each alternative to its default; markers: hard-token fraction."
