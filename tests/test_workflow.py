@@ -117,6 +117,24 @@ def test_table1_has_the_papers_shape(study):
     assert r"\toprule" in (study / "results" / "table1.tex").read_text()
 
 
+def test_tables_show_validation_nll_and_kl_beside_bleu(study):
+    for name in TABLE_CURVES:
+        rows = read_table(study, name)
+        columns = list(rows[0])
+        assert columns.index("valid_nll") > columns.index("bleu_avg")
+        for row in rows:
+            nll, kl = float(row["valid_nll"]), float(row["valid_kl"])
+            assert math.isfinite(nll) and nll > 0 and math.isfinite(kl) and kl >= 0
+            if row["run"].startswith("sft/teacher"):
+                assert kl == 0.0  # the table's teacher against itself
+        teacher = "teacher_l" if name == "table2" else "teacher"
+        fit = json.loads(
+            (study / "results" / "fit" / rows[-1]["run"] / "seed1" / f"{teacher}.json").read_text()
+        )
+        assert fit["tokens"] > 0 and set(fit["directions"])
+        assert "Valid NLL" in (study / "results" / f"{name}.md").read_text()
+
+
 def test_table2_uses_the_large_teacher(study):
     rows = read_table(study, "table2")
     assert [r["system"] for r in rows] == ["Teacher", *SYSTEMS[2:]]
@@ -431,3 +449,20 @@ def test_bad_config_stops_before_any_job(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "config key 'training.learning_rate'" in proc.stdout + proc.stderr
+
+
+def test_sensitivity_has_one_row_per_alternative_with_finite_numbers(study):
+    from sekd.config import load_config
+
+    snakemake(study, "results/sensitivity.csv")
+    config = load_config(ROOT / "config" / "config.yaml", *CONFIGS)
+    alternatives = config["sensitivity"]["alternatives"]
+    with open(study / "results" / "sensitivity.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["option"], r["value"]) for r in rows] == [
+        (a["option"], a["value"]) for a in alternatives
+    ]
+    for row in rows:
+        for key in ("bleu_avg", "delta_avg", "default_bleu_avg", "hard_fraction"):
+            assert math.isfinite(float(row[key])), (row["label"], key)
+    assert (study / "results" / "figures" / "sensitivity.png").stat().st_size > 0

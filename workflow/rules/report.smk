@@ -7,6 +7,7 @@ rule report:
         figures=figure_outputs(),
         fidelity=fidelity_outputs(),
         curves=table_curves_outputs(),
+        sensitivity=study.sensitivity_outputs(config),
     output:
         "results/report.html",
     params:

@@ -12,6 +12,7 @@ with logged(snakemake.log[0]):
     figures = [Path(p) for p in snakemake.input.figures if p.endswith(".png")]
     fidelity = [Path(p) for p in snakemake.input.fidelity if p.endswith(".json")]
     curves = [Path(p) for p in snakemake.input.curves if p.endswith(".png")]
+    sensitivity = [Path(p) for p in snakemake.input.sensitivity]
     report.build(
         tables,
         figures,
@@ -20,4 +21,5 @@ with logged(snakemake.log[0]):
         fidelity[0] if fidelity else None,
         captions=dict(snakemake.params.captions),
         curves=curves,
+        sensitivity=sensitivity,
     )

@@ -21,21 +21,29 @@ pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:85%}
 """
 
 
-def _csv_table(path: Path) -> str:
+def _csv_table(
+    path: Path,
+    name: str = "system",
+    prefixes: tuple[str, ...] = ("bleu_", "comet_", "valid_"),
+) -> str:
+    """A results CSV as an HTML table: its `name` column, then the columns starting with
+    `prefixes` that have a value (no *_std: shown as ± in the cell)."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    keep = [k for k in rows[0] if k.startswith(("bleu_", "comet_")) and not k.endswith("_std")]
+    keep = [k for k in rows[0] if k.startswith(prefixes) and not k.endswith("_std")]
     keep = [k for k in keep if any(r[k] != "" for r in rows)]
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in ["system", *keep])
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in [name, *keep])
     body = []
     for row in rows:
-        cells = [html.escape(row["system"])]
+        cells = [html.escape(row[name])]
         for k in keep:
             value = row[k]
             std = row.get(f"{k}_std", "")
-            text = f"{float(value):.2f}" if value else "n/c"
+            digits = 3 if k.startswith(("valid_", "hard_", "default_hard")) else 2
+            empty = "n/c" if k.startswith("comet_") else "–"
+            text = f"{float(value):.{digits}f}" if value else empty
             if std:
-                text += f" ± {float(std):.2f}"
+                text += f" ± {float(std):.{digits}f}"
             direction = k.split("_", 1)[1]
             p = row.get(f"p_{direction}", "")
             if k.startswith("bleu_") and p and float(p) < 0.05:
@@ -110,6 +118,26 @@ def _curves_section(curve_figures: list[Path], curves: list[Path], captions: dic
     return parts
 
 
+def _sensitivity_section(files: list[Path]) -> list[str]:
+    """results/sensitivity.csv and its figure (sekd.sensitivity), when planned."""
+    csvs = [p for p in files if p.suffix == ".csv"]
+    pngs = [p for p in files if p.suffix == ".png"]
+    if not csvs:
+        return []
+    parts = [
+        "<h2>Sensitivity to the open choices</h2>",
+        "<p>Each alternative (config/paper.yaml, <code>sensitivity</code>) is one run option at "
+        "another value, trained as its own KD run: SacreBLEU on WMT22 (mean over seeds), its Δ "
+        "to its default run, and the mean hard-token fraction of both runs over training.</p>",
+        _csv_table(csvs[0], "label", ("bleu_", "delta_", "default_bleu", "hard_", "default_hard")),
+    ]
+    caption = (
+        "Δ average SacreBLEU of each alternative to its default; markers: hard-token fraction."
+    )
+    parts += [_figure(path, caption) for path in pngs]
+    return parts
+
+
 def build(
     tables: list[Path],
     figures: list[Path],
@@ -118,11 +146,13 @@ def build(
     fidelity: Path | None = None,
     captions: dict[str, str] | None = None,
     curves: list[Path] | None = None,
+    sensitivity: list[Path] | None = None,
 ) -> None:
     """Write the report to `out`: tables from their CSV, figures embedded as PNG, each with its
     caption (what the paper reports, by table/figure name), the teacher store's fidelity
     report (its JSON) if given, and a section of training curves: the figures of `kind: curve`
-    and the per-table curve figures in `curves`."""
+    and the per-table curve figures in `curves`; the sensitivity study's CSV and figure in
+    `sensitivity`, if planned."""
     captions = captions or {}
     declared = config.get("figures", {})
     curve_figures = [p for p in figures if declared.get(p.stem, {}).get("kind") == "curve"]
@@ -149,6 +179,7 @@ def build(
         parts.append(f"<figcaption class='paper'>{caption}</figcaption>")
         parts.append("</figure>")
     parts += _curves_section(curve_figures, curves or [], captions)
+    parts += _sensitivity_section(sensitivity or [])
     if fidelity is not None:
         parts.append(_fidelity(fidelity))
     parts.append("<h2>Configuration of this run</h2>")

@@ -206,30 +206,42 @@ def table_marks(config: dict, table: str) -> list[dict]:
     ]
 
 
+def fit_files(config: dict, run: str, teacher: str) -> list[str]:
+    """The validation fit of a trained run against teacher model `teacher` (sekd.fit: mean NLL
+    of the WMT21 references, mean KL(p||q) of the teacher p to the run's model q), one per seed
+    (rule fit). The teacher is in the path: a model may sit in tables of different teachers."""
+    return [f"results/fit/{run}/seed{s}/{teacher}.json" for s in config["seeds"]]
+
+
 def table_spec(config: dict, table: str) -> list[dict]:
-    """Everything a table job reads, i.e. its rows with their score files (COMET if declared)."""
+    """Everything a table job reads, i.e. its rows with their score files (COMET if declared)
+    and their validation fit against the table's teacher."""
     with_comet = config["tables"][table]["comet"] and config["scoring"]["comet_model"] is not None
+    teacher = config["tables"][table]["teacher"]
     return [
         {
             "system": label,
             "run": run,
             "scores": score_files(config, run),
             "comet": score_files(config, run, kind="comet") if with_comet else None,
+            "fit": fit_files(config, run, teacher),
         }
         for label, run in table_rows(config, table)
     ]
 
 
 def table_inputs(config: dict, table: str) -> list[str]:
-    """Every score file of a table (BLEU, and COMET when shown)."""
-    return [
+    """Every score file of a table (BLEU, and COMET when shown) and every fit file."""
+    spec = table_spec(config, table)
+    scores = [
         f
-        for row in table_spec(config, table)
+        for row in spec
         for kind in ("scores", "comet")
         if row[kind]
         for fs in row[kind].values()
         for f in fs
     ]
+    return scores + [f for row in spec for f in row["fit"]]
 
 
 def significance_spec(config: dict, table: str) -> dict:
@@ -422,6 +434,107 @@ def figure_outputs(config: dict) -> list[str]:
     ]
 
 
+# Sensitivity (issue 11): the open choices' alternatives, each its own KD run
+
+
+def sensitivity_teacher(config: dict) -> str:
+    """The teacher of the sensitivity runs: `sensitivity.teacher`, else Table 1's."""
+    return config["sensitivity"].get("teacher") or default_teacher(config)
+
+
+def sensitivity_spec(config: dict) -> dict:
+    """The alternatives of `sensitivity` (config/paper.yaml) as runs: each alternative is a KD run
+    of its objective (`sensitivity.objective` unless it names one) with one run option
+    (sekd.objectives.RUN_OPTIONS) set to another value and its `fixed` hyper-parameters, beside
+    its default: the same objective and hyper-parameters with the config's options (for the
+    plain objective, the run of Table 1). {"directions", "rows": [{"option", "value", "label",
+    "objective", "run", "default_run", "scores", "default_scores", "curves", "default_curves"}]}."""
+    section = config["sensitivity"]
+    teacher = sensitivity_teacher(config)
+    rows = []
+    for alt in section["alternatives"]:
+        objective = alt.get("objective") or section["objective"]
+        fixed = alt.get("fixed", {})
+        run = kd_run(config, objective, teacher, options={alt["option"]: alt["value"]}, **fixed)
+        default = kd_run(config, objective, teacher, **fixed)
+        rows.append(
+            {
+                "option": alt["option"],
+                "value": alt["value"],
+                "label": alt.get("label") or f"{alt['option']}={alt['value']}",
+                "objective": objective,
+                "run": run,
+                "default_run": default,
+                "scores": score_files(config, run),
+                "default_scores": score_files(config, default),
+                "curves": curve_files(config, run),
+                "default_curves": curve_files(config, default),
+            }
+        )
+    return {"directions": config["data"]["test_directions"], "rows": rows}
+
+
+def sensitivity_inputs(config: dict) -> list[str]:
+    """Every score and curves file the sensitivity job reads (rule sensitivity)."""
+    files = []
+    for row in sensitivity_spec(config)["rows"]:
+        for key in ("scores", "default_scores"):
+            files += [f for fs in row[key].values() for f in fs]
+        files += row["curves"] + row["default_curves"]
+    return sorted(set(files))
+
+
+def sensitivity_outputs(config: dict, in_all: bool = True) -> list[str]:
+    """results/sensitivity.csv and its figure; none when no alternative is declared, or (with
+    `in_all`: what `all` and the report plan) when `sensitivity.in_all` is false."""
+    section = config["sensitivity"]
+    if not section["alternatives"] or (in_all and not section["in_all"]):
+        return []
+    return [
+        "results/sensitivity.csv",
+        *(f"results/figures/sensitivity.{ext}" for ext in ("png", "pdf")),
+    ]
+
+
+def _sensitivity_errors(config: dict) -> list[str]:
+    """Each alternative names a run option, one of its values other than the default, and
+    hyper-parameters of `kd`, and its run differs from its default run (the option applies)."""
+    section, errors = config["sensitivity"], []
+    teacher = section.get("teacher")
+    if teacher is not None and teacher not in config["models"]:
+        errors.append(f"config key 'sensitivity.teacher': no model {teacher!r}")
+        return errors
+    for i, alt in enumerate(section["alternatives"]):
+        where = f"config key 'sensitivity.alternatives.{i}"
+        option = RUN_OPTIONS.get(alt["option"])
+        if option is None:
+            errors.append(
+                f"{where}.option': {alt['option']!r} is not a run option "
+                f"(known: {', '.join(RUN_OPTIONS)})"
+            )
+            continue
+        if alt["value"] not in option.values:
+            errors.append(f"{where}.value': {alt['value']!r} is not one of {option.values}")
+            continue
+        bad = [hp for hp in alt.get("fixed", {}) if hp not in config["kd"]]
+        if bad:
+            errors.append(f"{where}.fixed': not keys of kd: {', '.join(bad)}")
+            continue
+        try:
+            row = sensitivity_spec({**config, "sensitivity": {**section, "alternatives": [alt]}})
+        except ValueError as exc:
+            errors.append(f"{where}': {exc}")
+            continue
+        if row["rows"][0]["run"] == row["rows"][0]["default_run"]:
+            objective = alt.get("objective") or section["objective"]
+            errors.append(
+                f"{where}': {alt['option']}={alt['value']} does not change the {objective} run "
+                f"({row['rows'][0]['run']}): the option does not apply to it, or the config "
+                "already sets this value"
+            )
+    return errors
+
+
 def captions(config: dict) -> dict[str, str]:
     """What the paper reports for every table and figure, by name (the reports' captions)."""
     out = {name: table_caption(config, name) for name in table_names(config)}
@@ -431,7 +544,7 @@ def captions(config: dict) -> dict[str, str]:
 
 def consistency_errors(config: dict) -> list[str]:
     """Cross-key checks of the declarations that the schema cannot express."""
-    errors = _same_gradient_errors()
+    errors = _same_gradient_errors() + _sensitivity_errors(config)
     models, kd = config["models"], config["kd"]
     for name in table_names(config):
         teacher = config["tables"][name]["teacher"]

@@ -2,7 +2,9 @@
 LaTeX (booktabs). Cells are means over seeds (± std with more than one seed); † marks a system
 significantly different from the baseline (paired bootstrap over the seeds pooled, p < 0.05,
 Table 1's †); the Δ row (Table 1's last) is one system minus the baseline in every column; ‡ (and
-§, ¶) marks rows that are one training run up to a constant (sekd.study.table_marks)."""
+§, ¶) marks rows that are one training run up to a constant (sekd.study.table_marks). Beside
+BLEU, each trained model's fit on WMT21 validation (sekd.fit): the mean NLL of the references and
+the mean KL(p||q) of the table's teacher p to the model q, which move where BLEU cannot show it."""
 
 from __future__ import annotations
 
@@ -60,6 +62,23 @@ def _mean_std(per_seed: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(per_seed), std
 
 
+FIT_COLUMNS = (("valid_nll", "nll", "Valid NLL"), ("valid_kl", "kl", "Valid KL"))
+"""(CSV column, key in the fit JSON, Markdown/LaTeX header) of the validation fit (sekd.fit)."""
+
+
+def _fit_columns(row: dict, record: dict, stds: dict) -> None:
+    """valid_nll and valid_kl of `row` (its "fit": [fit JSON per seed], sekd.fit) into `record`
+    (mean over seeds) and `stds`; empty when the row has no fit files."""
+    files = row.get("fit")
+    for column, key, _ in FIT_COLUMNS:
+        if not files:
+            record[column], stds[f"{column}_std"] = "", ""
+            continue
+        mean, std = _mean_std(_read(files, key, f"{row['system']} validation fit"))
+        record[column] = round(mean, 4)
+        stds[f"{column}_std"] = "" if std is None else round(std, 4)
+
+
 def results_table(
     rows: list[dict], directions: list[str], significance: dict | None = None
 ) -> list[dict]:
@@ -67,8 +86,9 @@ def results_table(
     "comet": {direction: [...]} or None}] -> one record per row.
 
     Columns: bleu_<d> and bleu_avg (mean over seeds of the mean over directions), comet_<d> and
-    comet_avg (empty when COMET was not computed), p_<d> (paired bootstrap against the baseline,
-    empty for the baseline and reference rows), n_seeds, then *_std (empty with one seed).
+    comet_avg (empty when COMET was not computed), valid_nll and valid_kl (the row's "fit": [fit
+    JSON per seed], sekd.fit; empty without), p_<d> (paired bootstrap against the baseline, empty
+    for the baseline and reference rows), n_seeds, then *_std (empty with one seed).
     """
     table = []
     for row in rows:
@@ -98,6 +118,7 @@ def results_table(
             else:
                 record[f"{metric}_avg"] = ""
                 stds[f"{metric}_avg_std"] = ""
+        _fit_columns(row, record, stds)
         for d in directions:
             p = (significance or {}).get(row["system"], {}).get(d)
             record[f"p_{d}"] = "" if p is None else round(p, 4)
@@ -109,9 +130,9 @@ def results_table(
 
 def add_delta(table: list[dict], system: str, baseline: str) -> list[dict]:
     """`table` with the Δ row appended (the paper's Table 1): `system` minus `baseline` in every
-    BLEU and COMET column, from the table's own means (4 decimals, as in the CSV); empty where
-    either is empty, and in the run, p, n_seeds and std columns. A ValueError if either is not a
-    row of `table`."""
+    BLEU, COMET and validation-fit column, from the table's own means (4 decimals, as in the
+    CSV); empty where either is empty, and in the run, p, n_seeds and std columns. A ValueError
+    if either is not a row of `table`."""
     by_system = {rec["system"]: rec for rec in table}
     for name in (system, baseline):
         if name not in by_system:
@@ -121,7 +142,7 @@ def add_delta(table: list[dict], system: str, baseline: str) -> list[dict]:
     for key in table[0]:
         if key == "system":
             delta[key] = DELTA
-        elif key.startswith(("bleu_", "comet_")) and not key.endswith("_std"):
+        elif key.startswith(("bleu_", "comet_", "valid_")) and not key.endswith("_std"):
             empty = a[key] == "" or b[key] == ""
             delta[key] = "" if empty else round(a[key] - b[key], 4)
         else:
@@ -143,26 +164,42 @@ def _cell(record: dict, key: str, dagger_key: str | None = None, latex: bool = F
     value = record.get(key, "")
     if value == "":
         return "n/c" if key.startswith("comet") else ""
+    digits = 3 if key.startswith("valid_") else 2  # NLL and KL in nats: small differences
     if record["system"] == DELTA:
-        return f"{round(value, 2) + 0.0:+.2f}"  # +0.0: no "-0.00"
-    text = f"{value:.2f}"
+        return f"{round(value, digits) + 0.0:+.{digits}f}"  # +0.0: no "-0.00"
+    text = f"{value:.{digits}f}"
     std = record.get(f"{key}_std", "")
     if std != "":
-        text += f" ± {std:.2f}" if not latex else f" $\\pm$ {std:.2f}"
+        text += f" ± {std:.{digits}f}" if not latex else f" $\\pm$ {std:.{digits}f}"
     p = record.get(dagger_key, "") if dagger_key else ""
     if p != "" and p < ALPHA:
         text += "$^\\dagger$" if latex else "†"
     return text
 
 
-def _columns(directions: list[str], with_comet: bool) -> list[tuple[str, str, str | None]]:
+def _columns(
+    directions: list[str], with_comet: bool, with_fit: bool = False
+) -> list[tuple[str, str, str | None]]:
+    """(header, CSV column, its p column) of each shown column: BLEU (and COMET) per direction and
+    their average, then the validation fit when any row has it."""
     cols = []
     for d in [*directions, "avg"]:
         label = "Avg." if d == "avg" else direction_label(d)
         cols.append((f"{label} BLEU", f"bleu_{d}", None if d == "avg" else f"p_{d}"))
         if with_comet:
             cols.append((f"{label} COMET", f"comet_{d}", None))
+    if with_fit:
+        cols += [(header, column, None) for column, _, header in FIT_COLUMNS]
     return cols
+
+
+def _shown(table: list[dict]) -> tuple[bool, bool]:
+    """(with COMET, with the validation fit): whether any system row has them."""
+    rows = [r for r in table if r["system"] != DELTA]
+    return (
+        any(r.get("comet_avg", "") != "" for r in rows),
+        any(r.get("valid_nll", "") != "" for r in rows),
+    )
 
 
 def latex_text(text: str) -> str:
@@ -198,6 +235,7 @@ def _notes(
     table: list[dict],
     directions: list[str],
     with_comet: bool,
+    with_fit: bool,
     test: dict | None,
     baseline: str | None,
     marks: list[dict],
@@ -214,6 +252,12 @@ def _notes(
             f"{mark['sign']} {' and '.join(mark['systems'])}: the same training run up to a "
             "constant and floating-point rounding (their losses differ by a term that does not "
             "depend on the student, so their gradients are equal at these hyper-parameters)."
+        )
+    if with_fit:
+        notes.append(
+            "Valid NLL: mean negative log-likelihood per target token of the WMT21 validation "
+            "references; Valid KL: mean KL(p||q) per token of the table's teacher p to the model "
+            "q on the same tokens (nats; mean over seeds)."
         )
     if not with_comet:
         notes.append("COMET: not computed (no `scoring.comet_model` configured).")
@@ -234,14 +278,14 @@ def to_markdown(
     significance job's record, against `baseline`), the Δ row (`delta`: {"system", "baseline"}),
     the ‡ rows (`marks`: sekd.study.table_marks)."""
     marks = marks or []
-    with_comet = any(r.get("comet_avg", "") != "" for r in table if r["system"] != DELTA)
-    cols = _columns(directions, with_comet)
+    with_comet, with_fit = _shown(table)
+    cols = _columns(directions, with_comet, with_fit)
     lines = [f"**{title}**", "", "| System | " + " | ".join(c[0] for c in cols) + " |"]
     lines.append("|---|" + "---:|" * len(cols))
     for rec in table:
         cells = [_cell(rec, key, dagger) for _, key, dagger in cols]
         lines.append("| " + " | ".join([_label(rec, marks), *cells]) + " |")
-    notes = _notes(table, directions, with_comet, test, baseline, marks, delta)
+    notes = _notes(table, directions, with_comet, with_fit, test, baseline, marks, delta)
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
@@ -259,8 +303,8 @@ def to_latex(
     """The table in LaTeX (booktabs); its caption is `caption` followed by the Markdown notes
     (which test the † is, the Δ row, the ‡ rows); the Δ row after a rule."""
     marks = marks or []
-    with_comet = any(r.get("comet_avg", "") != "" for r in table if r["system"] != DELTA)
-    cols = _columns(directions, with_comet)
+    with_comet, with_fit = _shown(table)
+    cols = _columns(directions, with_comet, with_fit)
     header = " & ".join(["System", *[latex_text(c[0]) for c in cols]])
     body = []
     for rec in table:
@@ -268,7 +312,7 @@ def to_latex(
             body.append(r"\midrule")
         cells = [_cell(rec, key, dagger, latex=True) for _, key, dagger in cols]
         body.append(" & ".join([latex_text(_label(rec, marks)), *cells]) + r" \\")
-    notes = _notes(table, directions, with_comet, test, baseline, marks, delta)
+    notes = _notes(table, directions, with_comet, with_fit, test, baseline, marks, delta)
     title = caption if caption.endswith((".", "!", "?")) else caption + "."
     full_caption = " ".join(latex_text(t) for t in [title, *notes])
     return "\n".join(

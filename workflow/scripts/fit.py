@@ -1,0 +1,23 @@
+"""Rule fit: a trained model's validation NLL and KL(p||q) to a teacher (sekd.fit)."""
+
+import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
+
+from sekd import fit, models
+from sekd.logs import logged
+
+with logged(snakemake.log[0]):
+    models.configure_torch_threads(snakemake.threads)
+    p = snakemake.params
+    result = fit.fit(
+        snakemake.input.model,
+        snakemake.input.teacher,
+        snakemake.input.tokenizer,
+        dict(zip(p.directions, snakemake.input.valid, strict=True)),
+        p.languages,
+        p.max_length,
+        p.batch_size,
+        p.dtype,
+        p.teacher_dtype,
+    )
+    fit.write(result, snakemake.output[0])
+    print(f"NLL {result['nll']:.4f}, KL {result['kl']:.4f} over {result['tokens']} tokens")
