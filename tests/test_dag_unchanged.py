@@ -1,7 +1,10 @@
 """The redesign must not change what the study runs: the dry-run job list (rule, output paths) of
 the paper config and of the miniature equals the list recorded on main 7829804, before the
 "one home per concept" redesign (tests/data/dag_*.txt), plus, since, only added jobs: the training
-curves of issue 11 (rules curves, table_curves, and the hard_fraction figure).
+curves of issue 11 (rules curves, table_curves, and the hard_fraction figure); Table 3 of issue 10
+(its eight KD runs, the two teacher_outputs generations, their decoding and scoring); the
+validation fit of every table row (rule fit) and, in the paper config, the sensitivity study of
+issue 11. No job of the recorded plan was removed or renamed.
 
 Regenerate a list only when a change is meant to alter the plan:
     .venv/bin/python tests/test_dag_unchanged.py
