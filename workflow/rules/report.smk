@@ -13,6 +13,9 @@ rule report:
     params:
         config=config,
         captions=study.captions(config),
+        # the compute budget per table row (sekd.budget), from the benchmark files
+        budget_rows={t: study.table_rows(config, t) for t in TABLES},
+        seeds=SEEDS,
     log:
         "results/logs/report.log",
     benchmark:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import report
+from sekd import budget, report
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
@@ -22,4 +22,13 @@ with logged(snakemake.log[0]):
         captions=dict(snakemake.params.captions),
         curves=curves,
         sensitivity=sensitivity,
+        budget={
+            "tables": {
+                name: [
+                    budget.row_budget(system, run, snakemake.params.seeds) for system, run in rows
+                ]
+                for name, rows in snakemake.params.budget_rows.items()
+            },
+            "total": budget.study_total(),
+        },
     )

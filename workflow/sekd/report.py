@@ -138,6 +138,46 @@ def _sensitivity_section(files: list[Path]) -> list[str]:
     return parts
 
 
+def _budget_section(budget: dict) -> list[str]:
+    """The measured compute per table row (sekd.budget) and the whole study's jobs."""
+    if not budget:
+        return []
+    columns = [
+        ("system", "System"),
+        ("parameters", "Parameters"),
+        ("gpus", "GPUs"),
+        ("gpu", "GPU"),
+        ("train_hours", "Training h"),
+        ("train_cpu_hours", "Training CPU h"),
+        ("gpu_hours", "GPU h"),
+        ("decode_hours", "Decoding h"),
+    ]
+    parts = [
+        "<h2>Compute budget</h2>",
+        "<p>Measured by this run (Snakemake benchmark files; ACL Responsible NLP checklist C1): "
+        "per row, the trained model's parameters, the GPUs its training ran on, the wall and "
+        "CPU hours of its training summed over seeds, GPU hours (training wall time × GPUs) and "
+        "the wall hours of its decoding. Shared jobs (the teacher's SFT, teacher outputs and "
+        "stores) are counted in their own rows and in the total.</p>",
+    ]
+    for name, rows in budget.get("tables", {}).items():
+        head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td>{html.escape(str(row[key]))}</td>" for key, _ in columns)
+            + "</tr>"
+            for row in rows
+        )
+        parts.append(f"<h3>{html.escape(name)}</h3><table><tr>{head}</tr>{body}</table>")
+    total = budget.get("total")
+    if total:
+        parts.append(
+            f"<p>The whole study so far: {total['jobs']} jobs, {total['wall_hours']} wall hours "
+            f"(summed over jobs), {total['cpu_hours']} CPU hours.</p>"
+        )
+    return parts
+
+
 def build(
     tables: list[Path],
     figures: list[Path],
@@ -147,12 +187,14 @@ def build(
     captions: dict[str, str] | None = None,
     curves: list[Path] | None = None,
     sensitivity: list[Path] | None = None,
+    budget: dict | None = None,
 ) -> None:
     """Write the report to `out`: tables from their CSV, figures embedded as PNG, each with its
     caption (what the paper reports, by table/figure name), the teacher store's fidelity
     report (its JSON) if given, and a section of training curves: the figures of `kind: curve`
     and the per-table curve figures in `curves`; the sensitivity study's CSV and figure in
-    `sensitivity`, if planned."""
+    `sensitivity`, if planned; the compute `budget` ({"tables": {name: rows}, "total"}:
+    sekd.budget), if given."""
     captions = captions or {}
     declared = config.get("figures", {})
     curve_figures = [p for p in figures if declared.get(p.stem, {}).get("kind") == "curve"]
@@ -182,6 +224,7 @@ def build(
     parts += _sensitivity_section(sensitivity or [])
     if fidelity is not None:
         parts.append(_fidelity(fidelity))
+    parts += _budget_section(budget or {})
     parts.append("<h2>Configuration of this run</h2>")
     parts.append(f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
     parts.append("</body></html>")

@@ -457,7 +457,18 @@ def _summary(
         "step_seconds": timer.seconds,  # of this process's steps (not those before a resume)
         "step_cpu_seconds": timer.cpu_seconds,
         "models": sources,
+        "devices": _devices(),  # the compute budget of the report (sekd.budget)
         **({"onpolicy": totals} if totals is not None else {}),
+    }
+
+
+def _devices() -> dict:
+    """The devices of the run: ranks, GPUs (one per rank on GPUs, else 0) and the GPU's name."""
+    cuda = torch.cuda.is_available()
+    return {
+        "world_size": _world_size(),
+        "gpus": _world_size() if cuda else 0,
+        "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
     }
 
 
