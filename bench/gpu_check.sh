@@ -32,7 +32,7 @@ else
   echo "gpu_check: no .whl/ (run bash bench/gpu_wheels.sh here first): DeepSpeed may be missing" >&2
 fi
 # The working tree's code first; DeepSpeed's JIT-built ops in a writable place.
-export PYTHONPATH="$PWD/workflow:$PYTHONPATH"
+export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}"
 export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-/tmp/torch_extensions}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/nvidia_smi.csv" 2>&1
 # 8 minutes at most: the summary is rewritten after every part, so a stop keeps what finished.
