@@ -45,7 +45,8 @@ TF5_VENV ?= .venv-tf5
 TF5_STAMP := $(TF5_VENV)/.installed-$(shell cat requirements/lock-tf5.txt | cksum | cut -d' ' -f1)
 TF5_TESTS ?= tests/test_train.py tests/test_train_checks.py tests/test_decode.py \
 	tests/test_sampling.py tests/test_resume.py tests/test_nonfinite.py tests/test_teacher_store.py \
-	tests/test_losses.py tests/test_losses_chunked.py tests/test_deepspeed.py tests/test_gpu_check.py
+	tests/test_losses.py tests/test_losses_chunked.py tests/test_deepspeed.py tests/test_gpu_check.py \
+	tests/test_transformers_versions.py
 
 $(TF5_STAMP): requirements/lock-tf5.txt
 	$(PYTHON) -m venv $(TF5_VENV)
