@@ -13,9 +13,8 @@ Parts, each guarded (a failing part records its error and the others still run):
   fp32, config/deepspeed/zero3_fp32_cpu.json, gloo.
 * loss: forward + backward of `sekd.losses.distill_loss` (chunked, the default) for forward_kd and
   sekd against F.cross_entropy on the same logits, at V = 32000 and 128256 (bf16 on the GPU):
-  median time and peak memory above the inputs, and the time of the bandwidth floor, 14·V bytes
-  per token (read the student's and the teacher's logits, write the gradient, in bf16, plus the
-  passes a fused kernel cannot avoid) at the copy bandwidth measured here.
+  median time and peak memory above the inputs, and the time of issue 12's bandwidth floor,
+  14·V bytes of logits traffic per token, at the device-to-device copy bandwidth measured here.
 * decode: batched greedy decoding with `sekd.decode.translate` of the trained-size student (bf16):
   generated tokens per second.
 * vllm: the same through `sekd.decode.translate_vllm` when vLLM imports, else skipped with a note.
