@@ -40,7 +40,7 @@ test-fast: $(STAMP)  ## unit tests only
 
 # Training, decoding, losses and DeepSpeed on transformers 5 (requirements/lock-tf5.txt), beside the
 # 4.57 venv: the same tests, run with the working tree's sekd (docs/benchmarks.md, "Two
-# transformers versions"). Not part of `make test`: about 12 minutes on the 2-core CI machine.
+# transformers versions"). Not part of `make test`: 14 minutes on the 2-core CI machine.
 TF5_VENV ?= .venv-tf5
 TF5_STAMP := $(TF5_VENV)/.installed-$(shell cat requirements/lock-tf5.txt | cksum | cut -d' ' -f1)
 TF5_TESTS ?= tests/test_train.py tests/test_train_checks.py tests/test_decode.py \
