@@ -1,11 +1,12 @@
 """One-call GPU check (issue 12.6): paper-scale code paths on one GPU, with one JSON summary.
 
-    python bench/gpu_check.py [--dry] [--out DIR] [--parts train,loss,decode,vllm]
+    python bench/gpu_check.py [--dry] [--out DIR] [--parts loss,decode,vllm,train]
 
 Run on the lent H200 through `bash bench/gpu_check.sh` (which installs the wheels that travel in
 .whl/); `--dry` runs the same code paths on CPU with tiny sizes (tests/test_gpu_check.py).
 
-Parts, each guarded (a failing part records its error and the others still run):
+Parts, each guarded (a failing part records its error and the others still run), in the order
+loss, decode, vllm, train:
 * train: a bf16 ZeRO-3 SFT run of a ~1.1B Llama-architecture student, then KD runs (forward_kd,
   sekd) from a ~2.1B teacher, both built from config with seeded random weights, each through
   `sekd.train.run` with config/deepspeed/zero3_bf16.json on one GPU (torchrun, NCCL): step times
@@ -453,7 +454,8 @@ def part_vllm(ctx: Context) -> dict:
     return {"sentences": len(hyps), "seconds_with_engine_start": round(seconds, 3)}
 
 
-PARTS = {"train": part_train, "loss": part_loss, "decode": part_decode, "vllm": part_vllm}
+# The short parts first: if the 8-minute limit stops the training runs, their figures are written.
+PARTS = {"loss": part_loss, "decode": part_decode, "vllm": part_vllm, "train": part_train}
 
 
 def _guarded(fn) -> dict:
