@@ -13,7 +13,8 @@ loss, decode, vllm, train:
   (the Trainer's StepTimer) and each rank's peak GPU memory (bench/gpu_probe). Dry: tiny models,
   fp32, config/deepspeed/zero3_fp32_cpu.json, gloo.
 * loss: forward + backward of `sekd.losses.distill_loss` (chunked, the default) for forward_kd and
-  sekd against F.cross_entropy on the same logits, at V = 32000 and 128256 (bf16 on the GPU):
+  sekd against F.cross_entropy on the same logits (upcast to fp32, as transformers' causal-LM
+  loss does), at V = 32000 and 128256 (bf16 on the GPU):
   median time and peak memory above the inputs, and the time of issue 12's bandwidth floor,
   14·V bytes of logits traffic per token, at the device-to-device copy bandwidth measured here.
 * decode: batched greedy decoding with `sekd.decode.translate` of the trained-size student (bf16):
