@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | c
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
 
-.PHONY: venv mini mini-paper sensitivity artifact bench test test-fast lint format config-docs
+.PHONY: venv mini mini-paper sensitivity artifact bench test test-fast test-tf5 lint format config-docs
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,24 @@ test: $(STAMP)  ## every test, the end-to-end workflow run included
 
 test-fast: $(STAMP)  ## unit tests only
 	$(VENV)/bin/pytest -m "not e2e"
+
+# Training, decoding, losses and DeepSpeed on transformers 5 (requirements/lock-tf5.txt), beside the
+# 4.57 venv: the same tests, run with the working tree's sekd (docs/benchmarks.md, "Two
+# transformers versions"). Not part of `make test`: 14 minutes on the 2-core CI machine.
+TF5_VENV ?= .venv-tf5
+TF5_STAMP := $(TF5_VENV)/.installed-$(shell cat requirements/lock-tf5.txt | cksum | cut -d' ' -f1)
+TF5_TESTS ?= tests/test_train.py tests/test_train_checks.py tests/test_decode.py \
+	tests/test_sampling.py tests/test_resume.py tests/test_nonfinite.py tests/test_teacher_store.py \
+	tests/test_losses.py tests/test_losses_chunked.py tests/test_deepspeed.py tests/test_gpu_check.py \
+	tests/test_transformers_versions.py
+
+$(TF5_STAMP): requirements/lock-tf5.txt
+	$(PYTHON) -m venv $(TF5_VENV)
+	$(TF5_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/lock-tf5.txt
+	rm -f $(TF5_VENV)/.installed-* && touch $@
+
+test-tf5: $(TF5_STAMP)  ## the training/decoding tests on transformers 5
+	PYTHONPATH=$(CURDIR)/workflow $(TF5_VENV)/bin/python -m pytest -q -m "not e2e and not slurm" $(TF5_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check workflow tests bench

@@ -49,7 +49,7 @@ def load_causal_lm(
     `models.<name>.revision`, a commit hash or tag) pins a hub model, None = the hub's default."""
     return AutoModelForCausalLM.from_pretrained(
         str(name_or_path),
-        torch_dtype=torch_dtype(dtype),
+        dtype=torch_dtype(dtype),  # `torch_dtype` is deprecated since transformers 4.56
         trust_remote_code=trust_remote_code,
         use_safetensors=True,
         revision=revision,

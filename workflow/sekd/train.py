@@ -291,7 +291,7 @@ def _training_arguments(
         per_device_eval_batch_size=t["per_device_batch_size"],
         gradient_accumulation_steps=t["batch_size"] // per_step,
         learning_rate=t["learning_rate"],
-        warmup_ratio=t["warmup_ratio"],
+        **_across_versions(t["warmup_ratio"]),
         lr_scheduler_type=t["lr_scheduler"],
         weight_decay=t["weight_decay"],
         logging_steps=t["logging_steps"],
@@ -305,7 +305,6 @@ def _training_arguments(
         load_best_model_at_end=select_best,
         metric_for_best_model=selection.METRICS.get(chosen, ("eval_loss", False))[0],
         greater_is_better=selection.METRICS.get(chosen, ("eval_loss", False))[1],
-        save_safetensors=True,
         save_only_model=False,  # optimizer, scheduler and RNG states too, to resume
         seed=job.seed,
         data_seed=job.seed,
@@ -321,6 +320,23 @@ def _training_arguments(
         ddp_find_unused_parameters=False,  # (DDP without DeepSpeed) every parameter gets a gradient
         disable_tqdm=False,
     )
+
+
+def _across_versions(warmup_ratio: float) -> dict:
+    """The Trainer's arguments that transformers 4.x and 5.x spell differently: the warm-up
+    (`training.warmup_ratio`, a fraction of the run's optimizer steps, rounded up) is `warmup_ratio`
+    in 4.x, while 5.x dropped it and reads a `warmup_steps` below 1 as that fraction (and 1.0 as
+    one step, hence the error); 4.x is told to save safetensors, which 5.x always does (and whose
+    `save_safetensors` it no longer takes)."""
+    fields = TrainingArguments.__dataclass_fields__
+    if "warmup_ratio" in fields:
+        return {"warmup_ratio": warmup_ratio, "save_safetensors": True}
+    if warmup_ratio >= 1:
+        raise ValueError(
+            f"training.warmup_ratio={warmup_ratio}: transformers 5 reads a warm-up of 1 as one "
+            "step, not the whole run; use a ratio below 1"
+        )
+    return {"warmup_steps": warmup_ratio}
 
 
 def _datasets(job: TrainJob, tok, select_best: bool) -> tuple[list[dict], list[dict] | None]:
