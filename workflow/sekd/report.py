@@ -107,7 +107,8 @@ def _curves_section(curve_figures: list[Path], curves: list[Path], captions: dic
     if not curve_figures and not curves:
         return []
     parts = [
-        "<h2>Training curves</h2>",
+        # an anchor, so that report.html#training-curves opens here (docs/img/report-curves.png)
+        "<a id='training-curves'></a><h2>Training curves</h2>",
         "<p>Per logging step of each training run: loss, learning rate, the fraction of target "
         "tokens in the hard set (objectives that split tokens) and β (under a schedule), mean "
         "over seeds. Each run's numbers: results/curves/&lt;run&gt;/seed&lt;s&gt;.csv.</p>",
