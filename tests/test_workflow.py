@@ -288,6 +288,8 @@ def test_kd_students_start_from_the_student_base_model(study):
         if "." in teacher:  # kd/<teacher>.<source>/...: the teacher store, no teacher model
             model, source = teacher.split(".")
             assert f"teacher store results/teacher_store/{model}/{source}/seed1" in text
+        elif "/seq_kd-" in str(log) or "/seq_inter-" in str(log):  # outputs only, no logits
+            assert f"teacher not loaded, teacher outputs results/teacher_outputs/{teacher}/" in text
         else:
             assert f"teacher results/models/sft/{teacher}/seed1" in text
         if "/sekd" in str(log) or "/skew_kd" in str(log) or "/noevo" in str(log):
