@@ -220,6 +220,10 @@ def test_report_shows_every_table_and_figure(study):
     html = (study / "results" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(FIGURES) + len(TABLE_CURVES)
     assert "Table1" in html and "Table2" in html and "28.83" in html  # the paper's number
+    assert "Table3" in html
+    # the compute budget: every row of every table, with its trained model's parameters
+    assert "<h2>Compute budget</h2>" in html and html.count("<h3>table") == 3
+    assert "f-DISTILL RKL" in html.split("<h2>Compute budget</h2>")[1]
 
 
 def test_training_curves_of_every_run(study):
