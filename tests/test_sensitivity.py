@@ -53,6 +53,16 @@ def test_each_alternative_is_its_own_run_beside_its_default(paper_config):
     assert all(f in inputs for row in spec["rows"] for f in row["curves"] + row["default_curves"])
 
 
+def test_an_option_the_config_sets_itself_is_still_compared_with_its_default(paper_config):
+    config = validate_config(copy.deepcopy(paper_config))
+    config["student_init"]["kd"] = "sft_student"  # every KD run from the SFT'd student
+    rows = {row["option"]: row for row in study.sensitivity_spec(config)["rows"]}
+    assert rows["init"]["run"].endswith("-init.sft_student")
+    assert rows["init"]["default_run"] == "kd/teacher/sekd-lam0.5-beta0.5-gamma0.4"
+    # the other alternatives keep the config's start on both sides
+    assert rows["difficulty"]["default_run"].endswith("-init.sft_student")
+
+
 def test_the_miniature_keeps_the_sensitivity_out_of_all(paper_config, mini_config):
     outputs = ["results/sensitivity.csv", "results/figures/sensitivity.png"]
     assert set(outputs) <= set(study.sensitivity_outputs(paper_config))
