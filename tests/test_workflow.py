@@ -182,6 +182,48 @@ def test_one_teacher_generation_serves_every_run_that_reads_it(study, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "text, target, kd_runs, suffix",
+    [
+        # issue 11, choice 1: only Self-Evolution KD (Table 1 has no sekd_topk row)
+        ("kd: {difficulty: cross_entropy}\n", "results/table1.csv", 1, "-difficulty.cross_entropy"),
+        # choice 4: only the top-K% runs (Fig. 2b: K = 20 in the micro config)
+        (
+            "kd: {topk_pool: optimizer_batch}\n",
+            "results/figures/fig2b.png",
+            1,
+            "-pool.optimizer_batch",
+        ),
+        # choice 5: only the runs with a progressive β (Fig. 3: 0.5 -> 0 in the micro config)
+        ("kd: {progressive_beta_tokens: all}\n", "results/figures/fig3.png", 1, "-betatokens.all"),
+        # choice 6: every off-policy KD row of Table 1
+        (
+            "kd: {normalisation: optimizer_batch}\n",
+            "results/table1.csv",
+            5,
+            "-norm.optimizer_batch",
+        ),
+    ],
+    ids=["difficulty", "pool", "betatokens", "norm"],
+)
+def test_a_run_option_reruns_only_the_runs_it_applies_to(
+    study, tmp_path, text, target, kd_runs, suffix
+):
+    """The KD runs a target needs, with and without the option: only the runs it applies to get
+    other names (hence new jobs); every other run, and its results, is shared. Compared on forced
+    dry runs, so that runs already trained (e.g. by the sensitivity test) do not matter."""
+
+    def kd_outputs(extra: tuple[str, ...]) -> set[str]:
+        output = snakemake(study, "-n", "--forceall", target, extra_configs=extra)
+        return {p for p in planned_outputs(output) if p.startswith("results/models/kd/")}
+
+    default, switched = kd_outputs(()), kd_outputs(_override(tmp_path, text))
+    new = switched - default
+    assert len(new) == len(default - switched) == kd_runs
+    assert all(p.endswith(f"{suffix}/seed1") for p in new)
+    assert not any(suffix in p for p in switched - new)
+
+
 def test_sampling_and_init_switches_rerun_only_the_runs_they_affect(study, tmp_path):
     extra = _override(tmp_path, "kd: {student_temperature: 0.7}\n")
     jobs = planned_jobs(snakemake(study, "-n", "results/table3.csv", extra_configs=extra))
