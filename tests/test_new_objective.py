@@ -118,11 +118,15 @@ def test_it_appears_in_a_table(half_kd, tmp_path, monkeypatch):
             for path in files:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 Path(path).write_text(json.dumps({"bleu": 10.0 + i}))
+        for path in row["fit"]:  # its validation NLL and KL to the teacher (rule fit)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps({"nll": 2.0 + i, "kl": 0.1 * i}))
     directions = config["data"]["test_directions"]
     table = tables.results_table(copy.deepcopy(rows), directions)
     (record,) = [r for r in table if r["system"] == half_kd.label]
     assert record["run"].endswith("/half_kd-lam0.5")
     assert record["bleu_avg"] == 10.0 + len(rows) - 1
+    assert record["valid_nll"] == 2.0 + len(rows) - 1
     assert half_kd.label in tables.to_markdown(table, directions, "Table 1")
 
 
