@@ -26,10 +26,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from store_bench import LANGUAGES, LLAMA_7B, LLAMA_13B, params, records, shrink, steps
+from store_bench import kd_job, kd_setup, records, steps
 
-from sekd import data, models, prompts, train
-from sekd import tokenizer as tokenizers
+from sekd import train
 from sekd.variants import make_variant
 
 STUDENT_SAMPLING = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
@@ -50,50 +49,19 @@ def main() -> None:
     recs = records(args.steps * args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        texts = [
-            prompts.build_prompt(r["source"], r["direction"], LANGUAGES) + r["target"]
-            for r in records(2000)
-        ]
-        tok = tokenizers.train_bpe(texts, vocab_size=32000 // args.scale, min_frequency=2)
-        student = models.build_tiny_llama(shrink(LLAMA_7B, args.scale), tok, seed=0)
-        teacher = models.build_tiny_llama(shrink(LLAMA_13B, args.scale), tok, seed=1)
-        sizes = {"student_params": params(student), "teacher_params": params(teacher)}
-        models.save(student, tok, root / "student")
-        models.save(teacher, tok, root / "teacher")
-        data.write_jsonl(recs, root / "train.jsonl")
-        training = {
-            "epochs": 1,
-            "batch_size": args.batch_size,
-            "per_device_batch_size": args.batch_size,
-            "learning_rate": 1e-4,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-            "weight_decay": 0.0,
-            "max_length": 256,
-            "eval_steps": None,
-            "logging_steps": 1000,
-            "select_best_sft": False,
-            "save_steps": None,
-            "deepspeed": None,
-            "nproc_per_node": None,
-        }
+        tok, sizes, training = kd_setup(root, recs, args.batch_size, args.scale)
         variants = {
             "offpolicy": make_variant("forward_kd", {"lam": 0.5}).name,
             "onpolicy": make_variant("fd_rkl", STUDENT_SAMPLING).name,
         }
 
         def job(name: str, variant: str) -> train.TrainJob:
-            return train.TrainJob(
-                variant=variant,
-                base_model=str(root / "student"),
-                tokenizer_dir=str(root / "student"),
-                train_files=[str(root / "train.jsonl")],
-                out_dir=str(root / name),
-                checkpoint_dir=str(root / f"{name}-checkpoints"),
-                languages=LANGUAGES,
-                training=training,
-                seed=1,
-                threads=args.threads,
+            return kd_job(
+                root,
+                name,
+                variant,
+                training,
+                args.threads,
                 teacher_model=str(root / "teacher"),
                 sequences={"max_new_tokens": args.max_new_tokens},
             )

@@ -80,6 +80,62 @@ def steps(summary: dict, key: str, warmup: int = 2) -> list[float]:
     return summary[key][warmup:]
 
 
+def tokenizer(scale: int):
+    """The BPE of the benchmarks: V = 32000 / scale, trained on 2000 de-en training pairs."""
+    texts = [
+        prompts.build_prompt(r["source"], r["direction"], LANGUAGES) + r["target"]
+        for r in records(2000)
+    ]
+    return tokenizers.train_bpe(texts, vocab_size=32000 // scale, min_frequency=2)
+
+
+def kd_setup(root: Path, recs: list[dict], batch_size: int, scale: int) -> tuple:
+    """(tokenizer, parameter counts, the jobs' `training` section) of a KD benchmark in `root`:
+    the shrunk student and teacher saved in root/student and root/teacher, `recs` in
+    root/train.jsonl, one epoch of `batch_size` without accumulation, evaluation or checkpoints."""
+    tok = tokenizer(scale)
+    student = models.build_tiny_llama(shrink(LLAMA_7B, scale), tok, seed=0)
+    teacher = models.build_tiny_llama(shrink(LLAMA_13B, scale), tok, seed=1)
+    sizes = {"student_params": params(student), "teacher_params": params(teacher)}
+    models.save(student, tok, root / "student")
+    models.save(teacher, tok, root / "teacher")
+    data.write_jsonl(recs, root / "train.jsonl")
+    training = {
+        "epochs": 1,
+        "batch_size": batch_size,
+        "per_device_batch_size": batch_size,
+        "learning_rate": 1e-4,
+        "warmup_ratio": 0.0,
+        "lr_scheduler": "constant",
+        "weight_decay": 0.0,
+        "max_length": 256,
+        "eval_steps": None,
+        "logging_steps": 1000,
+        "select_best_sft": False,
+        "save_steps": None,
+        "deepspeed": None,
+        "nproc_per_node": None,
+    }
+    return tok, sizes, training
+
+
+def kd_job(root: Path, name: str, variant: str, training: dict, threads: int, **fields):
+    """A KD TrainJob of the benchmark set up by `kd_setup` in `root`, its output in root/name."""
+    return train.TrainJob(
+        variant=variant,
+        base_model=str(root / "student"),
+        tokenizer_dir=str(root / "student"),
+        train_files=[str(root / "train.jsonl")],
+        out_dir=str(root / name),
+        checkpoint_dir=str(root / f"{name}-checkpoints"),
+        languages=LANGUAGES,
+        training=training,
+        seed=1,
+        threads=threads,
+        **fields,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=12)
@@ -95,49 +151,11 @@ def main() -> None:
     recs = records(args.steps * args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        texts = [
-            prompts.build_prompt(r["source"], r["direction"], LANGUAGES) + r["target"]
-            for r in records(2000)
-        ]
-        tok = tokenizers.train_bpe(texts, vocab_size=32000 // args.scale, min_frequency=2)
-        student = models.build_tiny_llama(shrink(LLAMA_7B, args.scale), tok, seed=0)
-        teacher = models.build_tiny_llama(shrink(LLAMA_13B, args.scale), tok, seed=1)
-        sizes = {"student_params": params(student), "teacher_params": params(teacher)}
-        models.save(student, tok, root / "student")
-        models.save(teacher, tok, root / "teacher")
-        data.write_jsonl(recs, root / "train.jsonl")
-        training = {
-            "epochs": 1,
-            "batch_size": args.batch_size,
-            "per_device_batch_size": args.batch_size,
-            "learning_rate": 1e-4,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-            "weight_decay": 0.0,
-            "max_length": 256,
-            "eval_steps": None,
-            "logging_steps": 1000,
-            "select_best_sft": False,
-            "save_steps": None,
-            "deepspeed": None,
-            "nproc_per_node": None,
-        }
+        tok, sizes, training = kd_setup(root, recs, args.batch_size, args.scale)
         variant = make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": 0.4}).name
 
         def job(name: str, **teacher) -> train.TrainJob:
-            return train.TrainJob(
-                variant=variant,
-                base_model=str(root / "student"),
-                tokenizer_dir=str(root / "student"),
-                train_files=[str(root / "train.jsonl")],
-                out_dir=str(root / name),
-                checkpoint_dir=str(root / f"{name}-checkpoints"),
-                languages=LANGUAGES,
-                training=training,
-                seed=1,
-                threads=args.threads,
-                **teacher,
-            )
+            return kd_job(root, name, variant, training, args.threads, **teacher)
 
         builds = {}
         for mode in ("sparse", "full"):

@@ -29,11 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from store_bench import LANGUAGES, LLAMA_13B, params, records, shrink  # noqa: E402
+from store_bench import LANGUAGES, LLAMA_13B, params, records, shrink, tokenizer  # noqa: E402
 
-from sekd import batches, models, prompts  # noqa: E402
+from sekd import batches, models  # noqa: E402
 from sekd import teacher_outputs as to  # noqa: E402
-from sekd import tokenizer as tokenizers  # noqa: E402
 
 
 def timed(model, prompt_ids: list[list[int]], job: to.GenerationJob, tok) -> tuple[list, float]:
@@ -53,11 +52,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     models.configure_torch_threads(args.threads)
-    texts = [
-        prompts.build_prompt(r["source"], r["direction"], LANGUAGES) + r["target"]
-        for r in records(2000)
-    ]
-    tok = tokenizers.train_bpe(texts, vocab_size=32000 // args.scale, min_frequency=2)
+    tok = tokenizer(args.scale)
     teacher = models.build_tiny_llama(shrink(LLAMA_13B, args.scale), tok, seed=1).eval()
     examples = batches.encode_records(records(args.prompts), tok, LANGUAGES, 256)
     prompt_ids = [to.prompt_ids(example) for example in examples]
