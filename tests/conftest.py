@@ -93,6 +93,22 @@ def tiny_model_dir(tiny_tokenizer, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tiny_tokenizer, tmp_path_factory) -> Path:
+    """A seeded tiny Llama teacher of its own architecture (wider and deeper than
+    `tiny_model_dir`: a teacher engine gets its own sizes), saved as safetensors."""
+    from sekd import models
+
+    init = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2}
+    path = tmp_path_factory.mktemp("teacher")
+    models.save(
+        models.build_tiny_llama({**init, "num_attention_heads": 4}, tiny_tokenizer, seed=3),
+        tiny_tokenizer,
+        path,
+    )
+    return path
+
+
 def tiny_job(
     out: Path,
     base: Path,

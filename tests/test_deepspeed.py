@@ -21,7 +21,7 @@ import torch
 from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
-from sekd import checkpoints, data, distributed, models, train
+from sekd import checkpoints, data, distributed, train
 from sekd.variants import make_variant
 
 pytestmark = [pytest.mark.deepspeed, pytest.mark.slow]
@@ -44,16 +44,10 @@ STEPS = 27  # 36 examples / global batch 4 x 3 epochs
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_records, tiny_tokenizer, tiny_model_dir, tmp_path_factory):
+def setup(tiny_records, tiny_teacher_dir, tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ds")
     data.write_jsonl(tiny_records * 3, root / "train.jsonl")
-    teacher = root / "teacher"  # its own architecture: the teacher engine gets its own sizes
-    init = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2}
-    models.save(
-        models.build_tiny_llama({**init, "num_attention_heads": 4}, tiny_tokenizer, seed=3),
-        tiny_tokenizer,
-        teacher,
-    )
+    teacher = tiny_teacher_dir
     return root, teacher
 
 

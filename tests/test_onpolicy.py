@@ -118,16 +118,10 @@ def test_the_collator_adds_index_and_prompt_length_and_keeps_the_gold_batch():
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_records, tiny_tokenizer, tmp_path_factory):
+def setup(tiny_records, tiny_teacher_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("onpolicy")
     data.write_jsonl(tiny_records, root / "train.jsonl")
-    teacher = root / "teacher"
-    init = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2}
-    models.save(
-        models.build_tiny_llama({**init, "num_attention_heads": 4}, tiny_tokenizer, seed=3),
-        tiny_tokenizer,
-        teacher,
-    )
+    teacher = tiny_teacher_dir
     return root, teacher
 
 

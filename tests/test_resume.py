@@ -17,7 +17,7 @@ import torch
 from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
-from sekd import checkpoints, data, models, train
+from sekd import checkpoints, data, train
 from sekd.variants import make_variant
 
 pytestmark = [pytest.mark.resume, pytest.mark.slow]
@@ -43,17 +43,11 @@ train.run(train.TrainJob(**json.loads(open(sys.argv[1]).read())))
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_records, tiny_tokenizer, tmp_path_factory):
+def setup(tiny_records, tiny_teacher_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     data.write_jsonl(tiny_records, root / "train.jsonl")
     data.write_jsonl(tiny_records[:4], root / "valid.jsonl")
-    teacher = root / "teacher"
-    init = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2}
-    models.save(
-        models.build_tiny_llama({**init, "num_attention_heads": 4}, tiny_tokenizer, seed=3),
-        tiny_tokenizer,
-        teacher,
-    )
+    teacher = tiny_teacher_dir
     (root / "driver.py").write_text(DRIVER)
     return root, teacher
 
