@@ -9,21 +9,12 @@ import torch
 from torch.nn.functional import cross_entropy, one_hot
 
 from sekd.losses import distill_loss, progressive_beta, reference_loss, register_objective
-from sekd.objectives import OBJECTIVES, Objective, declared
+from sekd.objectives import OBJECTIVES, PAPER_OBJECTIVES, Objective, declared
 
 ALL = list(OBJECTIVES)
 # the objectives `reference` below transcribes (the paper's); the seeds' baselines (issue 10)
 # have their own transcription in test_losses_baselines.py
-PAPER = [
-    "sft",
-    "forward_kd",
-    "reverse_kd",
-    "noevo_kd",
-    "skew_kd",
-    "sekd",
-    "sekd_topk",
-    "skew_teacher_kd",
-]
+PAPER = list(PAPER_OBJECTIVES)
 TEACHER = [name for name, spec in OBJECTIVES.items() if spec.needs_teacher]
 SELF_EVOLUTION = ["noevo_kd", "skew_kd", "sekd", "sekd_topk"]  # the objectives that build ỹ
 SKEWED = ["skew_kd", "sekd", "sekd_topk", "skew_teacher_kd"]

@@ -12,22 +12,13 @@ from torch.nn.functional import one_hot
 
 from sekd.chunked import _plan, auto_chunk_size, kernel_of
 from sekd.losses import distill_loss, distill_loss_reference
-from sekd.objectives import OBJECTIVES
+from sekd.objectives import OBJECTIVES, PAPER_OBJECTIVES
 
 # the objectives with a chunked kernel (the paper's); the others take the reference path on
 # either setting of chunk_size (test_losses_baselines.py)
 ALL = [name for name in OBJECTIVES if kernel_of(name) is not None]
 TEACHER = [name for name in ALL if OBJECTIVES[name].needs_teacher]
-PAPER = [
-    "sft",
-    "forward_kd",
-    "reverse_kd",
-    "noevo_kd",
-    "skew_kd",
-    "sekd",
-    "sekd_topk",
-    "skew_teacher_kd",
-]
+PAPER = list(PAPER_OBJECTIVES)
 SKEWED = ["skew_kd", "sekd", "sekd_topk", "skew_teacher_kd"]
 CHUNKS = [1, 3, 7, 1000]  # one row, sizes that don't divide N (18 here), larger than N
 

@@ -144,6 +144,18 @@ HPARAMS: dict[str, HParam] = {
 TEACHER_BEAM = ("num_beams",)
 TEACHER_SAMPLING = ("teacher_temperature", "teacher_top_k", "teacher_top_p")
 STUDENT_SAMPLING = ("student_temperature", "student_top_k", "student_top_p")
+PAPER_OBJECTIVES = (
+    "sft",
+    "forward_kd",
+    "reverse_kd",
+    "noevo_kd",
+    "skew_kd",
+    "sekd",
+    "sekd_topk",
+    "skew_teacher_kd",
+)
+"""The objectives of the paper (eqs. 2-10, §4 Baselines, §5.2.1), each with a chunked kernel; the
+seeds' baselines (Table 3) are declared after them."""
 FDISTILL = ("fd_kl", "fd_rkl", "fd_js", "fd_tvd")
 """The f-DISTILL objectives (Wen et al. 2023), whose students start where the config's
 `student_init.fdistill` says."""
