@@ -1,20 +1,48 @@
 # Quick start: `make mini` (the paper in miniature on CPU) and `make test`.
 # Offline: SEKD_DATA_MIRROR=<dir holding human_written_data/> make mini
+# Every install is hash-checked against its lock (requirements/<env>.txt; docs/environments.md).
 VENV ?= .venv
+COMET_VENV ?= .venv-comet
+DRIVER_VENV ?= .venv-driver
 PYTHON ?= python3
-STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | cksum | cut -d' ' -f1)
+PIP_FLAGS := --quiet --disable-pip-version-check
+stamp = $(1)/.installed-$(shell cat $(2) pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(call stamp,$(VENV),requirements/dev.txt)
+COMET_STAMP := $(call stamp,$(COMET_VENV),requirements/comet-dev.txt)
+DRIVER_STAMP := $(call stamp,$(DRIVER_VENV),requirements/driver.txt)
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
+UV ?= $(VENV)/bin/uv
 
-.PHONY: venv mini mini-paper sensitivity artifact bench test test-fast test-tf5 lint format config-docs
+.PHONY: venv mini mini-paper sensitivity artifact bench test test-fast test-tf4 lint format \
+	config-docs locks
 
-$(STAMP): requirements/lock.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/lock.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	rm -f $(VENV)/.installed-* && touch $@
+# A venv from a hash-locked requirements file (pip --require-hashes), then sekd itself (editable).
+define make_venv
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install $(PIP_FLAGS) --require-hashes -r $(2)
+	$(if $(3),$(1)/bin/pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .)
+	touch $(call stamp,$(1),$(2))
+endef
 
-venv: $(STAMP)
+# The test venv: the driver and every rule's env but COMET's, with CPU torch.
+$(STAMP): requirements/dev.txt pyproject.toml
+	$(call make_venv,$(VENV),requirements/dev.txt,sekd)
+
+# COMET's env (transformers 4, numpy < 2) with CPU torch: tests/test_comet.py runs there.
+$(COMET_STAMP): requirements/comet-dev.txt pyproject.toml
+	$(call make_venv,$(COMET_VENV),requirements/comet-dev.txt,sekd)
+
+# The driver alone (snakemake, the SLURM plugin; no torch): tests/test_driver_env.py plans with it.
+$(DRIVER_STAMP): requirements/driver.txt pyproject.toml
+	$(call make_venv,$(DRIVER_VENV),requirements/driver.txt,)
+
+venv: $(STAMP) $(COMET_STAMP) $(DRIVER_STAMP)
+
+# Re-resolve every lock from its .in (needs PyPI and uv) and rewrite workflow/envs/*.yaml from them.
+locks: $(STAMP)
+	PYTHONPATH=workflow $(VENV)/bin/python -m sekd.locks compile --uv $(UV)
 
 mini: $(STAMP)  ## the miniature study's results/table1.csv
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) results/table1.csv --configfile config/mini.yaml
@@ -37,29 +65,28 @@ bench: $(STAMP)  ## every benchmark; each prints one JSON line of ratios (docs/b
 	$(VENV)/bin/python bench/teacher_gen_bench.py
 	$(VENV)/bin/python bench/dag_bench.py
 
-test: $(STAMP)  ## every test, the end-to-end workflow run included
-	$(VENV)/bin/pytest
+test: venv  ## every test, the end-to-end workflow run included; COMET's in its own venv
+	$(VENV)/bin/pytest -m "not comet"
+	$(COMET_VENV)/bin/pytest -m comet
 
 test-fast: $(STAMP)  ## unit tests only
-	$(VENV)/bin/pytest -m "not e2e"
+	$(VENV)/bin/pytest -m "not e2e and not comet"
 
-# Training, decoding, losses and DeepSpeed on transformers 5 (requirements/lock-tf5.txt), beside the
-# 4.57 venv: the same tests, run with the working tree's sekd (docs/benchmarks.md, "Two
-# transformers versions"). Not part of `make test`: 14 minutes on the 2-core CI machine.
-TF5_VENV ?= .venv-tf5
-TF5_STAMP := $(TF5_VENV)/.installed-$(shell cat requirements/lock-tf5.txt | cksum | cut -d' ' -f1)
-TF5_TESTS ?= tests/test_train.py tests/test_train_checks.py tests/test_decode.py \
+# Training, decoding, losses and DeepSpeed on transformers 4.57 (requirements/tf4.txt), beside the
+# transformers-5 venv: the same tests, run with the working tree's sekd (docs/environments.md). Not
+# part of `make test`: 14 minutes on the 2-core CI machine, which .ci/run's 45-minute budget lacks.
+TF4_VENV ?= .venv-tf4
+TF4_STAMP := $(call stamp,$(TF4_VENV),requirements/tf4.txt)
+TF4_TESTS ?= tests/test_train.py tests/test_train_checks.py tests/test_decode.py \
 	tests/test_sampling.py tests/test_resume.py tests/test_nonfinite.py tests/test_teacher_store.py \
 	tests/test_losses.py tests/test_losses_chunked.py tests/test_deepspeed.py tests/test_gpu_check.py \
 	tests/test_transformers_versions.py
 
-$(TF5_STAMP): requirements/lock-tf5.txt
-	$(PYTHON) -m venv $(TF5_VENV)
-	$(TF5_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/lock-tf5.txt
-	rm -f $(TF5_VENV)/.installed-* && touch $@
+$(TF4_STAMP): requirements/tf4.txt pyproject.toml
+	$(call make_venv,$(TF4_VENV),requirements/tf4.txt,)
 
-test-tf5: $(TF5_STAMP)  ## the training/decoding tests on transformers 5
-	PYTHONPATH=$(CURDIR)/workflow $(TF5_VENV)/bin/python -m pytest -q -m "not e2e and not slurm" $(TF5_TESTS)
+test-tf4: $(TF4_STAMP)  ## the training/decoding tests on transformers 4.57
+	PYTHONPATH=$(CURDIR)/workflow $(TF4_VENV)/bin/python -m pytest -q -m "not e2e and not slurm" $(TF4_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check workflow tests bench

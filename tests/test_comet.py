@@ -20,6 +20,7 @@ import pytest
 from sekd import comet as sekd_comet
 
 pytestmark = [
+    pytest.mark.comet,  # runs in COMET's own venv (.venv-comet): `make test`
     pytest.mark.filterwarnings("ignore:pkg_resources is deprecated:UserWarning"),
     pytest.mark.filterwarnings("ignore:The `srun` command is available"),
     pytest.mark.filterwarnings("ignore:`isinstance.treespec, LeafSpec.` is deprecated"),

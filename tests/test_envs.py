@@ -1,62 +1,174 @@
-"""The conda envs of the rules pin the same versions as the lock file the tests install."""
+"""The environments: every install hash-checked against one lock per env (sekd.locks), the rules'
+conda env files written from those locks, the test venvs at the versions of the envs they stand
+for, and the driver without torch or COMET."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
 
+from sekd import locks
+
 ROOT = Path(__file__).resolve().parents[1]
-PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)")
+LOCKED = [env.name for env in locks.ENVS if locks.lock_path(env.name).is_file()]
+CONDA = [env.name for env in locks.ENVS if env.conda and locks.lock_path(env.name).is_file()]
 
 
-def _lock() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
-        match = PIN.match(line.strip())
-        if match:
-            pins[match[1].lower()] = match[2]
-    return pins
+def test_every_env_has_its_lock():
+    for env in locks.ENVS:
+        assert (locks.REQUIREMENTS / f"{env.name}.in").is_file(), env.name
+        assert locks.lock_path(env.name).is_file(), f"{env.name}: run `make locks`"
+    stray = {p.stem for p in locks.REQUIREMENTS.glob("*.txt")} - set(locks.BY_NAME)
+    assert not stray, f"requirements/ holds locks of no env: {sorted(stray)}"
 
 
-def _env_pins(path: Path) -> dict[str, str]:
-    env = yaml.safe_load(path.read_text())
-    pins = {}
-    for dep in env["dependencies"]:
-        if isinstance(dep, dict):
-            for line in dep.get("pip", []):
-                match = PIN.match(line)
-                assert match, f"{path.name}: pip dependency {line!r} is not pinned with =="
-                pins[match[1].lower()] = match[2]
-    return pins
+@pytest.mark.parametrize("name", LOCKED)
+def test_every_locked_package_is_pinned_and_hashed(name):
+    pins = locks.read_lock(locks.lock_path(name))
+    assert pins
+    for package, pin in pins.items():
+        assert pin.hashes, f"requirements/{name}.txt: {package} has no --hash"
 
 
-ENVS = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
-
-
-@pytest.mark.parametrize("env", ENVS, ids=[e.stem for e in ENVS])
-def test_env_pins_match_the_lock_file(env):
-    lock = _lock()
-    pins = _env_pins(env)
-    assert pins, f"{env.name} pins nothing"
-    for name, version in pins.items():
-        assert lock.get(name) == version, (
-            f"{env.name}: {name}=={version}, lock has {lock.get(name)}"
+@pytest.mark.parametrize("name", LOCKED)
+def test_the_lock_holds_the_direct_pins_of_its_in_file(name):
+    wanted = locks.read_in(locks.REQUIREMENTS / f"{name}.in")
+    pins = locks.read_lock(locks.lock_path(name))
+    for package, version in wanted.items():
+        assert package in pins, f"requirements/{name}.txt lacks {package} (`make locks`)"
+        assert locks.public_version(pins[package].version) == locks.public_version(version), (
+            f"requirements/{name}.txt: {package}=={pins[package].version}, {name}.in says {version}"
         )
+
+
+@pytest.mark.parametrize("name", CONDA)
+def test_conda_env_files_are_written_from_the_locks(name):
+    path = locks.CONDA_ENVS / f"{name}.yaml"
+    assert path.read_text() == locks.conda_env_text(name), f"{path}: run `make locks`"
+    env = yaml.safe_load(path.read_text())
+    pip = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
+    assert len(pip) == len(locks.read_lock(locks.lock_path(name)))
+    assert all("--hash=sha256:" in line for line in pip)
+
+
+@pytest.mark.parametrize(("test_venv", "deployed"), list(locks.TESTED_BY.items()))
+def test_test_venvs_run_the_versions_of_the_envs_they_stand_for(test_venv, deployed):
+    tested = locks.read_lock(locks.lock_path(test_venv))
+    for name in deployed:
+        for package, pin in locks.read_lock(locks.lock_path(name)).items():
+            if locks.CUDA_ONLY.match(package):
+                assert package not in tested, f"{test_venv} holds the CUDA-only {package}"
+                continue
+            assert package in tested, f"{name} has {package}, {test_venv} does not"
+            assert locks.public_version(tested[package].version) == pin.version, (
+                f"{package}: {name} {pin.version}, {test_venv} {tested[package].version}"
+            )
+
+
+def test_the_train_env_is_on_transformers_5_and_comet_on_4():
+    train = locks.read_lock(locks.lock_path("train"))
+    comet = locks.read_lock(locks.lock_path("comet"))
+    assert train["transformers"].version.startswith("5.")
+    assert comet["transformers"].version.startswith("4.")
+    assert int(comet["numpy"].version.split(".")[0]) < 2
+
+
+def test_the_driver_is_light():
+    driver = locks.read_lock(locks.lock_path("driver"))
+    heavy = {"torch", "transformers", "unbabel-comet", "deepspeed", "vllm", "tokenizers"}
+    assert not heavy & set(driver)
+    assert driver["snakemake-executor-plugin-slurm"].version.startswith("2.8.")
+
+
+def test_a_cluster_lock_takes_torch_from_pypi_and_a_test_lock_from_the_cpu_wheel():
+    assert locks.read_lock(locks.lock_path("train"))["torch"].version == "2.13.0"
+    assert locks.read_lock(locks.lock_path("dev"))["torch"].version == "2.13.0+cpu"
 
 
 def test_installed_versions_are_the_locked_ones():
-    for name, version in _lock().items():
-        installed = metadata.version(name)
-        assert installed.split("+")[0] == version, (
-            f"{name}: installed {installed}, locked {version}"
-        )
+    """This venv is the dev lock, exactly (a package installed outside it would show here)."""
+    pins = locks.read_lock(locks.lock_path("dev"))
+    installed = {
+        locks.canonical(dist.metadata["Name"]): dist.version for dist in metadata.distributions()
+    }
+    installed.pop("sekd", None)
+    for name in ("pip", "setuptools", "wheel"):
+        if name not in pins:
+            installed.pop(name, None)
+    assert {name: pin.version for name, pin in pins.items()} == installed
+
+
+def test_read_lock_joins_continuations_and_refuses_unpinned_lines(tmp_path):
+    lock = tmp_path / "x.txt"
+    lock.write_text(
+        "# header\nfoo-bar==1.0 \\\n    --hash=sha256:" + "a" * 64 + "\n    # via x\n"
+        "Baz_Q[extra]==2.0+cpu --hash=sha256:" + "b" * 64 + "\n"
+    )
+    pins = locks.read_lock(lock)
+    assert pins == {
+        "foo-bar": locks.Pin("1.0", ("sha256:" + "a" * 64,)),
+        "baz-q": locks.Pin("2.0+cpu", ("sha256:" + "b" * 64,)),
+    }
+    lock.write_text("foo>=1\n")
+    with pytest.raises(ValueError, match="not a pinned requirement"):
+        locks.read_lock(lock)
+
+
+def test_make_venv_installs_every_lock_with_require_hashes():
+    text = (ROOT / "Makefile").read_text()
+    installs = re.findall(r"pip install[^\n]*", text)
+    from_files = [line for line in installs if " -r " in line]
+    assert from_files and all("--require-hashes" in line for line in from_files)
+    assert not [line for line in installs if " -r " not in line and "-e ." not in line]
 
 
 def test_every_rule_names_an_existing_env():
     rules = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     envs = set(re.findall(r'"\.\./envs/([\w-]+\.yaml)"', rules))
     assert envs and all((ROOT / "workflow" / "envs" / e).is_file() for e in envs)
+
+
+def test_a_changed_lock_makes_the_conda_env_file_stale(tmp_path, monkeypatch):
+    """The env-file check above can fail: a lock edited without `make locks` is caught."""
+    edited = (
+        (ROOT / "requirements" / "score.txt")
+        .read_text()
+        .replace("sacrebleu==2.5.1", "sacrebleu==2.5.0")
+    )
+    (tmp_path / "score.txt").write_text(edited)
+    monkeypatch.setattr(locks, "REQUIREMENTS", tmp_path)
+    assert locks.conda_env_text("score") != (ROOT / "workflow" / "envs" / "score.yaml").read_text()
+
+
+def test_the_driver_venv_plans_the_paper_without_torch(tmp_path):
+    """The driver venv (`make venv` builds .venv-driver from requirements/driver.txt) has no torch
+    and plans the paper's study under profiles/slurm, with the SLURM plugin 2.8 loaded."""
+    driver = ROOT / ".venv-driver" / "bin"
+    assert (driver / "snakemake").is_file(), "no .venv-driver: `make venv` builds it"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{driver}:{env['PATH']}"
+    probe = subprocess.run(
+        [driver / "python", "-c", "import torch"], capture_output=True, text=True, env=env
+    )
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
+    version = (
+        "from importlib.metadata import version; print(version('snakemake-executor-plugin-slurm'))"
+    )
+    plugin = subprocess.run(
+        [driver / "python", "-c", version], capture_output=True, text=True, env=env
+    )
+    assert plugin.stdout.startswith("2.8."), plugin.stdout + plugin.stderr
+    cmd = [
+        driver / "snakemake", "-n", "-s", ROOT / "workflow" / "Snakefile", "-d", tmp_path,
+        "--profile", ROOT / "profiles" / "slurm", "all",
+    ]  # fmt: skip
+    plan = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    output = plan.stdout + plan.stderr
+    assert plan.returncode == 0, output[-3000:]
+    assert re.search(r"^rule kd:", output, re.M) and "table1" in output
