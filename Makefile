@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | c
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
 
-.PHONY: venv mini mini-paper sensitivity artifact bench test test-fast test-tf5 lint format config-docs
+.PHONY: venv mini mini-paper sensitivity artifact bench test test-fast test-tf5 lint format config-docs container
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format workflow tests bench
 	$(VENV)/bin/snakefmt workflow/Snakefile workflow/rules
+
+# The image recipe of `--sdm conda apptainer` (docs/environments.md): every rule's conda env, vLLM's
+# included; tests/test_container.py checks it is current. Needs no conda or docker.
+container: $(STAMP)  ## Dockerfile from the env files (snakemake --containerize, tools/containerize.py)
+	$(VENV)/bin/python tools/containerize.py > Dockerfile.tmp
+	mv Dockerfile.tmp Dockerfile
 
 config-docs: $(STAMP)  ## config/README.md from the config schema (tests/test_config_docs.py checks it)
 	PYTHONPATH=workflow $(VENV)/bin/python -m sekd.config_docs > config/README.md
