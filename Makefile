@@ -62,13 +62,13 @@ test-tf5: $(TF5_STAMP)  ## the training/decoding tests on transformers 5
 	PYTHONPATH=$(CURDIR)/workflow $(TF5_VENV)/bin/python -m pytest -q -m "not e2e and not slurm" $(TF5_TESTS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check workflow tests bench
-	$(VENV)/bin/ruff format --check workflow tests bench
+	$(VENV)/bin/ruff check workflow tests bench tools
+	$(VENV)/bin/ruff format --check workflow tests bench tools
 	$(VENV)/bin/snakefmt --check workflow/Snakefile workflow/rules
 	$(SNAKEMAKE) --lint --configfile config/mini.yaml
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format workflow tests bench
+	$(VENV)/bin/ruff format workflow tests bench tools
 	$(VENV)/bin/snakefmt workflow/Snakefile workflow/rules
 
 # The image recipe of `--sdm conda apptainer` (docs/environments.md): every rule's conda env, vLLM's
