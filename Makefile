@@ -15,7 +15,7 @@ CORES ?= 2
 UV ?= $(VENV)/bin/uv
 
 .PHONY: venv mini mini-paper sensitivity artifact bench test test-fast test-tf4 lint format \
-	config-docs locks
+	config-docs locks container
 
 # A venv from a hash-locked requirements file (pip --require-hashes), then sekd itself (editable).
 define make_venv
@@ -89,14 +89,20 @@ test-tf4: $(TF4_STAMP)  ## the training/decoding tests on transformers 4.57
 	PYTHONPATH=$(CURDIR)/workflow $(TF4_VENV)/bin/python -m pytest -q -m "not e2e and not slurm" $(TF4_TESTS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check workflow tests bench
-	$(VENV)/bin/ruff format --check workflow tests bench
+	$(VENV)/bin/ruff check workflow tests bench tools
+	$(VENV)/bin/ruff format --check workflow tests bench tools
 	$(VENV)/bin/snakefmt --check workflow/Snakefile workflow/rules
 	$(SNAKEMAKE) --lint --configfile config/mini.yaml
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format workflow tests bench
+	$(VENV)/bin/ruff format workflow tests bench tools
 	$(VENV)/bin/snakefmt workflow/Snakefile workflow/rules
+
+# The image recipe of `--sdm conda apptainer` (docs/environments.md): every rule's conda env, vLLM's
+# included; tests/test_container.py checks it is current. Needs no conda or docker.
+container: $(STAMP)  ## Dockerfile from the env files (snakemake --containerize, tools/containerize.py)
+	$(VENV)/bin/python tools/containerize.py > Dockerfile.tmp
+	mv Dockerfile.tmp Dockerfile
 
 config-docs: $(STAMP)  ## config/README.md from the config schema (tests/test_config_docs.py checks it)
 	PYTHONPATH=workflow $(VENV)/bin/python -m sekd.config_docs > config/README.md

@@ -184,6 +184,22 @@ def decode_options():
     return {**config["decoding"], **not_default("prompt", "response_newline")}
 
 
+ENGINE_ENVS = {"hf": "../envs/train.yaml", "vllm": "../envs/vllm.yaml"}
+
+
+def engine_env(section):
+    """The conda env file (relative to the rules) of the jobs that generate with
+    `<section>.engine`, decoding for decode and sequences for teacher_outputs: vLLM's own env
+    (vLLM 0.32 on the train env's torch and transformers, docs/environments.md) for vllm, the
+    train env for hf."""
+    engine = config[section]["engine"]
+    if engine not in ENGINE_ENVS:
+        raise WorkflowError(
+            f"{section}.engine: {engine!r} has no conda env; one of {', '.join(ENGINE_ENVS)}"
+        )
+    return ENGINE_ENVS[engine]
+
+
 def tokenizer_training():
     """The tokenizer rule's `train` param: tokenizer.train (null: pretrained), with
     prompt.response_newline when not the default (the BPE is trained on the prompts)."""

@@ -19,7 +19,7 @@ rule decode:
     benchmark:
         "results/benchmarks/decode/{run}/seed{seed}/{evalset}/{direction}.tsv"
     conda:
-        "../envs/train.yaml"
+        engine_env("decoding")
     script:
         "../scripts/decode.py"
 

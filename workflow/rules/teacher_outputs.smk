@@ -25,6 +25,6 @@ rule teacher_outputs:
     benchmark:
         "results/benchmarks/teacher_outputs/{model}/{generation}/seed{seed}.tsv"
     conda:
-        "../envs/train.yaml"
+        engine_env("sequences")
     script:
         "../scripts/teacher_outputs.py"

@@ -1,0 +1,53 @@
+"""Print the workflow's container recipe (the repository's Dockerfile, `make container`):
+`snakemake --containerize` for config/paper.yaml with both generation engines set to vllm, so
+that the image holds every rule's conda env, the vLLM env included (docs/environments.md).
+
+Run from the repository root (the Dockerfile's COPY paths are relative to it). Writing the
+recipe only reads the env files, but Snakemake asks conda for the platform whose pin files
+(<env>.<platform>.pin.txt) apply; the image's platform is linux-64 (condaforge/miniforge3)
+whatever the host's, so it is given here instead, and no conda is needed.
+
+    python tools/containerize.py [extra snakemake arguments] > Dockerfile
+"""
+
+from __future__ import annotations
+
+import sys
+
+from snakemake.cli import main
+from snakemake.deployment import conda
+
+IMAGE_PLATFORM = "linux-64"
+# The engines whose conda env is not the train env (rules/common.smk engine_env): set to vllm so
+# that the recipe builds that env too.
+ARGS = [
+    "--containerize",
+    "--configfile",
+    "config/paper.yaml",
+    "--config",
+    "decoding={engine: vllm}",
+    "sequences={engine: vllm}",
+]
+
+
+def image_conda() -> conda.Conda:
+    """Snakemake's conda front end (one per container image; None: the host's), answering for
+    the image: its platform, no conda command run."""
+    if not isinstance(getattr(conda.Conda, "instances", None), dict):
+        raise RuntimeError(
+            "snakemake.deployment.conda.Conda has no `instances` dict: this Snakemake's conda "
+            "front end differs from 9.27's; update tools/containerize.py"
+        )
+    front = object.__new__(conda.Conda)
+    front.container_img = None
+    front.info = {"platform": IMAGE_PLATFORM, "conda_prefix": "/opt/conda"}
+    front.prefix_path = front.info["conda_prefix"]
+    front.platform = IMAGE_PLATFORM
+    assert front.is_initialized, "Conda.is_initialized no longer means prefix_path is set"
+    conda.Conda.instances[None] = front
+    return front
+
+
+if __name__ == "__main__":
+    image_conda()
+    main([*ARGS, *sys.argv[1:]])
