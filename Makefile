@@ -67,7 +67,7 @@ bench: $(STAMP)  ## every benchmark; each prints one JSON line of ratios (docs/b
 
 test: venv  ## every test, the end-to-end workflow run included; COMET's in its own venv
 	$(VENV)/bin/pytest -m "not comet"
-	$(COMET_VENV)/bin/pytest -m comet
+	$(COMET_VENV)/bin/pytest -m comet tests/test_comet.py
 
 test-fast: $(STAMP)  ## unit tests only
 	$(VENV)/bin/pytest -m "not e2e and not comet"

@@ -172,3 +172,18 @@ def test_the_driver_venv_plans_the_paper_without_torch(tmp_path):
     output = plan.stdout + plan.stderr
     assert plan.returncode == 0, output[-3000:]
     assert re.search(r"^rule kd:", output, re.M) and "table1" in output
+
+
+def test_every_comet_test_runs_in_the_comet_venv():
+    """`make test` runs `-m "not comet"` here and the comet-marked files in .venv-comet: a comet
+    test in another file would run nowhere."""
+    marked = {
+        f"tests/{path.name}"
+        for path in (ROOT / "tests").glob("test_*.py")
+        if "pytest.mark.comet" in path.read_text()
+    }
+    make = (ROOT / "Makefile").read_text()
+    run = re.search(r"\(COMET_VENV\)/bin/pytest -m comet ([^\n]+)", make)
+    marked.discard("tests/test_envs.py")  # this test names the marker
+    assert run and set(run[1].split()) == marked == {"tests/test_comet.py"}
+    assert '$(VENV)/bin/pytest -m "not comet"' in make
