@@ -2,7 +2,7 @@
 # The wheels that travel to the lent GPU machine in .whl/ (bench/gpu_check.sh installs them there
 # with pip --no-index --no-deps; nothing can be downloaded on that machine). Its image has Python
 # 3.12, torch 2.11, transformers 5.17 and accelerate 1.15 but no DeepSpeed, pydantic or hjson, so:
-# DeepSpeed at requirements/lock.txt's version (a pure-Python wheel built here: its ops are compiled
+# DeepSpeed at requirements/train.txt's version (a pure-Python wheel built here: its ops are compiled
 # on first use), its pure-Python needs missing there (typing-extensions too: pydantic needs a newer
 # one than the image may hold), pydantic-core for CPython 3.12, and this project (sekd) itself.
 # No vLLM wheel: with its CUDA libraries it is far over the 64 MiB a device call carries, so
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 WHL=.whl
 rm -rf "$WHL" && mkdir -p "$WHL"
-pin() { grep -E "^$1==" requirements/lock.txt | head -1; }
+pin() { grep -oE "^$1==[^ ]+" requirements/train.txt | head -1; }
 DEEPSPEED=$(pin deepspeed)
 # The pure-Python needs of deepspeed and pydantic, and pydantic-core for CPython 3.12 x86-64.
 NEEDS=(hjson==3.1.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0

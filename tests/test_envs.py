@@ -187,3 +187,11 @@ def test_every_comet_test_runs_in_the_comet_venv():
     marked.discard("tests/test_envs.py")  # this test names the marker
     assert run and set(run[1].split()) == marked == {"tests/test_comet.py"}
     assert '$(VENV)/bin/pytest -m "not comet"' in make
+
+
+def test_comet_outside_its_env_names_the_env_to_use():
+    """The test venv has no COMET (its own env): the rule's error says where COMET runs."""
+    from sekd import comet
+
+    with pytest.raises(ModuleNotFoundError, match=r"envs/comet\.yaml.*--sdm conda"):
+        comet._import_comet()

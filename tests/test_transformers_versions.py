@@ -1,4 +1,4 @@
-"""What transformers 4.57 (the workflow's venv) and 5.x (`make test-tf5`, the GPU image) spell
+"""What transformers 4.57 (`make test-tf4`) and 5.x (the workflow's venv, the GPU image) spell
 differently gives the same run on both: the warm-up steps and the dtype of loaded weights."""
 
 from __future__ import annotations

@@ -300,7 +300,7 @@ def test_artifact_holds_the_study(study):
     assert {"REVISION", "config.resolved.yaml", "environment/pip-freeze.txt"} <= listed
     assert {
         "workflow/workflow/Snakefile",
-        "workflow/requirements/lock.txt",
+        "workflow/requirements/train.txt",
         "workflow/workflow/envs/train.yaml",
     } <= listed
     assert {"results/table1.csv", "results/figures/fig5.png", "results/report.html"} <= listed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,15 @@ def _import_comet() -> Any:
     """`import comet`, undoing the `logging.basicConfig(level=INFO)` it runs at import time."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    import comet  # optional and slow (see the module's docstring): imported on use
+    try:
+        import comet  # optional and slow (see the module's docstring): imported on use
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"unbabel-comet is not installed in {sys.executable}: COMET has an env of its own "
+            "(workflow/envs/comet.yaml, requirements/comet.txt; it needs transformers<5, numpy<2). "
+            "Run with `--sdm conda` or `--sdm conda apptainer` (docs/environments.md), or set "
+            "scoring.comet_model: null to leave COMET out"
+        ) from err
 
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
