@@ -1,4 +1,5 @@
-"""DeepSpeed ZeRO-3 on two CPU ranks (gloo): KD matches a one-process run; the student is whole.
+"""DeepSpeed ZeRO-3 on two CPU ranks (gloo): KD matches a one-process run; the student is whole;
+the paper's bf16 config trains there too (bf16 weights, fp32 master weights).
 
 The first distributed start JIT-compiles DeepSpeed's shm comm op (about 40 s, g++ and ninja), cached
 in .venv/torch_extensions for the next runs.
