@@ -1,4 +1,5 @@
-"""DeepSpeed ZeRO-3 on two CPU ranks (gloo): KD matches a one-process run; the student is whole.
+"""DeepSpeed ZeRO-3 on two CPU ranks (gloo): KD matches a one-process run; the student is whole;
+the paper's bf16 config trains there too (bf16 weights, fp32 master weights).
 
 The first distributed start JIT-compiles DeepSpeed's shm comm op (about 40 s, g++ and ninja), cached
 in .venv/torch_extensions for the next runs.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -123,6 +125,118 @@ def test_zero3_on_two_ranks_matches_one_process(setup, runs, tiny_model_dir):
         ).stdout
     )
     assert shapes[0] == shapes[1] and len(shapes[1]) == len(base)
+
+
+def _paper() -> tuple[Path, str, str]:
+    """The DeepSpeed config the paper config trains under, and its student's and teacher's dtype."""
+    from sekd.config import load_config
+
+    config = load_config(ROOT / "config" / "config.yaml")
+    models = config["models"]
+    return (
+        ROOT / config["training"]["deepspeed"],
+        models["student"]["dtype"],
+        models["teacher"]["dtype"],
+    )
+
+
+@pytest.fixture(scope="module")
+def bf16_runs(setup, tiny_model_dir):
+    """The KD run of `runs` under the paper's DeepSpeed config and dtypes (bf16), on two ranks
+    and on one (torchrun with one rank: the same DeepSpeed engine, no partitioning)."""
+    root, teacher = setup
+    config, dtype, teacher_dtype = _paper()
+
+    def job(name: str, nproc: int) -> train.TrainJob:
+        job = _job(root, teacher, tiny_model_dir, name, deepspeed=str(config), nproc_per_node=nproc)
+        return replace(job, dtype=dtype, teacher_dtype=teacher_dtype)
+
+    return train.run(job("bf16-zero3", 2)), train.run(job("bf16-one", 1))
+
+
+def _relative(a: dict, b: dict) -> float:
+    """The largest relative difference (Frobenius norm) of two state dicts' tensors."""
+    return max(
+        (torch.linalg.norm(a[k].float() - b[k].float()) / torch.linalg.norm(b[k].float())).item()
+        for k in b
+    )
+
+
+def test_paper_bf16_config_trains_on_two_cpu_ranks(setup, runs, bf16_runs):
+    """The paper's ZeRO-3 config (config.yaml's training.deepspeed, bf16.enabled "auto") with the
+    paper's dtype bfloat16 trains on two CPU ranks in bf16: weights bfloat16, the master weights
+    DeepSpeed's optimizer steps float32, the saved student bfloat16, finite losses that fall.
+
+    Against one rank (same config, same data and global batch: 1 x 2 x 2 accumulation): both runs
+    compute in bf16 and differ only in how a step's two micro-batch gradients are combined
+    (reduce-scatter across ranks, in bf16, DeepSpeed's communication dtype under bf16, versus
+    accumulation on one rank), so the bound is one bf16 rounding of the gradients (2^-8 relative;
+    2^-7 allowed) in the gradient norms and the weights (each tensor's relative norm), and one in
+    the losses (2^-8 relative, or the logged loss's rounding to 4 decimals). Observed here: the
+    two runs are bit-equal (the halving is exact, the sum rounded once either way).
+
+    Against the fp32 run of `runs` (zero3_fp32_cpu.json, two ranks): bf16 keeps 8 significant
+    bits of every weight and activation, and over 27 Adam steps at lr 1e-2 these roundings move
+    the trajectory: observed 7e-4 (losses), 7e-3 (gradient norms) and 3e-2 (weights, worst
+    tensor) relative; the bounds are about five times those, 2^-8, 2^-5 and 2^-3. The weights
+    must also differ by more than 1e-3, where the two fp32 runs agree to 1e-6: bf16 was on.
+    """
+    root, _ = setup
+    _, fp32 = runs
+    two, one = bf16_runs
+    for summary in two, one:
+        assert summary["precision"] == {"weights": "bfloat16", "master_weights": "float32"}
+        assert summary["global_steps"] == STEPS
+    for summary in runs:  # one process (torch's AdamW) and ZeRO-3 in float32
+        assert summary["precision"] == {"weights": "float32", "master_weights": "float32"}
+    losses = {name: [v for _, v in _steps(s, "loss")] for name, s in (("two", two), ("one", one))}
+    assert len(losses["two"]) == STEPS and all(math.isfinite(v) for v in losses["two"])
+    assert losses["two"][-1] < losses["two"][0] - 1e-3  # it learned
+    assert losses["two"] == pytest.approx(losses["one"], rel=2**-8, abs=1.01e-4)
+    norms = [v for _, v in _steps(one, "grad_norm")]
+    assert [v for _, v in _steps(two, "grad_norm")] == pytest.approx(norms, rel=2**-7)
+    weights = {
+        n: load_file(str(root / n / "model.safetensors"))
+        for n in ("bf16-zero3", "bf16-one", "zero3")
+    }
+    assert all(w.dtype == torch.bfloat16 for w in weights["bf16-zero3"].values())
+    assert _relative(weights["bf16-zero3"], weights["bf16-one"]) <= 2**-7
+
+    assert [v for _, v in _steps(two, "loss")] == pytest.approx(
+        [v for _, v in _steps(fp32, "loss")], rel=2**-8
+    )
+    fp32_norms = [v for _, v in _steps(fp32, "grad_norm")]
+    assert [v for _, v in _steps(two, "grad_norm")] == pytest.approx(fp32_norms, rel=2**-5)
+    assert 1e-3 < _relative(weights["bf16-zero3"], weights["zero3"]) <= 2**-3
+
+
+def test_bf16_on_cpu_only_under_a_deepspeed_config_that_enables_it(tmp_path):
+    paper, _, _ = _paper()
+    assert distributed.bf16_on_cpu(str(paper), "bfloat16")
+    assert not distributed.bf16_on_cpu(str(paper), "float32")
+    assert not distributed.bf16_on_cpu(str(CPU_CONFIG), "bfloat16")
+    assert not distributed.bf16_on_cpu(None, "bfloat16")
+    on = tmp_path / "on.json"
+    on.write_text(json.dumps({"bf16": {"enabled": True}}))
+    assert distributed.bf16_on_cpu(str(on), "bfloat16")
+    with pytest.raises(ValueError, match=r"training\.deepspeed: cannot read the DeepSpeed config"):
+        distributed.bf16_on_cpu(str(tmp_path / "missing.json"), "bfloat16")
+
+
+def test_transformers_still_refuses_bf16_without_a_gpu(tmp_path):
+    """What sekd.distributed.bf16_without_gpu works around (docs/deepspeed.md): transformers'
+    TrainingArguments refuses bf16 on a machine without a GPU unless use_cpu. When this fails,
+    transformers accepts it and the shim can go."""
+    import transformers.training_args as training_args
+    from transformers import TrainingArguments
+
+    before = training_args.is_torch_bf16_gpu_available
+    with distributed.bf16_without_gpu():
+        assert training_args.is_torch_bf16_gpu_available()
+    assert training_args.is_torch_bf16_gpu_available is before
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="Your setup doesn't support bf16/gpu"):
+            TrainingArguments(output_dir=str(tmp_path), bf16=True, report_to=[])
 
 
 def test_zero3_run_signalled_mid_way_resumes_to_the_same_result(

@@ -275,6 +275,48 @@ def accelerate_cpu_shim() -> None:
     PartialState._prepare_backend = prepare_backend
 
 
+def bf16_on_cpu(deepspeed: str | None, dtype: str) -> bool:
+    """Whether a run without a GPU trains in bf16: only under DeepSpeed, with the model's `dtype`
+    bfloat16 and a config whose ``bf16.enabled`` is ``"auto"`` or true (zero3_bf16.json, the
+    paper's). DeepSpeed's CPU accelerator runs ZeRO-3 in bf16 (docs/deepspeed.md); without
+    DeepSpeed, and under zero3_fp32_cpu.json, a CPU run trains in float32."""
+    if not deepspeed or dtype != "bfloat16":
+        return False
+    try:
+        enabled = json.loads(Path(deepspeed).read_text()).get("bf16", {}).get("enabled", False)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"training.deepspeed: cannot read the DeepSpeed config {deepspeed}: {error}"
+        ) from error
+    return enabled == "auto" or enabled is True
+
+
+@contextlib.contextmanager
+def bf16_without_gpu():
+    """While the TrainingArguments of a CPU DeepSpeed run in bf16 (`bf16_on_cpu`) are built,
+    transformers' check for a bf16-capable GPU answers yes.
+
+    transformers 4.57 refuses ``bf16=True`` without a GPU unless ``use_cpu=True`` ("Your setup
+    doesn't support bf16/gpu."), and ``use_cpu=True`` keeps accelerate from starting DeepSpeed:
+    DeepSpeed's comm stays uninitialised and ``zero.Init`` sizes the batch for one rank
+    (``train_batch_size is not equal to micro_batch_per_gpu * gradient_acc_step * world_size``).
+    The check only guards against GPUs without bf16; DeepSpeed's CPU accelerator supports it
+    (tests/test_deepspeed.py trains the paper's config this way). Inert when transformers has no
+    such check.
+    """
+    import transformers.training_args as training_args
+
+    original = getattr(training_args, "is_torch_bf16_gpu_available", None)
+    if original is None:
+        yield
+        return
+    training_args.is_torch_bf16_gpu_available = lambda *args, **kwargs: True
+    try:
+        yield
+    finally:
+        training_args.is_torch_bf16_gpu_available = original
+
+
 def teacher_engine(teacher, args):
     """The frozen teacher as an inference-only DeepSpeed engine, partitioned like the student.
 

@@ -22,6 +22,7 @@ process that started it is gone (sekd.runlock).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -283,6 +284,20 @@ def _training_arguments(
         )
     if deepspeed:
         distributed.accelerate_cpu_shim()
+    # bf16 on GPUs when the model's dtype is bfloat16; on CPU only under a DeepSpeed config
+    # that enables it (sekd.distributed.bf16_on_cpu)
+    cpu_bf16 = not use_cuda and distributed.bf16_on_cpu(deepspeed, job.dtype)
+    with distributed.bf16_without_gpu() if cpu_bf16 else contextlib.nullcontext():
+        return _arguments(job, select_best, chosen, use_cuda, cpu_bf16)
+
+
+def _arguments(
+    job: TrainJob, select_best: bool, chosen: str, use_cuda: bool, cpu_bf16: bool
+) -> TrainingArguments:
+    """`_training_arguments`' TrainingArguments, once its checks are done."""
+    t = job.training
+    deepspeed = t.get("deepspeed")
+    per_step = t["per_device_batch_size"] * _world_size()
     interval = "steps" if t["eval_steps"] else "epoch"
     return TrainingArguments(
         output_dir=job.checkpoint_dir,
@@ -311,7 +326,7 @@ def _training_arguments(
         report_to=[],
         use_cpu=not use_cuda and not deepspeed,
         deepspeed=deepspeed or None,
-        bf16=use_cuda and job.dtype == "bfloat16",
+        bf16=(use_cuda and job.dtype == "bfloat16") or cpu_bf16,
         fp16=use_cuda and job.dtype == "float16",
         remove_unused_columns=False,
         prediction_loss_only=True,
@@ -453,8 +468,9 @@ def _summary(
 ) -> dict:
     """train_summary.json: the run, its steps, best checkpoint, log history, step times, and
     what was loaded (`models`: source, revision asked for, resolved commit or sha256; see
-    sekd.models.provenance); for on-policy runs, `onpolicy`: the run's sampling totals
-    (`DistillTrainer.onpolicy_totals`, of this process's steps; a collective under torchrun)."""
+    sekd.models.provenance), the dtypes trained in (`precision`); for on-policy runs,
+    `onpolicy`: the run's sampling totals (`DistillTrainer.onpolicy_totals`, of this process's
+    steps; a collective under torchrun)."""
     state = trainer.state
     totals = trainer.onpolicy_totals()
     if timer.seconds:
@@ -474,8 +490,32 @@ def _summary(
         "step_cpu_seconds": timer.cpu_seconds,
         "models": sources,
         "devices": _devices(),  # the compute budget of the report (sekd.budget)
+        "precision": _precision(trainer),
         **({"onpolicy": totals} if totals is not None else {}),
     }
+
+
+def _precision(trainer: DistillTrainer) -> dict:
+    """The dtypes the run trained in: the model's weights and the master weights its optimizer
+    steps (under DeepSpeed ZeRO-3 the flat partitions of DeepSpeed's optimizer, float32 with
+    bf16 weights; else the weights themselves). Each a dtype name, or names joined by commas."""
+    optimizer, zero3 = trainer.optimizer, "fp32_partitioned_groups_flat"
+    while hasattr(optimizer, "optimizer") and not hasattr(optimizer, zero3):
+        optimizer = optimizer.optimizer  # accelerate's wrappers
+    # ZeRO-3 hands its torch optimizer one partition at a time (its param_groups are empty
+    # between steps) and keeps the partitions in fp32_partitioned_groups_flat
+    masters = getattr(optimizer, zero3, None) or [
+        p for group in getattr(optimizer, "param_groups", []) for p in group["params"]
+    ]
+    return {
+        "weights": _dtype_names(trainer.model.parameters()),
+        "master_weights": _dtype_names(masters) if masters else None,
+    }
+
+
+def _dtype_names(tensors) -> str:
+    """The tensors' dtypes, e.g. "bfloat16" or "bfloat16,float32"."""
+    return ",".join(sorted({str(t.dtype).removeprefix("torch.") for t in tensors}))
 
 
 def _devices() -> dict:
