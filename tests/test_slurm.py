@@ -4,7 +4,8 @@ The micro study's student SFT -> decode -> BLEU chain runs once with `--profile 
 (plus a test profile that shrinks its per-rule requests to the tiny node) and once with
 profiles/local; the training and decoding jobs must go through sbatch, the cheap ones must stay
 local, and the BLEU score, hypotheses and model must be identical. Needs root and SLURM (installed
-from Debian when missing; skipped when that is impossible). `pytest -m slurm` runs this alone.
+from Debian when missing; skipped when that is impossible). `pytest -m slurm` runs this and
+tests/test_slurm_nodes.py (two nodes).
 """
 
 from __future__ import annotations

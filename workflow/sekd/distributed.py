@@ -81,19 +81,10 @@ def first_host(nodelist: str) -> str:
     return prefix + ranges.split(",")[0].split("-")[0] + suffix
 
 
-# What a batch step needs to know of its allocation; snakemake-executor-plugin-slurm-jobstep (0.6)
-# removes them (see `restore_allocation`).
-ALLOCATION_VARIABLES = (
-    "SLURM_NNODES",
-    "SLURM_JOB_NUM_NODES",
-    "SLURM_JOB_NODELIST",
-    "SLURM_CPUS_ON_NODE",
-)
-
-
 def allocation_from_scontrol(record: str) -> dict[str, str]:
-    """ALLOCATION_VARIABLES from a `scontrol -o show job` line (CPUs per node: the job's CPUs
-    over its nodes, the same on every node of the allocations the plugin asks for)."""
+    """SLURM_NNODES, SLURM_JOB_NUM_NODES, SLURM_JOB_NODELIST and SLURM_CPUS_ON_NODE from a
+    `scontrol -o show job` line (CPUs per node: the job's CPUs over its nodes, the same on every
+    node of the allocations the plugin asks for)."""
     fields = dict(item.split("=", 1) for item in record.split() if "=" in item)
     try:
         count, cpus, nodelist = int(fields["NumNodes"]), int(fields["NumCPUs"]), fields["NodeList"]
@@ -107,7 +98,7 @@ def allocation_from_scontrol(record: str) -> dict[str, str]:
     }
 
 
-def restore_allocation(env=None) -> dict[str, str]:
+def restore_allocation(env: dict | None = None) -> dict[str, str]:
     """Put the allocation's variables back into a batch step's environment that lost them.
 
     The SLURM executor's jobstep plugin (0.6) runs every job's command, an `mpi` job's too, with
