@@ -4,7 +4,8 @@ The micro study's student SFT -> decode -> BLEU chain runs once with `--profile 
 (plus a test profile that shrinks its per-rule requests to the tiny node) and once with
 profiles/local; the training and decoding jobs must go through sbatch, the cheap ones must stay
 local, and the BLEU score, hypotheses and model must be identical. Needs root and SLURM (installed
-from Debian when missing; skipped when that is impossible). `pytest -m slurm` runs this alone.
+from Debian when missing; skipped when that is impossible). `pytest -m slurm` runs this and
+tests/test_slurm_nodes.py (two nodes).
 """
 
 from __future__ import annotations
@@ -68,10 +69,11 @@ def paper_profile() -> dict:
         os.environ.update(saved)
 
 
-def write_test_profile(directory: Path) -> Path:
+def write_test_profile(directory: Path, shrink: dict = SHRINK) -> Path:
+    """TEST_SETTINGS and, per rule of `shrink`, the paper profile's resources updated by it."""
     profile = paper_profile()
     set_resources = {}
-    for rule, shrunk in SHRINK.items():
+    for rule, shrunk in shrink.items():
         paper = dict(profile["set-resources"][rule])
         paper.pop("slurm_partition", None)
         assert set(shrunk) <= set(paper), f"profiles/slurm no longer sizes {rule}: {paper}"
@@ -82,13 +84,17 @@ def write_test_profile(directory: Path) -> Path:
     return directory
 
 
-def run_snakemake(workdir: Path, profiles: list[Path], env: dict, timeout: int):
-    """Snakemake on TARGET in `workdir`; (its output, seconds). Killed after `timeout` s."""
+def run_snakemake(
+    workdir: Path, profiles: list[Path], env: dict, timeout: int, target: str = TARGET,
+    prefix: tuple[str, ...] | list[str] = (),
+):  # fmt: skip
+    """Snakemake on `target` in `workdir` (run through `prefix`, a cluster's namespace); (its
+    output, seconds). Killed after `timeout` s."""
     cmd = [
-        "timeout", "-k", "15", str(timeout), str(SNAKEMAKE),
+        *prefix, "timeout", "-k", "15", str(timeout), str(SNAKEMAKE),
         *[arg for p in profiles for arg in ("--profile", str(p))],
         "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-        TARGET, "--configfile", *CONFIGS,
+        target, "--configfile", *CONFIGS,
     ]  # fmt: skip
     t0 = time.monotonic()
     proc = subprocess.Popen(

@@ -81,6 +81,54 @@ def first_host(nodelist: str) -> str:
     return prefix + ranges.split(",")[0].split("-")[0] + suffix
 
 
+def allocation_from_scontrol(record: str) -> dict[str, str]:
+    """SLURM_NNODES, SLURM_JOB_NUM_NODES, SLURM_JOB_NODELIST and SLURM_CPUS_ON_NODE from a
+    `scontrol -o show job` line (CPUs per node: the job's CPUs over its nodes, the same on every
+    node of the allocations the plugin asks for)."""
+    fields = dict(item.split("=", 1) for item in record.split() if "=" in item)
+    try:
+        count, cpus, nodelist = int(fields["NumNodes"]), int(fields["NumCPUs"]), fields["NodeList"]
+    except (KeyError, ValueError) as error:
+        raise RuntimeError(f"scontrol's record of the job lacks {error}: {record!r}") from None
+    return {
+        "SLURM_NNODES": str(count),
+        "SLURM_JOB_NUM_NODES": str(count),
+        "SLURM_JOB_NODELIST": nodelist,
+        "SLURM_CPUS_ON_NODE": str(max(1, cpus // max(1, count))),
+    }
+
+
+def restore_allocation(env: dict | None = None) -> dict[str, str]:
+    """Put the allocation's variables back into a batch step's environment that lost them.
+
+    The SLURM executor's jobstep plugin (0.6) runs every job's command, an `mpi` job's too, with
+    each SLURM_* variable removed but the job's id; the batch step of a 2-node job then looks like
+    one node (no SLURM_NNODES, SLURM_JOB_NODELIST, SLURM_CPUS_ON_NODE). They are read back from
+    slurmctld (`scontrol show job`) and set in `env` (os.environ); returns what was set. Does
+    nothing outside a batch step or when SLURM_JOB_NODELIST is there.
+    """
+    env = os.environ if env is None else env
+    job_id = env.get("SLURM_JOB_ID")
+    if not job_id or env.get("SLURM_STEP_ID") or env.get("SLURM_JOB_NODELIST"):
+        return {}
+    try:
+        record = subprocess.run(
+            ["scontrol", "-o", "show", "job", job_id],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError(
+            f"SLURM job {job_id}: its batch step has no SLURM_JOB_NODELIST and `scontrol show "
+            f"job {job_id}` failed ({error}); cannot tell its nodes"
+        ) from error
+    restored = {k: v for k, v in allocation_from_scontrol(record).items() if k not in env}
+    env.update(restored)
+    return restored
+
+
 def slurm_nodes(env: dict | None = None) -> Nodes:
     """The job's nodes from SLURM's environment (one local node outside SLURM)."""
     env = os.environ if env is None else env

@@ -134,6 +134,7 @@ def run(job: TrainJob) -> dict:
 def _run(job: TrainJob) -> dict:
     """`run` once the run is owned."""
     t = job.training
+    distributed.restore_allocation()  # a SLURM batch step that lost its allocation's variables
     nodes = distributed.slurm_nodes()
     nproc = distributed.processes_per_node(t.get("nproc_per_node"), job.gpus, nodes.count)
     deepspeed = t.get("deepspeed")
