@@ -154,7 +154,8 @@ def test_the_job_ran_on_both_nodes(cluster, slurm_run, capsys):
 
 
 def test_two_nodes_match_one_process(slurm_run, local_run):
-    """Every step's loss and gradient norm, and the weights, bit-equal to one process.
+    """Every step's gradient norm and the weights bit-equal to one process, the logged losses too
+    up to float32 rounding.
 
     Exact, not within a tolerance, because the arithmetic is the same: each rank computes its
     micro-batch (the r-th of each global batch, as accelerate shards it; one process accumulates
@@ -165,14 +166,22 @@ def test_two_nodes_match_one_process(slurm_run, local_run):
     breaks this (another reduction, thread count or loss normalisation) may bring rounding
     differences: then compare as test_deepspeed does (RTOL), saying why.
 
-    The validation loss is not exact: with 10 validation examples, rank 1's last evaluation batch
-    is padded with repeats of the first ones (accelerate's even_batches) and the Trainer weights
+    The logged training loss is a mean of the same per-micro-batch losses taken in another order
+    (transformers 5 averages the ranks' logged losses; one process sums its accumulation steps), so
+    it may differ in float32's last bits while the training is bit-equal: measured on transformers
+    5.17 one step in five off by 8e-8 relative (bit-equal on 4.57); the bound is 1e-6.
+
+    The validation loss is not exact either: with 10 validation examples, rank 1's last
+    evaluation batch is padded with repeats of the first ones (accelerate's even_batches) and the
+    Trainer weights
     each batch's mean loss, repeats included, by its real examples. Measured: 6.00967 against
     6.01018 (8.5e-5 relative); the bound 1e-3 holds that with margin.
     """
     two, one = summary(slurm_run[0]), summary(local_run[0])
     assert one["devices"]["world_size"] == 1 and two["devices"]["world_size"] == 2
-    assert _steps(one, "loss") and _steps(two, "loss") == _steps(one, "loss")
+    losses = [_steps(run, "loss") for run in (one, two)]
+    assert losses[0] and [s for s, _ in losses[1]] == [s for s, _ in losses[0]]
+    assert [v for _, v in losses[1]] == pytest.approx([v for _, v in losses[0]], rel=1e-6)
     assert _steps(two, "grad_norm") == _steps(one, "grad_norm")
     assert two["global_steps"] == one["global_steps"]
     a, b = (load_file(w / TARGET / "model.safetensors") for w in (local_run[0], slurm_run[0]))
