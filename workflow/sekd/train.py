@@ -582,6 +582,22 @@ def main(argv: list[str] | None = None) -> None:
         # background threads can abort a rank ("terminate called without an active exception").
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+    if "LOCAL_RANK" in os.environ:
+        _exit_complete_rank()
+
+
+def _exit_complete_rank() -> None:
+    """End a torchrun rank whose work is written without the interpreter's teardown.
+
+    Even with the process group closed, a native destructor at teardown (DeepSpeed's shared-memory
+    comm op or a thread pool) sometimes aborts a rank after it saved everything ("terminate called
+    without an active exception", seen once on 2 CPU ranks under load), and torchrun then reports
+    the finished job as failed. Every output is written and closed by now; only the streams are
+    flushed."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
