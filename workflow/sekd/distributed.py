@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import transformers.training_args as training_args
 from accelerate.state import PartialState
 from accelerate.utils import DistributedType
 
@@ -352,8 +353,6 @@ def bf16_without_gpu():
     (tests/test_deepspeed.py trains the paper's config this way). Inert when transformers has no
     such check.
     """
-    import transformers.training_args as training_args
-
     original = getattr(training_args, "is_torch_bf16_gpu_available", None)
     if original is None:
         yield
