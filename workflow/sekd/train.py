@@ -288,54 +288,45 @@ def _training_arguments(
     # bf16 on GPUs when the model's dtype is bfloat16; on CPU only under a DeepSpeed config
     # that enables it (sekd.distributed.bf16_on_cpu)
     cpu_bf16 = not use_cuda and distributed.bf16_on_cpu(deepspeed, job.dtype)
-    with distributed.bf16_without_gpu() if cpu_bf16 else contextlib.nullcontext():
-        return _arguments(job, select_best, chosen, use_cuda, cpu_bf16)
-
-
-def _arguments(
-    job: TrainJob, select_best: bool, chosen: str, use_cuda: bool, cpu_bf16: bool
-) -> TrainingArguments:
-    """`_training_arguments`' TrainingArguments, once its checks are done."""
-    t = job.training
-    deepspeed = t.get("deepspeed")
-    per_step = t["per_device_batch_size"] * _world_size()
     interval = "steps" if t["eval_steps"] else "epoch"
-    return TrainingArguments(
-        output_dir=job.checkpoint_dir,
-        num_train_epochs=t["epochs"],
-        per_device_train_batch_size=t["per_device_batch_size"],
-        per_device_eval_batch_size=t["per_device_batch_size"],
-        gradient_accumulation_steps=t["batch_size"] // per_step,
-        learning_rate=t["learning_rate"],
-        **_across_versions(t["warmup_ratio"]),
-        lr_scheduler_type=t["lr_scheduler"],
-        weight_decay=t["weight_decay"],
-        logging_steps=t["logging_steps"],
-        eval_strategy=interval if select_best else "no",
-        eval_steps=t["eval_steps"],
-        # Checkpoints for resuming come from CheckpointCallback (save_steps, signals); the
-        # Trainer's own saves are the per-evaluation ones that select the best SFT checkpoint.
-        save_strategy=interval if select_best else "no",
-        save_steps=t["eval_steps"],
-        save_total_limit=None,  # CheckpointCallback removes old ones once a new one is complete
-        load_best_model_at_end=select_best,
-        metric_for_best_model=selection.METRICS.get(chosen, ("eval_loss", False))[0],
-        greater_is_better=selection.METRICS.get(chosen, ("eval_loss", False))[1],
-        save_only_model=False,  # optimizer, scheduler and RNG states too, to resume
-        seed=job.seed,
-        data_seed=job.seed,
-        report_to=[],
-        use_cpu=not use_cuda and not deepspeed,
-        deepspeed=deepspeed or None,
-        bf16=(use_cuda and job.dtype == "bfloat16") or cpu_bf16,
-        fp16=use_cuda and job.dtype == "float16",
-        remove_unused_columns=False,
-        prediction_loss_only=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=use_cuda,
-        ddp_find_unused_parameters=False,  # (DDP without DeepSpeed) every parameter gets a gradient
-        disable_tqdm=False,
-    )
+    with distributed.bf16_without_gpu() if cpu_bf16 else contextlib.nullcontext():
+        return TrainingArguments(
+            output_dir=job.checkpoint_dir,
+            num_train_epochs=t["epochs"],
+            per_device_train_batch_size=t["per_device_batch_size"],
+            per_device_eval_batch_size=t["per_device_batch_size"],
+            gradient_accumulation_steps=t["batch_size"] // per_step,
+            learning_rate=t["learning_rate"],
+            **_across_versions(t["warmup_ratio"]),
+            lr_scheduler_type=t["lr_scheduler"],
+            weight_decay=t["weight_decay"],
+            logging_steps=t["logging_steps"],
+            eval_strategy=interval if select_best else "no",
+            eval_steps=t["eval_steps"],
+            # Checkpoints for resuming come from CheckpointCallback (save_steps, signals); the
+            # Trainer's own saves are the per-evaluation ones that select the best SFT checkpoint.
+            save_strategy=interval if select_best else "no",
+            save_steps=t["eval_steps"],
+            save_total_limit=None,  # CheckpointCallback removes old ones once a new one is complete
+            load_best_model_at_end=select_best,
+            metric_for_best_model=selection.METRICS.get(chosen, ("eval_loss", False))[0],
+            greater_is_better=selection.METRICS.get(chosen, ("eval_loss", False))[1],
+            save_only_model=False,  # optimizer, scheduler and RNG states too, to resume
+            seed=job.seed,
+            data_seed=job.seed,
+            report_to=[],
+            use_cpu=not use_cuda and not deepspeed,
+            deepspeed=deepspeed or None,
+            bf16=(use_cuda and job.dtype == "bfloat16") or cpu_bf16,
+            fp16=use_cuda and job.dtype == "float16",
+            remove_unused_columns=False,
+            prediction_loss_only=True,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=use_cuda,
+            # (DDP without DeepSpeed) every parameter gets a gradient
+            ddp_find_unused_parameters=False,
+            disable_tqdm=False,
+        )
 
 
 def _across_versions(warmup_ratio: float) -> dict:
