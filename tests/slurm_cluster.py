@@ -528,3 +528,12 @@ SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 def submitted_jobs(snakemake_output: str) -> dict[str, str]:
     """{snakemake job id: SLURM job id} from the executor's 'has been submitted' lines."""
     return {m[1]: m[2] for m in SUBMITTED.finditer(snakemake_output)}
+
+
+def serve(cluster: Cluster):
+    """A module fixture's body: start the cluster, yield it, stop it (also when a test fails)."""
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

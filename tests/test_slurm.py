@@ -117,12 +117,9 @@ def cluster(tmp_path_factory):
     reason = slurm_cluster.ensure_installed() or slurm_cluster.etc_conf_conflict()
     if reason:
         pytest.skip(f"no local SLURM cluster: {reason}")
-    cluster = slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm-cluster"), gpus=2)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from slurm_cluster.serve(
+        slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm-cluster"), gpus=2)
+    )
 
 
 @pytest.fixture(scope="module")

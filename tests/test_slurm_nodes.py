@@ -66,12 +66,9 @@ def cluster(tmp_path_factory):
         pytest.skip(f"no local SLURM cluster: {reason}")
     root = tmp_path_factory.mktemp("slurm-nodes")
     nodes = slurm_cluster.namespaced_nodes(root, 2)
-    cluster = slurm_cluster.Cluster(root, cpus=1, mem_mb=2000, gpus=1, nodes=nodes)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from slurm_cluster.serve(
+        slurm_cluster.Cluster(root, cpus=1, mem_mb=2000, gpus=1, nodes=nodes)
+    )
 
 
 @pytest.fixture(scope="module")
