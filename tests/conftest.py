@@ -40,6 +40,34 @@ TINY_TRAINING = {
 }
 
 
+# profiles/slurm runs every job in its rule's conda env (software-deployment-method: conda), so
+# even a dry run under it asks conda three questions. conda and its channels are out of reach on
+# the test machines: this stand-in answers exactly those (version, info, channel priority) and
+# refuses anything else, so a plan that tried to build or run an env would fail loudly. A dry run
+# builds no env; the env files themselves are checked against the locks (tests/test_envs.py).
+PLANNING_CONDA = """#!/bin/sh
+case "$1" in
+  --version) echo "conda 25.1.1";;
+  info) echo '{"conda_version": "25.1.1", "root_prefix": "%(root)s", "conda_prefix": "%(root)s",
+    "envs_dirs": ["%(root)s/envs"], "platform": "linux-64", "active_prefix": null}';;
+  config) echo '{"get": {"channel_priority": "strict"}, "rc_path": "/dev/null",
+    "success": true, "warnings": []}';;
+  *) echo "planning stand-in for conda: refuses '$*' (tests/conftest.py)" >&2; exit 1;;
+esac
+"""
+
+
+@pytest.fixture(scope="session")
+def planning_env(tmp_path_factory) -> dict:
+    """os.environ with the planning stand-in for conda first on PATH (PLANNING_CONDA)."""
+    root = tmp_path_factory.mktemp("planning-conda")
+    script = root / "bin" / "conda"
+    script.parent.mkdir()
+    script.write_text(PLANNING_CONDA % {"root": root})
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{script.parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 @pytest.fixture(scope="session")
 def alma_mirror() -> Path:
     """Mirror root (holds ``SHA256SUMS`` and ``human_written_data/``); skip if absent."""

@@ -451,12 +451,17 @@ def test_the_paper_config_trains_under_zero3():
     assert mini["training"]["deepspeed"] is None and mini["training"]["save_steps"] is None
 
 
-def test_processes_per_node():
-    assert distributed.processes_per_node(None) == 1
-    assert distributed.processes_per_node(2) == 2
-    assert distributed.processes_per_node(None, gpus=8) == 8
-    assert distributed.processes_per_node(None, gpus=16, nnodes=2) == 8
-    assert distributed.processes_per_node(4, gpus=8) == 4
+def test_processes_per_node_follow_what_slurm_gave(caplog):
+    outside = {}
+    assert distributed.processes_per_node(None, env=outside) == 1
+    assert distributed.processes_per_node(2, env=outside) == 2
+    assert distributed.processes_per_node(None, 8, env=outside) == 8  # the request, outside SLURM
+    assert distributed.processes_per_node(4, 8, env=outside) == 4  # training.nproc_per_node
+    given = {"SLURM_GPUS_ON_NODE": "4"}  # SLURM gave 4 GPUs on this node
+    assert distributed.processes_per_node(None, 4, env=given) == 4
+    assert distributed.processes_per_node(None, 8, env=given) == 4
+    assert "SLURM gave 4 GPU(s) on this node, the job asked for 8" in caplog.text
+    assert distributed.processes_per_node(None, 2, env={"SLURM_GPUS_ON_NODE": ""}) == 2
 
 
 def test_zero3_pooled_step_options_match_one_process(setup, tiny_model_dir):

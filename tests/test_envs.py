@@ -146,12 +146,13 @@ def test_a_changed_lock_makes_the_conda_env_file_stale(tmp_path, monkeypatch):
     assert locks.conda_env_text("score") != (ROOT / "workflow" / "envs" / "score.yaml").read_text()
 
 
-def test_the_driver_venv_plans_the_paper_without_torch(tmp_path):
+def test_the_driver_venv_plans_the_paper_without_torch(tmp_path, planning_env):
     """The driver venv (`make venv` builds .venv-driver from requirements/driver.txt) has no torch
-    and plans the paper's study under profiles/slurm, with the SLURM plugin 2.8 loaded."""
+    and plans the paper's study under profiles/slurm, with the SLURM plugin 2.8 loaded (and the
+    planning stand-in for conda, tests/conftest.py: the profile runs jobs in their conda envs)."""
     driver = ROOT / ".venv-driver" / "bin"
     assert (driver / "snakemake").is_file(), "no .venv-driver: `make venv` builds it"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {k: v for k, v in planning_env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{driver}:{env['PATH']}"
     probe = subprocess.run(
         [driver / "python", "-c", "import torch"], capture_output=True, text=True, env=env

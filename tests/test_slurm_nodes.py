@@ -192,7 +192,7 @@ def test_two_nodes_match_one_process(slurm_run, local_run):
 def test_a_batch_step_that_lost_its_allocation_gets_it_back(monkeypatch):
     record = (
         "JobId=7 JobName=sft JobState=RUNNING NodeList=gpu[07-08] BatchHost=gpu07 NumNodes=2"
-        " NumCPUs=128 NumTasks=16 TRES=cpu=128,node=2,gres/gpu=16\n"
+        " NumCPUs=128 NumTasks=16 TRES=cpu=128,node=2,gres/gpu=16 TresPerNode=gres/gpu:8\n"
     )
     calls = []
 
@@ -207,7 +207,14 @@ def test_a_batch_step_that_lost_its_allocation_gets_it_back(monkeypatch):
     assert calls == [["scontrol", "-o", "show", "job", "7"]]
     assert restored == {
         "SLURM_NNODES": "2", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]",
+        "SLURM_GPUS_ON_NODE": "8",  # the per-node count SLURM gave: one rank per GPU
     }  # fmt: skip
+    per_job = record.replace("TresPerNode=gres/gpu:8", "TresPerJob=gres:gpu:16")
+    assert distributed.allocation_from_scontrol(per_job)["SLURM_GPUS_ON_NODE"] == "8"
+    typed = record.replace("gres/gpu:8", "gres/gpu:a100:4")
+    assert distributed.allocation_from_scontrol(typed)["SLURM_GPUS_ON_NODE"] == "4"
+    cpu = record.replace(" TresPerNode=gres/gpu:8", "")
+    assert "SLURM_GPUS_ON_NODE" not in distributed.allocation_from_scontrol(cpu)
     assert env["SLURM_CPUS_ON_NODE"] == "32"
     assert distributed.slurm_nodes(env) == distributed.Nodes(2, 0, "gpu07", 29507, "7")
     assert distributed.allocation_from_scontrol(record)["SLURM_CPUS_ON_NODE"] == "64"

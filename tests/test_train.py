@@ -132,7 +132,7 @@ def test_a_rule_job_takes_the_runtime_keys_from_its_resources(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     job = train.rule_job(
         params,
-        SimpleNamespace(**resources, gpu=2),
+        SimpleNamespace(**resources, gres="gpu:4", nodes=2),
         variant="sft",
         base_model="base",
         tokenizer_dir="tok",
@@ -142,4 +142,4 @@ def test_a_rule_job_takes_the_runtime_keys_from_its_resources(tmp_path, monkeypa
         seed=1,
     )
     assert job.training == {**training, "deepspeed": str(train.REPOSITORY / training["deepspeed"])}
-    assert job.gpus == 2
+    assert job.gpus_per_node == 4  # sbatch --gres counts per node

@@ -4,7 +4,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from sekd import data as alma
-from sekd import sizing
+from sekd import allocation, sizing
 from sekd import study
 from sekd.config import deep_merge, load_schema, typed_cli_overrides
 from sekd.config import unpinned_warnings, validate_config
@@ -386,101 +386,42 @@ def table_curves_outputs():
     return study.table_curves_outputs(config)
 
 
-# Plan-time GPU sizing (sekd.sizing): sft, kd, teacher_store and decode have a param `gpu_fit` of
-# its own, `gpu_fit(rule, wildcards, resources)`, which reads the job's resources. When the profile
-# names the GPU's memory (profiles/slurm: default-resources gpu_mem_gb) and the job asks for GPUs,
-# the job's peak memory per GPU is estimated, printed once per rule and model, and the plan stops
-# when it cannot fit. Without gpu_mem_gb (profiles/local, the miniature) nothing is checked.
-# A param that reads `resources` is not evaluated into the job's recorded params (Snakemake
-# resolves it when the job runs), so it must stay separate: wrapping `job` in it made `job` blind
-# to the params rerun trigger (a changed teacher_store.seed then reran nothing).
-_SIZED = set()
+# GPU jobs sized from the plan (sekd.allocation): the profile describes the cluster in its
+# default-resources (profiles/slurm: gpu_mem_gb, gpus_per_node, ...), read here at parse time
+# (Snakemake passes them on to every job it submits); each model-loading rule's GPUs, nodes, host
+# memory and wall time come from its job's estimate, printed once per rule and model, and the
+# plan stops naming the rule and model when a job cannot fit. No gpu_mem_gb (profiles/local, the
+# miniature): no job asks for GPUs, and the rules' CPU defaults stand.
+CLUSTER = allocation.Cluster.from_resources(
+    allocation.constant_resources(workflow.resource_settings.default_resources)
+)
+_REQUESTS = {}
 
 
-def _arch(name):
-    """(Arch or None, where from) of config model `name`."""
-    train = config["tokenizer"]["train"]
-    vocab = train["vocab_size"] if train else None
-    return sizing.model_arch(config["models"][name], vocab)
+def gpu_request(rule_name, wildcards):
+    """The sekd.allocation.Request of one job (computed once, its line printed once)."""
+    key = (rule_name, tuple(sorted(dict(wildcards).items())))
+    if key not in _REQUESTS:
+        try:
+            request = allocation.plan_request(config, CLUSTER, rule_name, wildcards)
+        except sizing.SizingError as error:
+            raise WorkflowError(str(error)) from None
+        if workflow.is_main_process and not any(
+            (r.rule, r.label) == (request.rule, request.label)
+            for r in _REQUESTS.values()
+        ):
+            print(f"GPU sizing: {request.line()}", file=sys.stderr)
+        _REQUESTS[key] = request
+    return _REQUESTS[key]
 
 
-def _note(key, line):
-    """Print a sizing line once per plan (not again in each submitted job)."""
-    if key not in _SIZED and workflow.is_main_process:
-        _SIZED.add(key)
-        print(f"GPU sizing: {line}", file=sys.stderr)
-
-
-def _training_estimate(rule_name, wc, gpus, peak):
-    """(label, Estimate or None, why not) of an sft or kd job."""
-    training = config["training"]
-    batch, length = training["per_device_batch_size"], training["max_length"]
-    name = wc.model if rule_name == "sft" else "student"
-    teacher, source = split_teacher(wc.teacher) if rule_name == "kd" else (None, None)
-    reads_logits = (
-        rule_name == "kd"
-        and OBJECTIVES[parse_variant(wc.variant).objective].reads_teacher_logits
-    )
-    online = teacher if teacher and source is None and reads_logits else None
-    label = f"{name} (online teacher {online})" if online else name
-    arch, why = _arch(name)
-    teacher_arch, teacher_why = _arch(online) if online else (None, "")
-    if arch is None or (online and teacher_arch is None):
-        return label, None, why if arch is None else teacher_why
-    tokens = _train_tokens() * training["epochs"]
-    estimate = sizing.training_estimate(
-        arch, gpus, batch, length, tokens, teacher_arch, peak
-    )
-    return label, estimate, ""
-
-
-def _train_tokens():
-    """Tokens of one epoch at max_length each (an upper bound); 0 for unknown pairs."""
-    data = config["data"]
-    examples = sizing.train_examples(data["pairs"], data["max_train_pairs"])
-    return (examples or 0) * config["training"]["max_length"]
-
-
-def _inference_estimate(rule_name, wc, peak):
-    """(label, Estimate or None, why not) of a teacher_store or decode job (one GPU)."""
-    if rule_name == "teacher_store":  # the whole training set, every position's logits
-        name, batch = wc.teacher, config["teacher_store"]["batch_size"]
-        length, positions = config["training"]["max_length"], None
-        tokens = _train_tokens()
-    else:  # decode one direction; prompts assumed no longer than max_new_tokens
-        name = wc.run.removeprefix("sft/") if wc.run.startswith("sft/") else "student"
-        decoding = config["decoding"]
-        batch = decoding["batch_size"] * decoding["num_beams"]
-        length, positions = 2 * decoding["max_new_tokens"], 1
-        tokens = sizing.TEST_SENTENCES * decoding["num_beams"] * length
-    arch, why = _arch(name)
-    if arch is None:
-        return name, None, why
-    return (
-        name,
-        sizing.inference_estimate(arch, batch, length, tokens, peak, positions),
-        "",
-    )
-
-
-def gpu_fit(rule_name, wildcards, resources):
-    """The GPU sizing line of this job ("" when not sized), after its check (see above)."""
-    gpu_mem_gb, gpus = resources.get("gpu_mem_gb"), resources.get("gpu")
-    if not gpu_mem_gb or not gpus:
-        return ""
-    peak = resources.get("gpu_tflops")
-    if rule_name in ("sft", "kd"):
-        label, estimate, why = _training_estimate(rule_name, wildcards, int(gpus), peak)
-    else:
-        label, estimate, why = _inference_estimate(rule_name, wildcards, peak)
-    if estimate is None:
-        _note((rule_name, label), f"{rule_name} {label}: {why}")
-        return why
-    try:
-        line = sizing.check_fits(
-            rule_name, label, estimate, int(gpus), float(gpu_mem_gb)
-        )
-    except sizing.SizingError as error:
-        raise WorkflowError(str(error)) from None
-    _note((rule_name, label), line)
-    return line
+def sized(rule_name, **cpu):
+    """A model-loading rule's resources: on a described GPU cluster, per job from its
+    Request (nodes, gres, mem_mb, runtime; tasks_per_node for training); else `cpu`."""
+    if CLUSTER is None:
+        return cpu
+    keys = allocation.request_keys(rule_name)
+    return {
+        key: lambda wc, key=key: gpu_request(rule_name, wc).resources()[key]
+        for key in keys
+    }

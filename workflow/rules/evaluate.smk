@@ -12,8 +12,9 @@ rule decode:
         decoding=decode_options(),
         languages=lambda wc: languages_for([wc.direction]),
         dtype=lambda wc: run_model(wc.run)["dtype"],
-        gpu_fit=lambda wc, resources: gpu_fit("decode", wc, resources),
     threads: 1
+    resources:
+        **sized("decode"),  # one GPU on a GPU cluster (common.smk)
     log:
         "results/logs/decode/{run}/seed{seed}/{evalset}/{direction}.log",
     benchmark:
@@ -75,6 +76,8 @@ rule comet:
         model=config["scoring"]["comet_model"],
         batch_size=config["scoring"]["comet_batch_size"],
     threads: 1
+    resources:
+        **sized("comet"),  # one GPU on a GPU cluster (common.smk)
     log:
         "results/logs/comet/{run}/seed{seed}/{evalset}/{direction}.log",
     benchmark:

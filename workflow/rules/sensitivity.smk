@@ -24,6 +24,8 @@ rule fit:
     wildcard_constraints:
         reference=MODEL_NAME,
     threads: 1
+    resources:
+        **sized("fit"),  # one GPU on a GPU cluster (common.smk)
     log:
         "results/logs/fit/{run}/seed{seed}/{reference}.log",
     benchmark:

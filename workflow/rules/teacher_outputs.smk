@@ -14,8 +14,8 @@ rule teacher_outputs:
         job=lambda wc: outputs_slice(wc.model, wc.generation),
     threads: 1
     resources:
-        tasks=1,
-        nodes=1,
+        # one GPU on a GPU cluster, sized per teacher and generation (common.smk)
+        **sized("teacher_outputs", tasks=1, nodes=1),
         # sequences.batch_size (speed only): a resource, which unlike params decides no rerun.
         # Samples do not depend on it (sekd.sampling); beam search may, in rare near-ties, as
         # the padding of a batch can change the fp rounding of the teacher's scores.

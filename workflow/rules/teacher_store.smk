@@ -17,12 +17,10 @@ rule teacher_store:
             input.student[0] if input.student else base_model("student")
         ),
         job=lambda wc: store_slice(wc.teacher, wc.source),
-        gpu_fit=lambda wc, resources: gpu_fit("teacher_store", wc, resources),
     threads: 1
     resources:
-        # Small CPU defaults; profiles/slurm sizes the GPU, memory and time per teacher.
-        tasks=1,
-        nodes=1,
+        # one GPU on a GPU cluster, sized per teacher (common.smk); else the CPU defaults
+        **sized("teacher_store", tasks=1, nodes=1),
         # teacher_store.batch_size (speed only): a resource, which unlike params decides no rerun
         store_batch_size=config["teacher_store"]["batch_size"],
     log:
@@ -56,6 +54,8 @@ rule store_fidelity_loss:
             "batch_size": config["training"]["per_device_batch_size"],
         },
     threads: 1
+    resources:
+        **sized("store_fidelity_loss"),  # one GPU on a GPU cluster (common.smk)
     log:
         "results/logs/store_fidelity_loss/{teacher}/{source}/seed{seed}.log",
     benchmark:

@@ -24,16 +24,14 @@ rule sft:
         # without training.deepspeed, nproc_per_node and save_steps (resources below)
         # training.sft_selection (and valid_bleu's decoding) only when not valid_loss
         job=lambda wc: sft_job(wc.model),
-        # the plan-time GPU sizing check (profiles/slurm); never part of `job` (common.smk)
-        gpu_fit=lambda wc, resources: gpu_fit("sft", wc, resources),
     threads: 1
     resources:
-        # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.
+        # On a GPU cluster (profiles/slurm) GPUs per node, nodes, memory and time are sized from
+        # the job (common.smk, sekd.allocation); elsewhere one node and the CPU defaults.
+        **sized("sft", tasks=2, nodes=1),
         # mpi: under SLURM the job runs in its batch step (no nested srun) and launches its own
-        # workers; the plugin then needs tasks > 1.
+        # workers, one per GPU of each node; the plugin then needs more than one task.
         mpi="srun",
-        tasks=2,
-        nodes=1,
         # How a run executes, not what it computes: resources, which (unlike params) decide no
         # rerun, carry them to the script (sekd.runs.as_resource; unset: "" or 0).
         deepspeed=as_resource(config["training"]["deepspeed"], str),
@@ -64,16 +62,11 @@ rule kd:
     params:
         base=kd_base,
         job=kd_job,  # as sft, with the student's sampling length when it samples
-        gpu_fit=lambda wc, resources: gpu_fit("kd", wc, resources),  # as sft
         teacher_dtype=lambda wc: config["models"][split_teacher(wc.teacher)[0]]["dtype"],
     threads: 1
     resources:
-        # Small CPU defaults; profiles/slurm sizes GPUs, memory and time per model.
-        # mpi: under SLURM the job runs in its batch step (no nested srun) and launches its own
-        # workers; the plugin then needs tasks > 1.
-        mpi="srun",
-        tasks=2,
-        nodes=1,
+        **sized("kd", tasks=2, nodes=1),  # as sft
+        mpi="srun",  # as sft
         deepspeed=as_resource(config["training"]["deepspeed"], str),  # as sft
         nproc_per_node=as_resource(config["training"]["nproc_per_node"]),
         save_steps=as_resource(config["training"]["save_steps"]),

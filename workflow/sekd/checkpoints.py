@@ -145,10 +145,11 @@ class StepTimer(TrainerCallback):
 
 
 def job_key(job: Any, world_size: int) -> dict:
-    """What the checkpoints of `job` (a sekd.train.TrainJob) depend on: all but threads, gpus,
-    save_steps and nproc_per_node; the world size under DeepSpeed (ZeRO-3 partitions per rank)."""
+    """What the checkpoints of `job` (a sekd.train.TrainJob) depend on: all but threads,
+    gpus_per_node, save_steps and nproc_per_node; the world size under DeepSpeed (ZeRO-3
+    partitions per rank)."""
     key = asdict(job)
-    for name in ("threads", "gpus", "resume_from_checkpoint"):
+    for name in ("threads", "gpus_per_node", "resume_from_checkpoint"):
         key.pop(name)
     key["training"] = {
         k: v for k, v in job.training.items() if k not in ("save_steps", "nproc_per_node")

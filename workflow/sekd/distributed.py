@@ -50,13 +50,23 @@ class Nodes:
     job_id: str = "local"
 
 
-def processes_per_node(setting: int | None, gpus: int = 0, nnodes: int = 1) -> int:
-    """Ranks per node: `training.nproc_per_node` if set, else the job's GPUs per node, else 1."""
+def processes_per_node(setting: int | None, asked: int = 0, env: dict | None = None) -> int:
+    """Ranks per node: `training.nproc_per_node` if set; else the GPUs SLURM gave this node
+    (SLURM_GPUS_ON_NODE), read rather than assumed from the request, which is only used
+    outside SLURM or when SLURM does not say (`asked`: GPUs per node the job asked for); else 1."""
+    env = os.environ if env is None else env
     if setting:
         return int(setting)
-    if gpus:
-        return max(1, int(gpus) // max(1, nnodes))
-    return 1
+    given = env.get("SLURM_GPUS_ON_NODE", "")
+    if given.isdigit() and int(given) > 0:
+        if asked and int(given) != asked:
+            log.warning(
+                "SLURM gave %s GPU(s) on this node, the job asked for %d: one rank per GPU given",
+                given,
+                asked,
+            )
+        return int(given)
+    return max(1, int(asked or 0))
 
 
 def first_host(nodelist: str) -> str:
@@ -83,20 +93,35 @@ def first_host(nodelist: str) -> str:
 
 
 def allocation_from_scontrol(record: str) -> dict[str, str]:
-    """SLURM_NNODES, SLURM_JOB_NUM_NODES, SLURM_JOB_NODELIST and SLURM_CPUS_ON_NODE from a
-    `scontrol -o show job` line (CPUs per node: the job's CPUs over its nodes, the same on every
-    node of the allocations the plugin asks for)."""
+    """SLURM_NNODES, SLURM_JOB_NUM_NODES, SLURM_JOB_NODELIST, SLURM_CPUS_ON_NODE and, for a GPU
+    job, SLURM_GPUS_ON_NODE from a `scontrol -o show job` line (CPUs per node: the job's CPUs
+    over its nodes, the same on every node of the allocations the plugin asks for; GPUs per node:
+    TresPerNode's gpu count, else TresPerJob's over the nodes)."""
     fields = dict(item.split("=", 1) for item in record.split() if "=" in item)
     try:
         count, cpus, nodelist = int(fields["NumNodes"]), int(fields["NumCPUs"]), fields["NodeList"]
     except (KeyError, ValueError) as error:
         raise RuntimeError(f"scontrol's record of the job lacks {error}: {record!r}") from None
-    return {
+    allocation = {
         "SLURM_NNODES": str(count),
         "SLURM_JOB_NUM_NODES": str(count),
         "SLURM_JOB_NODELIST": nodelist,
         "SLURM_CPUS_ON_NODE": str(max(1, cpus // max(1, count))),
     }
+    per_node, per_job = _gpu_tres(fields.get("TresPerNode")), _gpu_tres(fields.get("TresPerJob"))
+    gpus = per_node or (-(-per_job // max(1, count)) if per_job else 0)
+    if gpus:
+        allocation["SLURM_GPUS_ON_NODE"] = str(gpus)
+    return allocation
+
+
+def _gpu_tres(tres: str | None) -> int:
+    """The GPU count of a TRES list as scontrol prints it (`gres/gpu:8`, `gres:gpu:a100:2`)."""
+    for item in (tres or "").split(","):
+        match = re.fullmatch(r"gres[/:]gpu(?::[^:,]+)?:(\d+)", item.strip())
+        if match:
+            return int(match[1])
+    return 0
 
 
 def restore_allocation(env: dict | None = None) -> dict[str, str]:

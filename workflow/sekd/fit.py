@@ -38,12 +38,13 @@ def token_stats(
         if not mask.any():
             continue
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        logits_q = model(**inputs).logits[:, :-1].float()
+        logits_q = model(**inputs, use_cache=False).logits[:, :-1].float()
         log_q = torch.log_softmax(logits_q, dim=-1)[mask]  # [N, V]
         target = labels[mask]
         nll_sum += -log_q.gather(-1, target[:, None]).sum().item()
         if teacher is not None:
-            logits_p = teacher(**inputs).logits[:, :-1, : logits_q.shape[-1]].float()
+            logits_p = teacher(**inputs, use_cache=False).logits
+            logits_p = logits_p[:, :-1, : logits_q.shape[-1]].float()
             log_p = torch.log_softmax(logits_p, dim=-1)[mask]
             kl_sum += (log_p.exp() * (log_p - log_q)).sum().item()
         tokens += int(mask.sum())

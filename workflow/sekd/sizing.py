@@ -1,10 +1,7 @@
-"""Plan-time GPU sizing of the training, teacher-store and decoding jobs (torch-free).
+"""Plan-time GPU memory and FLOPs estimates of the jobs that load a model (torch-free).
 
-The rules call `check_job` from a params function at plan time (workflow/rules/common.smk,
-`sized`), with the job's resources: when the profile names the GPU's memory (`gpu_mem_gb` in
-profiles/slurm's default-resources) and the job asks for GPUs (`gpu`), the job's peak memory per
-GPU is estimated from the model's architecture and the plan stops when it cannot fit. No
-`gpu_mem_gb` (profiles/local, the miniature): no check, no output.
+sekd.allocation turns them into each job's request (GPUs per node, nodes, host memory, wall
+time) on the cluster the profile describes; workflow/rules/common.smk calls it at plan time.
 
 Estimates are upper-bound style, in bytes per GPU; each term's source is given where it is made.
 """
@@ -255,21 +252,3 @@ def train_examples(pairs: list[str], max_train_pairs: int | None) -> int | None:
 
 class SizingError(Exception):
     """A job of the plan cannot fit the GPUs the profile gives it."""
-
-
-def check_fits(rule: str, model: str, estimate: Estimate, gpus: int, gpu_mem_gb: float) -> str:
-    """The estimate as one line; SizingError naming rule, model and shortfall when it does not
-    fit `gpu_mem_gb` (GB = 1e9 bytes, as vendors state GPU memory)."""
-    capacity = int(gpu_mem_gb * 1e9)
-    line = (
-        f"{rule} {model}: {estimate.describe()} on {gpus} GPU(s) of {gpu_mem_gb:g} GB, "
-        f"~{estimate.gpu_hours:,.1f} GPU hours"
-    )
-    if estimate.total() > capacity:
-        short = (estimate.total() - capacity) / GIB
-        raise SizingError(
-            f"rule {rule}, model {model}: needs {estimate.total() / GIB:.1f} GiB per GPU, "
-            f"{short:.1f} GiB more than a {gpu_mem_gb:g} GB GPU holds ({estimate.describe()} "
-            f"on {gpus} GPU(s)); give the job more GPUs in the profile's set-resources"
-        )
-    return line

@@ -134,8 +134,10 @@ def compare_losses(
         labels = inputs["labels"][:, 1:]
         with torch.no_grad():
             ids, attention = inputs["input_ids"], inputs["attention_mask"]
-            s_logits = student(input_ids=ids, attention_mask=attention).logits[:, :-1]
-            t_logits = teacher(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+            s_logits = student(input_ids=ids, attention_mask=attention, use_cache=False).logits
+            s_logits = s_logits[:, :-1]
+            t_logits = teacher(input_ids=ids, attention_mask=attention, use_cache=False).logits
+            t_logits = t_logits[:, :-1].float()
         for variant in variants:
             kwargs = variant.loss_kwargs()
             t_store, offset = teacher_inputs(stored, labels, V, kwargs.get("lam"))

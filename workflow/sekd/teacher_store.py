@@ -282,6 +282,7 @@ def _fill(
         logits = teacher(
             input_ids=inputs["input_ids"].to(device),
             attention_mask=inputs["attention_mask"].to(device),
+            use_cache=False,  # a forward pass: no KV cache held beside the logits
         ).logits[:, :-1, :vocab]  # [B, T-1, V]
         labels = inputs["labels"][:, 1:].to(device)  # [B, T-1]
         for row, e in enumerate(batch):

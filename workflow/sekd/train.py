@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
-from sekd import distributed, models, runlock, selection, teacher_outputs
+from sekd import allocation, distributed, models, runlock, selection, teacher_outputs
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files, read_records
 from sekd.checkpoints import (
@@ -88,7 +88,10 @@ class TrainJob:
     model_key: str = "models"  # the config key of the trained model, for errors (models.<name>)
     teacher_key: str = "the teacher"  # and of the teacher (KD only)
     threads: int = 1  # CPU threads (of a rank; `run` shares the node's among its ranks)
-    gpus: int = 0  # GPUs of the whole job (the rule's `gpu` resource): ranks when nproc is unset
+    # GPUs per node the job asked for (its resources: sekd.allocation.gpus_per_node); the ranks
+    # per node are what SLURM gave (SLURM_GPUS_ON_NODE) when it says, else this, when
+    # training.nproc_per_node is unset (sekd.distributed.processes_per_node)
+    gpus_per_node: int = 0
     resume_from_checkpoint: str | None = None  # set by `run`, read by the ranks
     # prompt.response_newline (the prompts' ending; sekd.prompts.build_prompt)
     response_newline: bool = True
@@ -113,7 +116,7 @@ def rule_job(job_slice: dict, resources, **fields) -> TrainJob:
         dtype=job_slice["dtype"],
         trust_remote_code=job_slice["trust_remote_code"],
         revision=job_slice.get("revision"),
-        gpus=int(getattr(resources, "gpu", 0) or 0),
+        gpus_per_node=allocation.gpus_per_node(resources),
         **fields,
     )
 
@@ -136,7 +139,7 @@ def _run(job: TrainJob) -> dict:
     t = job.training
     distributed.restore_allocation()  # a SLURM batch step that lost its allocation's variables
     nodes = distributed.slurm_nodes()
-    nproc = distributed.processes_per_node(t.get("nproc_per_node"), job.gpus, nodes.count)
+    nproc = distributed.processes_per_node(t.get("nproc_per_node"), job.gpus_per_node)
     deepspeed = t.get("deepspeed")
     if deepspeed:
         path = Path(deepspeed)
