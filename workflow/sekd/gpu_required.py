@@ -18,7 +18,7 @@ CPU-only build, `torch.cuda.is_available()`, `torch.cuda.device_count()`, CUDA_V
 and the likely cause.
 
 Escape hatch, for test clusters whose GPUs are fake (a SLURM gres without a device): with
-``SEKD_GPU_CHECK=skip`` in the job's environment the error becomes a warning in the job's log,
+``SEKD_GPU_REQUIRED=skip`` in the job's environment the error becomes a warning in the job's log,
 saying how many GPUs the job asked for and that it runs on the CPU (or on the devices it sees).
 """
 
@@ -37,7 +37,7 @@ from sekd.errors import SekdError
 
 log = logging.getLogger("sekd.gpu_required")
 
-SKIP_VARIABLE = "SEKD_GPU_CHECK"  # set to SKIP_VALUE to turn the error into a warning
+SKIP_VARIABLE = "SEKD_GPU_REQUIRED"  # set to SKIP_VALUE to turn the error into a warning
 SKIP_VALUE = "skip"
 GPU_RESOURCES = ("gpu", "gpus_per_node", "gres", "nodes")  # the resources read, in messages
 
@@ -214,7 +214,7 @@ def _skipped(env: Mapping[str, str]) -> bool:
 
 
 def _check(rule: str, request: GpuRequest, env: Mapping[str, str]) -> None:
-    """Raise GpuUnavailableError (a warning under SEKD_GPU_CHECK=skip) unless torch sees
+    """Raise GpuUnavailableError (a warning under SEKD_GPU_REQUIRED=skip) unless torch sees
     `request.per_node` devices."""
     facts = torch_facts(env)
     if facts.available and facts.device_count >= request.per_node:
@@ -253,7 +253,7 @@ def require_gpus(rule: str, resources: object, env: Mapping[str, str] | None = N
     resources (snakemake.resources, or a mapping); `env`: the environment (os.environ if None).
     Returns the GPUs one node asked for (0 when none: nothing is checked). Raises
     `GpuUnavailableError` when CUDA is unavailable or fewer devices are visible than asked,
-    unless SEKD_GPU_CHECK=skip, which logs the problem as a warning and returns.
+    unless SEKD_GPU_REQUIRED=skip, which logs the problem as a warning and returns.
     """
     request = gpus_requested(resources)
     if request.per_node > 0:
@@ -265,7 +265,7 @@ def refuse_cpu(what: str, gpus: int, env: Mapping[str, str] | None = None) -> No
     """For code that would pick the CPU when CUDA is unavailable (sekd.train's Trainer arguments,
     in every torchrun rank): when the job asked for `gpus` (> 0, the rule's `gpu` resource), raise
     `GpuUnavailableError` unless torch sees at least one device, the process's own; with
-    SEKD_GPU_CHECK=skip, log a warning instead."""
+    SEKD_GPU_REQUIRED=skip, log a warning instead."""
     if gpus > 0:
         request = GpuRequest(per_node=1, asked=f"gpu={gpus}")
         _check(what, request, os.environ if env is None else env)
