@@ -5,6 +5,7 @@ CPU machine with GPU resources set."""
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import warnings
@@ -211,6 +212,23 @@ def test_refuse_cpu_passes_with_a_device(monkeypatch):
 )
 def test_driver_needed(cuda, driver):
     assert gpu_required.driver_needed(cuda).startswith(f"driver {driver}")
+
+
+MODEL_SCRIPTS = [
+    "sft", "kd", "teacher_store", "store_fidelity_loss", "teacher_outputs", "decode", "fit",
+    "comet_score",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODEL_SCRIPTS)
+def test_every_model_loading_script_checks_first_inside_its_log(name):
+    """The check is the first statement of the script's `with logged(...)` block: it runs before
+    any model is loaded, and its error lands in the job's log."""
+    tree = ast.parse((ROOT / "workflow" / "scripts" / f"{name}.py").read_text())
+    (block,) = [node for node in tree.body if isinstance(node, ast.With)]
+    assert ast.unparse(block.items[0].context_expr) == "logged(snakemake.log[0])"
+    first = ast.unparse(block.body[0])
+    assert first == "require_gpus(snakemake.rule, snakemake.resources)", first
 
 
 # ---- through Snakemake, on this CPU machine: jobs that asked for GPUs fail before loading models
