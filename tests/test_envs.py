@@ -4,7 +4,6 @@ for, and the driver without torch or COMET."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from importlib import metadata

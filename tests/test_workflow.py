@@ -50,15 +50,18 @@ BASELINES = [
 pytestmark = pytest.mark.e2e
 
 
-def snakemake(workdir: Path, *args: str, extra_configs: tuple[str, ...] = ()) -> str:
-    """Run Snakemake on the repository's Snakefile in `workdir`; return its output."""
+def snakemake(
+    workdir: Path, *args: str, extra_configs: tuple[str, ...] = (), succeed: bool = True
+) -> str:
+    """Run Snakemake on the repository's Snakefile in `workdir`; return its output, having
+    asserted that it succeeded (or, with succeed=False, that it failed)."""
     cmd = [
         str(SNAKEMAKE), "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
         "--cores", "2", *args, "--configfile", *CONFIGS, *extra_configs,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, timeout=1800)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-5000:]
+    assert (proc.returncode == 0) == succeed, output[-5000:]
     return output
 
 

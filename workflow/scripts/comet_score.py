@@ -6,9 +6,11 @@ from pathlib import Path
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd import comet, data, score
+from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
+    require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
     records = data.read_jsonl(snakemake.input.refs)
     hyps = score.read_lines(snakemake.input.hyps)
     model = comet.load_model(snakemake.params.model, snakemake.params.get("revision"))

@@ -3,9 +3,11 @@
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd import fit, models
+from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
+    require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
     models.configure_torch_threads(snakemake.threads)
     p = snakemake.params
     result = fit.fit(

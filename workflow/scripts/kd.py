@@ -4,10 +4,12 @@ teacher store (eqs. 3-10; sekd.train). Launching, resuming and preemption as in 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd import train
+from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 from sekd.runs import split_teacher
 
 with logged(snakemake.log[0]):
+    require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
     wc = snakemake.wildcards
     # kd/<teacher>.<source>/<variant> reads the teacher's store, kd/<teacher>/<variant> the model
     from_store = split_teacher(wc.teacher)[1] is not None

@@ -9,9 +9,11 @@ that it can be resubmitted. One trainer at a time per run (sekd.runlock).
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd import train
+from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
+    require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
     wc = snakemake.wildcards
     train.run(
         train.rule_job(

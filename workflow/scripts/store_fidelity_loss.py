@@ -7,9 +7,11 @@ from pathlib import Path
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd import store_fidelity
+from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
+    require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
     job = snakemake.params.job
     result = store_fidelity.compare_losses(
         teacher_model=snakemake.input.teacher,

@@ -4,9 +4,11 @@
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd import teacher_outputs
+from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
+    require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
     job = snakemake.params.job
     teacher_outputs.generate(
         teacher_outputs.GenerationJob(

@@ -3,9 +3,11 @@
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd import teacher_store
+from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
+    require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
     job = snakemake.params.job
     teacher_store.build(
         teacher_store.StoreJob(

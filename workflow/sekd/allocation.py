@@ -20,6 +20,7 @@ Without `gpu_mem_gb` (profiles/local, CI, the miniature) no job is sized and non
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -122,16 +123,49 @@ def constant_resources(resources) -> dict:
     return constants
 
 
-def gpus_per_node(resources) -> int:
-    """GPUs per node a job's resources ask for: `gres` gpu:N or gpu:<type>:N (sbatch counts
-    --gres per node), else `gpu` (the job's total, --gpus) over `nodes`; 0 for a CPU job."""
-    get = resources.get if isinstance(resources, Mapping) else lambda k: getattr(resources, k, None)
-    gres = str(get("gres") or "")
-    if gres.startswith("gpu"):
-        count = gres.split(":")[-1] if ":" in gres else "1"
-        return int(count.rstrip("TGM") or 1) if count[:1].isdigit() else 1
-    total = int(get("gpu") or 0)
-    return -(-total // max(1, int(get("nodes") or 1))) if total else 0
+def resource(resources: object, name: str) -> object:
+    """A resource's value, from Snakemake's resources object (attributes) or a mapping."""
+    if isinstance(resources, Mapping):
+        return resources.get(name)
+    return getattr(resources, name, None)
+
+
+def _count(name: str, value: object) -> int:
+    """A GPU count: an int, ``"N"`` or ``"type:N"``; 0 for None or ""."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool):
+        raise ValueError(f"resource {name}={value!r}: expected a number of GPUs")
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"(?:[^:,\s]+:)?(\d+)", str(value).strip())
+    if not match:
+        raise ValueError(f"resource {name}={value!r}: expected a number of GPUs, N or type:N")
+    return int(match[1])
+
+
+def _gres_gpus(gres: object) -> int:
+    """GPUs per node in a gres string: ``gpu`` (1), ``gpu:N``, ``gpu:type:N``; other generic
+    resources in a comma-separated list are ignored."""
+    total = 0
+    for item in str(gres or "").split(","):
+        parts = item.strip().removeprefix("gres/").split(":")
+        if parts[0] != "gpu":
+            continue
+        count = parts[-1] if len(parts) > 1 else "1"
+        total += int(count) if count.isdigit() else 1  # gpu:type alone is one GPU
+    return total
+
+
+def gpus_per_node(resources: object) -> int:
+    """GPUs one node of a job asked for (0: none), the largest of: `gres` gpu, gpu:N or
+    gpu:<type>:N (sbatch counts --gres per node); `gpus_per_node` (N or type:N); `gpu` (the
+    job's total, sbatch --gpus) over its `nodes`."""
+    gpu = _count("gpu", resource(resources, "gpu"))
+    nodes = max(1, _count("nodes", resource(resources, "nodes")))
+    from_gpu = max(1, gpu // nodes) if gpu > 0 else 0
+    per_node = _count("gpus_per_node", resource(resources, "gpus_per_node"))
+    return max(from_gpu, per_node, _gres_gpus(resource(resources, "gres")))
 
 
 def request_keys(rule: str) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
-from sekd import allocation, distributed, models, runlock, selection, teacher_outputs
+from sekd import allocation, distributed, gpu_required, models, runlock, selection, teacher_outputs
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files, read_records
 from sekd.checkpoints import (
@@ -279,6 +279,10 @@ def _training_arguments(
     checkpoint's selection (sekd.selection), its metric the one compared when `select_best`."""
     t = job.training
     deepspeed = t.get("deepspeed")
+    # a job that asked for GPUs never trains on the CPU for want of CUDA (in every torchrun rank;
+    # the rule's script checked its node before launching: sekd.gpu_required)
+    rule = "sft" if job.variant == "sft" else f"kd ({job.variant})"
+    gpu_required.refuse_cpu(rule, job.gpus_per_node)
     use_cuda = torch.cuda.is_available()
     per_step = t["per_device_batch_size"] * _world_size()
     if t["batch_size"] % per_step:
