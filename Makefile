@@ -14,7 +14,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
 UV ?= $(VENV)/bin/uv
 
-.PHONY: venv mini mini-paper sensitivity artifact bench test test-fast test-tf4 lint format \
+.PHONY: venv driver mini mini-paper sensitivity artifact bench test test-fast test-tf4 lint format \
 	config-docs locks container
 
 # A venv from a hash-locked requirements file (pip --require-hashes), then sekd itself (editable).
@@ -39,6 +39,8 @@ $(DRIVER_STAMP): requirements/driver.txt pyproject.toml
 	$(call make_venv,$(DRIVER_VENV),requirements/driver.txt,)
 
 venv: $(STAMP) $(COMET_STAMP) $(DRIVER_STAMP)
+
+driver: $(DRIVER_STAMP)  ## .venv-driver alone: what a cluster's login node needs (docs/slurm.md)
 
 # Re-resolve every lock from its .in (needs PyPI and uv) and rewrite workflow/envs/*.yaml from them.
 locks: $(STAMP)

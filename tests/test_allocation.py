@@ -190,3 +190,23 @@ def test_resources_parsing():
     cluster = allocation.Cluster.from_resources({"gpu_mem_gb": 80, "gpus_per_node": "4"})
     assert cluster.gpus_per_node == 4 and cluster.gpu_counts() == [1, 2, 4, 8, 12, 16]
     assert allocation.Cluster(gpu_mem_gb=1, gpus_per_node=6).gpu_counts()[:5] == [1, 2, 4, 6, 12]
+
+
+def test_wall_time_rounds_up_to_half_hours():
+    assert allocation.runtime_minutes(0) == 30
+    assert allocation.runtime_minutes(1e-9) == 30  # no extra step for a rounding error
+    assert allocation.runtime_minutes(0.01) == 60  # 2 x 0.6 min + 30 min
+    assert allocation.runtime_minutes(2.0) == 270  # 2 x 120 + 30
+
+
+def test_the_profile_runs_every_job_in_its_rules_env(planning_env, tmp_path):
+    """profiles/slurm's software-deployment-method: the plan's jobs run in their rules' conda
+    envs (the envs of every rule the paper's plan uses), not in the driver's venv."""
+    cmd = [
+        str(SNAKEMAKE), "--list-conda-envs", "-s", str(ROOT / "workflow" / "Snakefile"),
+        "-d", str(tmp_path), "--profile", str(ROOT / "profiles" / "slurm"), "all",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=planning_env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    listed = set(re.findall(r"envs/([\w-]+)\.yaml\s", proc.stdout))
+    assert listed == {"train", "comet", "score", "report", "data"}, proc.stdout

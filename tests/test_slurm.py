@@ -36,17 +36,17 @@ MODEL = f"results/models/{RUN}/model.safetensors"
 SBATCH_RULES = {"sft", "decode"}  # everything else on the chain is a localrule
 TIMEOUT = 480  # s for the SLURM run (50 s on an idle 2-core machine, 110 s under load)
 
-# The paper's per-rule requests, shrunk to the test node (2 CPUs, 2 fake GPUs, 4 GB); the other
-# keys of each rule (mpi, nodes) are the profile's own. Training gets one GPU, so that sekd.train
-# runs one process as in the local run (a rank per GPU would change the batches); the plugin
-# needs tasks > 1 for an mpi job, and with `gpu` set it asks for tasks_per_gpu x gpu tasks.
-SHRINK = {
-    "sft": {"gpu": 1, "tasks_per_gpu": 2, "tasks": 2, "cpus_per_gpu": 2, "mem_mb": 1000},
-    "decode": {"gpu": 1, "cpus_per_gpu": 1, "mem_mb": 1000},
-}
-SHRINK = {rule: {**shrunk, "runtime": 15} for rule, shrunk in SHRINK.items()}
+# The test node (2 CPUs, 2 fake GPUs, 4 GB) described to the plan the way profiles/slurm describes
+# its nodes: the training and decoding jobs are sized from it by the plan (sekd.allocation), as on
+# a real cluster; the rest of the paper's description (GPU memory, FLOP/s) stays.
+TEST_NODE = {
+    "gpus_per_node": 2, "node_mem_gb": 4, "process_mem_mb": 500, "cpus_per_gpu": 1,
+    "max_runtime": 60, "mem_mb": 500, "runtime": 15,
+}  # fmt: skip
 TEST_SETTINGS = {
-    "default-resources": {"mem_mb": 500, "runtime": 15},
+    # the nodes run this venv (no conda here): the profile's conda envs are replaced by a method
+    # that changes nothing for these rules (none declares envmodules)
+    "software-deployment-method": "env-modules",
     "set-threads": {"sft": 1, "kd": 1, "decode": 1},  # as profiles/local: same floating point
     "restart-times": 0,  # fail fast
     # sacct needs slurmdbd (without it sacct exits 1 and the plugin loses the job); squeue works
@@ -55,6 +55,9 @@ TEST_SETTINGS = {
     "slurm-init-seconds-before-status-checks": 2,
     "slurm-keep-successful-logs": True,
 }
+# The fake GPUs are a gres without a device: the jobs' GPU check (sekd.gpu_required) would stop
+# them, so the tests run them on the CPU with its escape hatch, which logs that it did.
+FAKE_GPUS = {"SEKD_GPU_REQUIRED": "skip"}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
@@ -69,17 +72,21 @@ def paper_profile() -> dict:
         os.environ.update(saved)
 
 
-def write_test_profile(directory: Path, shrink: dict = SHRINK) -> Path:
-    """TEST_SETTINGS and, per rule of `shrink`, the paper profile's resources updated by it."""
+def write_test_profile(directory: Path, node: dict = TEST_NODE, overrides: dict | None = None):
+    """TEST_SETTINGS, the paper profile's default-resources with the test `node`'s facts, and its
+    set-resources updated per rule by `overrides` (a layout the sizing would not choose)."""
     profile = paper_profile()
-    set_resources = {}
-    for rule, shrunk in shrink.items():
-        paper = dict(profile["set-resources"][rule])
-        paper.pop("slurm_partition", None)
-        assert set(shrunk) <= set(paper), f"profiles/slurm no longer sizes {rule}: {paper}"
-        set_resources[rule] = {**paper, **shrunk}
+    set_resources = {rule: dict(r) for rule, r in profile["set-resources"].items()}
+    for rule, resources in (overrides or {}).items():
+        set_resources[rule] = {**set_resources.get(rule, {}), **resources}
+    for resources in set_resources.values():
+        resources.pop("slurm_partition", None)
+    settings = {
+        **TEST_SETTINGS,
+        "default-resources": {**profile["default-resources"], **node},
+        "set-resources": set_resources,
+    }
     directory.mkdir(parents=True, exist_ok=True)
-    settings = {**TEST_SETTINGS, "set-resources": set_resources}
     (directory / "config.v8+.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     return directory
 
@@ -134,7 +141,7 @@ def local_run(tmp_path_factory, alma_mirror):
 def slurm_run(alma_mirror, cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm-run")
     test_profile = write_test_profile(tmp_path_factory.mktemp("slurm-test-profile"))
-    env = {**cluster.env, "SEKD_DATA_MIRROR": str(alma_mirror)}
+    env = {**cluster.env, **FAKE_GPUS, "SEKD_DATA_MIRROR": str(alma_mirror)}
     try:
         output, seconds = run_snakemake(workdir, [PROFILE.parent, test_profile], env, TIMEOUT)
     except AssertionError as error:
@@ -181,14 +188,27 @@ def test_training_and_decoding_went_through_sbatch(cluster, slurm_run, capsys):
     assert {"tokenizer", "init_model", "bleu", "fetch_data"} <= local
 
 
-def test_requests_follow_the_profile(cluster, slurm_run):
+def test_requests_are_sized_by_the_plan(cluster, slurm_run):
+    """What SLURM allocated is what the plan sized for the test node (sekd.allocation): the micro
+    student's SFT on 1 GPU of 1 node (mpi: two tasks, the plugin's minimum, one rank), host memory
+    one process with the model (1 GB, rounded up), the wall time the plan's "GPU sizing" line
+    says; decoding on one GPU likewise."""
+    workdir, output, _ = slurm_run
     by_rule = {rule_of(r): r for r in cluster.jobs()}
     sft, decode = by_rule["sft"], by_rule["decode"]
-    # sft: mpi="srun", gpu=1, tasks=2, tasks_per_gpu=2 -> 2 tasks, 1 GPU, 2 CPUs on one node
-    assert sft["NumTasks"] == "2" and sft["TresPerJob"] == "gres:gpu:1", sft
-    assert sft["NumNodes"] == "1" and sft["NumCPUs"] == "2", sft
-    assert decode["TresPerJob"] == "gres:gpu:1" and decode["NumCPUs"] == "1", decode
-    assert sft["MinMemoryNode"] == "1000M" and sft["TimeLimit"] == "00:15:00", sft
+    assert sft.get("TresPerNode") in ("gres:gpu:1", "gres/gpu:1"), sft
+    assert sft["NumTasks"] == "2" and sft["NumNodes"] == "1" and sft["NumCPUs"] == "2", sft
+    assert decode["TresPerJob"] in ("gres:gpu:1", "gres/gpu:1") and decode["NumCPUs"] == "1"
+    for rule, record in (("sft", sft), ("decode", decode)):
+        line = re.search(rf"^GPU sizing: {rule} student: .* on 1 GPU\(s\); host 1 GB per node, "
+                         r"(\d+) min,", output, re.M)  # fmt: skip
+        assert line, output[-3000:]
+        minutes = int(line[1])
+        assert record["TimeLimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", record
+        assert record["MinMemoryNode"] == "1000M", record
+    # the escape hatch said, in the job's log, that the fake GPU left the job on the CPU
+    log = (workdir / f"results/logs/{RUN}.log").read_text()
+    assert "SEKD_GPU_REQUIRED=skip: rule sft asked for 1 GPU(s) and runs on the CPU" in log
     # the tasks SLURM started, as its TaskProlog saw them: training ran in the batch step (mpi: no
     # inner srun), decoding in a job step of its own (the jobstep executor's srun), each on GPU 0
     steps = cluster.job_steps()
@@ -198,7 +218,8 @@ def test_requests_follow_the_profile(cluster, slurm_run):
 
 
 def test_fake_gpus_leave_torch_on_the_cpu(cluster):
-    """A gpu=1 task sees CUDA_VISIBLE_DEVICES but no CUDA device: training falls back to CPU."""
+    """A gpu=1 task sees CUDA_VISIBLE_DEVICES but no CUDA device: without SEKD_GPU_REQUIRED=skip
+    its jobs would stop (sekd.gpu_required), which is why the runs here set it."""
     probe = "import os, torch; print(os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.is_available())"
     out = cluster.run(
         "srun", "-n1", "--gpus=1", "--cpus-per-gpu=1", "--mem=500", "-t", "5",

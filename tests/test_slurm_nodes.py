@@ -4,8 +4,9 @@ The test makes two network namespaces joined by one veth pair (10.213.0.1 and 10
 up, no other route: nothing can leave them) and runs a SLURM cluster across them
 (tests/slurm_cluster.py): node1 holds slurmctld and a slurmd, node2 a slurmd, each node with its
 own hostname and /etc/hosts; Snakemake submits from node1's namespace. The micro study's SFT of
-teacher_l, which profiles/slurm puts on 2 nodes (its `nodes` expression, kept; the GPUs, tasks,
-CPUs and memory are shrunk to the test nodes: one fake GPU and one CPU each), goes through sbatch;
+teacher_l, on 2 nodes as the plan lays out the paper's 30B teacher (--nodes, --gres per node;
+forced here, since a micro model fits one GPU; the test nodes have one fake GPU and one CPU each),
+goes through sbatch;
 in its batch step sekd.train starts one job step of a task per node (srun), each that node's
 torchrun agent, which meet at node1's static rendezvous and train on 2 ranks (gloo, CPU).
 
@@ -36,7 +37,7 @@ import slurm_cluster
 import torch
 from safetensors.torch import load_file
 from test_deepspeed import _steps
-from test_slurm import PROFILE, ROOT, TIMEOUT, run_snakemake, write_test_profile
+from test_slurm import FAKE_GPUS, PROFILE, ROOT, TIMEOUT, run_snakemake, write_test_profile
 
 from sekd import distributed
 
@@ -44,15 +45,21 @@ MODEL = "teacher_l"  # the model profiles/slurm trains on 2 nodes
 RUN = f"sft/{MODEL}/seed1"
 TARGET = f"results/models/{RUN}"
 LOG = f"results/logs/{RUN}.log"
-# profiles/slurm's sft resources for the test nodes: 2 fake GPUs (one per node, so one rank per
-# node: sekd.distributed.processes_per_node), 1 CPU each (one thread per rank, as the local run's
-# set-threads), 1 GB; `nodes`, `mpi` and `slurm_extra` stay the profile's. 30 minutes: the
-# profile's warning signal (USR1 900 s before the limit) reaches the job step, which checkpoints
-# and stops on it; a 15-minute limit would signal it at its start.
-SHRINK = {
+# The test nodes (1 CPU, 1 fake GPU, 2 GB each) described to the plan. A micro model needs one
+# GPU, so the sizing would keep it on one node: the test forces the layout the paper's 30B
+# teacher gets (sekd.allocation: --nodes, --gres per node) through set-resources, one GPU per
+# node, one task per GPU (tasks_per_node is the plan's key; with one CPU per node the plugin's
+# mpi minimum of two tasks per node cannot be met, so tasks/tasks_per_gpu ask 1 per GPU).
+# 30 minutes: the profile's warning signal (USR1 900 s before the limit) reaches the job step,
+# which checkpoints and stops on it; a 15-minute limit would signal it at its start.
+NODE = {
+    "gpus_per_node": 1, "node_mem_gb": 2, "process_mem_mb": 500, "cpus_per_gpu": 1,
+    "max_runtime": 60, "mem_mb": 500, "runtime": 15,
+}  # fmt: skip
+LAYOUT = {
     "sft": {
-        "gpu": 2, "tasks_per_gpu": 1, "tasks": 2, "cpus_per_gpu": 1, "mem_mb": 1000,
-        "runtime": 30,
+        "nodes": 2, "gres": "gpu:1", "tasks_per_node": 0, "tasks": 2, "tasks_per_gpu": 1,
+        "mem_mb": 1000, "runtime": 30,
     },
 }  # fmt: skip
 
@@ -83,8 +90,9 @@ def local_run(tmp_path_factory, alma_mirror):
 @pytest.fixture(scope="module")
 def slurm_run(alma_mirror, cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("nodes-slurm-run")
-    test_profile = write_test_profile(tmp_path_factory.mktemp("nodes-test-profile"), SHRINK)
-    env = {**cluster.env, "SEKD_DATA_MIRROR": str(alma_mirror)}
+    directory = tmp_path_factory.mktemp("nodes-test-profile")
+    test_profile = write_test_profile(directory, NODE, LAYOUT)
+    env = {**cluster.env, **FAKE_GPUS, "SEKD_DATA_MIRROR": str(alma_mirror)}
     profiles = [PROFILE.parent, test_profile]
     try:
         output, seconds = run_snakemake(workdir, profiles, env, TIMEOUT, TARGET, cluster.prefix)
@@ -130,7 +138,7 @@ def test_the_job_ran_on_both_nodes(cluster, slurm_run, capsys):
         )
     assert record["JobState"] == "COMPLETED" and record["ExitCode"] == "0:0", record
     assert record["NumNodes"] == "2" and record["NodeList"] == "node[1-2]", record
-    assert record["TresPerJob"] == "gres:gpu:2", record
+    assert record.get("TresPerNode") in ("gres:gpu:1", "gres/gpu:1"), record  # per node, asked
     # each task of the training step got its node's (fake) GPU
     gpus = [s for s in cluster.job_steps() if s[0] == job_id and s[1] == "0"]
     assert gpus == [(job_id, "0", "0")] * 2, cluster.job_steps()

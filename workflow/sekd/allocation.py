@@ -82,8 +82,8 @@ class Cluster:
     max_runtime: int = 2880  # minutes: the longest wall time the partition allows
     max_nodes: int = 4  # the most nodes one job may span
     # host memory of one process beside the weights it loads (CUDA context, NCCL, data loader,
-    # Python), GB: a round figure above what a rank of the paper's models holds
-    process_mem_gb: float = 8.0
+    # Python), MB: a round figure above what a rank of the paper's models holds
+    process_mem_mb: int = 8000
 
     @classmethod
     def from_resources(cls, resources: Mapping) -> Cluster | None:
@@ -91,7 +91,7 @@ class Cluster:
         values = {k: resources[k] for k in cls.__dataclass_fields__ if resources.get(k)}
         if "gpu_mem_gb" not in values:
             return None
-        kinds = {"gpus_per_node": int, "max_runtime": int, "max_nodes": int}
+        kinds = {"gpus_per_node": int, "max_runtime": int, "max_nodes": int, "process_mem_mb": int}
         return cls(**{k: kinds.get(k, float)(v) for k, v in values.items()})
 
     def capacity(self) -> float:
@@ -219,16 +219,16 @@ class Request:
 
 def runtime_minutes(compute_hours: float) -> int:
     """Wall minutes of a job whose compute estimate is `compute_hours` (wall, on its GPUs)."""
-    minutes = SAFETY * compute_hours * 60 + STARTUP_MIN
+    minutes = round(SAFETY * compute_hours * 60 + STARTUP_MIN, 3)  # no step for a rounding error
     return int(math.ceil(minutes / RUNTIME_STEP) * RUNTIME_STEP)
 
 
 def host_mem_mb(load_bytes: int, processes: int, cluster: Cluster, rule: str, label: str) -> int:
     """Host memory of one node: each process may hold a whole checkpoint of every model it loads
     in host memory while loading (transformers reads the state dict on every rank before ZeRO-3
-    partitions it), plus the cluster's process_mem_gb. Raises SizingError above the node's
+    partitions it), plus the cluster's process_mem_mb. Raises SizingError above the node's
     memory."""
-    need = processes * (load_bytes + cluster.process_mem_gb * 1e9)
+    need = processes * (load_bytes + cluster.process_mem_mb * 1e6)
     mb = int(math.ceil(need / 1e6 / 1000) * 1000)
     if cluster.node_mem_gb and mb > cluster.node_mem_gb * 1000:
         raise SizingError(
@@ -346,7 +346,8 @@ def _training(config: dict, cluster: Cluster, rule: str, wc) -> Request:
     tokens = _train_tokens(config) * training["epochs"]
     peak = cluster.gpu_tflops
     load = _bytes(config, name) + (_bytes(config, online) if online else 0)
-    label = f"{name} (online teacher {online})" if online else name
+    parts = [f"online teacher {online}"] * bool(online) + ["on-policy"] * onpolicy
+    label = f"{name} ({', '.join(parts)})" if parts else name
     return training_request(
         rule,
         label,
