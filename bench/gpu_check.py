@@ -232,7 +232,7 @@ def _train_once(ctx: Context, variant: str, teacher: Path | None) -> dict:
         teacher_model=str(teacher) if teacher else None,
         teacher_dtype=sizes["dtype"],
         threads=max(1, (os.cpu_count() or 2) // 2),
-        gpus=1 if gpu else 0,
+        gpus_per_node=1 if gpu else 0,
     )
     env = {"SEKD_PEAK_DIR": str(peaks), "PYTHONPATH": _with_probe(os.environ.get("PYTHONPATH"))}
     start = time.perf_counter()
