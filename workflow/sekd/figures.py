@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sekd import atomic
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
@@ -140,9 +142,8 @@ def _write_csv(summary: pd.DataFrame, path: Path) -> None:
     numeric = ["mean", "std", *[c for c in summary.columns if c.startswith("bleu_")]]
     table = summary.copy()
     table[numeric] = table[numeric].round(4)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False, lineterminator="\n")
-    tmp.replace(path)
+    with atomic.replacing(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def _palette(series: list[str]) -> dict[str, Any]:
@@ -200,9 +201,8 @@ def _save_drawing(fig: Figure, out_prefix: str | Path) -> dict[str, Path]:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = {ext: prefix.with_name(f"{prefix.name}.{ext}") for ext in ("png", "pdf", "csv")}
     for ext, metadata in (("png", _PNG_METADATA), ("pdf", _PDF_METADATA)):
-        tmp = paths[ext].with_name(paths[ext].name + ".tmp")
-        fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=metadata)
-        tmp.replace(paths[ext])
+        with atomic.replacing(paths[ext]) as tmp:
+            fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=metadata)
     return paths
 
 
@@ -449,9 +449,8 @@ def _draw_curves(ax: Axes, data: pd.DataFrame, palette: dict[str, Any]) -> list:
 
 def _save_curves(fig: Figure, data: pd.DataFrame, out_prefix: str | Path) -> dict[str, Path]:
     paths = _save_drawing(fig, out_prefix)
-    tmp = paths["csv"].with_name(paths["csv"].name + ".tmp")
-    data.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
-    tmp.replace(paths["csv"])
+    with atomic.replacing(paths["csv"]) as tmp:
+        data.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
     return paths
 
 
