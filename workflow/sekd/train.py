@@ -36,7 +36,16 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
-from sekd import allocation, distributed, gpu_required, models, runlock, selection, teacher_outputs
+from sekd import (
+    allocation,
+    atomic,
+    distributed,
+    gpu_required,
+    models,
+    runlock,
+    selection,
+    teacher_outputs,
+)
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files, read_records
 from sekd.checkpoints import (
@@ -530,29 +539,32 @@ def _devices() -> dict:
 def _save(trainer: DistillTrainer, tok, job: TrainJob, summary: dict) -> None:
     """Write the model, tokenizer and summary to `job.out_dir` (through ``<out_dir>.tmp``, renamed
     when complete) and remove the run's checkpoints."""
-    tmp_dir = Path(job.out_dir + ".tmp")
     main_process = trainer.is_world_process_zero()
-    if main_process:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    if _world_size() == 1 and not job.training.get("deepspeed"):
-        models.save(trainer.model, tok, tmp_dir)
-    else:
-        # Collective: under ZeRO-3 the ranks gather the full weights
-        # (stage3_gather_16bit_weights_on_model_save) and rank 0 writes them.
-        trainer.save_model(str(tmp_dir))
-        barrier()
+    # rank 0 alone prepares and renames the directory; every rank takes part in the save
+    writing = (
+        atomic.replacing(job.out_dir, directory=True)
+        if main_process
+        else contextlib.nullcontext(atomic.temporary(job.out_dir))
+    )
+    with writing as tmp_dir:
+        if _world_size() == 1 and not job.training.get("deepspeed"):
+            models.save(trainer.model, tok, tmp_dir)
+        else:
+            # Collective: under ZeRO-3 the ranks gather the full weights
+            # (stage3_gather_16bit_weights_on_model_save) and rank 0 writes them.
+            trainer.save_model(str(tmp_dir))
+            barrier()
+            if main_process:
+                if not list(tmp_dir.glob("*.safetensors")):
+                    raise RuntimeError(
+                        f"{tmp_dir}: no full weights saved; set zero_optimization."
+                        "stage3_gather_16bit_weights_on_model_save to true in the DeepSpeed config"
+                    )
+                tok.save_pretrained(tmp_dir)
+                (tmp_dir / "training_args.bin").unlink(missing_ok=True)
         if main_process:
-            if not list(tmp_dir.glob("*.safetensors")):
-                raise RuntimeError(
-                    f"{tmp_dir}: no full weights saved; set zero_optimization."
-                    "stage3_gather_16bit_weights_on_model_save to true in the DeepSpeed config"
-                )
-            tok.save_pretrained(tmp_dir)
-            (tmp_dir / "training_args.bin").unlink(missing_ok=True)
+            (tmp_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     if main_process:
-        (tmp_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
-        shutil.rmtree(job.out_dir, ignore_errors=True)
-        tmp_dir.rename(job.out_dir)
         shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
         log.info("saved %s after %d steps", job.out_dir, trainer.state.global_step)
 
