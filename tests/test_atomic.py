@@ -1,4 +1,5 @@
-"""sekd.atomic: outputs complete or absent."""
+"""sekd.atomic: outputs complete or absent; and no other module writes through a temporary
+and a rename of its own."""
 
 from __future__ import annotations
 
@@ -98,3 +99,67 @@ def test_sekd_atomic_imports_only_the_standard_library():
         )
     }
     assert imported <= {"__future__", "os", "shutil", "collections", "contextlib", "pathlib"}
+
+
+# --- nobody else spells the pattern -------------------------------------------------------------
+
+# Calls that write through a temporary and a rename: only sekd.atomic makes them.
+_RENAMES = {("os", "replace"), ("os", "rename"), ("shutil", "move")}
+_TEMPORARIES = {"mkstemp", "NamedTemporaryFile", "_atomic_writer"}
+
+
+def _pattern_uses(path: Path, root: Path = WORKFLOW) -> list[str]:
+    """`file:line what` of each call or string in `path` that writes through a temporary of its
+    own: os.replace/os.rename/shutil.move, a one-argument .replace()/.rename() (Path's; str's
+    replace takes two, DataFrame.rename keywords), mkstemp/NamedTemporaryFile, and ".tmp"/".part"
+    names."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        what = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = node.func.attr
+            if isinstance(owner, ast.Name) and (owner.id, name) in _RENAMES:
+                what = f"{owner.id}.{name}"
+            elif name in ("replace", "rename") and len(node.args) == 1 and not node.keywords:
+                what = f".{name}()"
+            elif name in _TEMPORARIES:
+                what = name
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in _TEMPORARIES:
+                what = node.func.id
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value.endswith((".tmp", ".part")) and "\n" not in node.value:
+                what = repr(node.value)
+        if what is not None:
+            found.append((node.lineno, f"{path.relative_to(root)}:{node.lineno} {what}"))
+    return [use for _, use in sorted(found)]
+
+
+def test_the_pattern_finder_finds_each_spelling(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text(
+        "import os, shutil, tempfile\n"
+        "tmp = out.with_suffix('.tmp')\n"
+        "tmp.replace(out)\n"
+        "tmp.rename(out)\n"
+        "os.replace(a, b)\n"
+        "shutil.move(a, b)\n"
+        "tempfile.mkstemp(dir=d)\n"
+        "s.replace('a', 'b'); frame.rename(columns={})\n"
+    )
+    assert _pattern_uses(source, tmp_path) == [
+        "x.py:2 '.tmp'",
+        "x.py:3 .replace()",
+        "x.py:4 .rename()",
+        "x.py:5 os.replace",
+        "x.py:6 shutil.move",
+        "x.py:7 mkstemp",
+    ]
+
+
+def test_no_module_but_sekd_atomic_writes_through_a_temporary_of_its_own():
+    modules = sorted([*WORKFLOW.glob("sekd/*.py"), *WORKFLOW.glob("scripts/*.py")])
+    assert len(modules) > 40
+    found = [use for path in modules if path.name != "atomic.py" for use in _pattern_uses(path)]
+    assert found == [], "write through sekd.atomic.replacing instead"
