@@ -17,7 +17,7 @@ import torch
 from conftest import tiny_job
 from test_workflow import snakemake
 
-from sekd import gpu_required, train
+from sekd import atomic, gpu_required, train
 from sekd.errors import SekdError
 from sekd.gpu_required import GpuUnavailableError, gpus_requested, require_gpus
 
@@ -287,7 +287,7 @@ def test_a_decode_job_with_a_gpu_fails_on_a_cpu_node_before_loading(workdir, mon
     assert (workdir / "results/models/sft/student/seed1").is_dir()  # sft asked for no GPU
     log = job_log(workdir / "results/logs/decode/sft/student/seed1/wmt22/de-en.log")
     assert_failed_before_loading(log, "decode", "gpu=1")
-    assert not (workdir / DECODE).exists() and not (workdir / DECODE).with_suffix(".tmp").exists()
+    assert not (workdir / DECODE).exists() and not atomic.temporary(workdir / DECODE).exists()
 
 
 @pytest.mark.e2e

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import data, decode, models
+from sekd import atomic, data, decode, models
 from sekd import tokenizer as tokenizers
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
@@ -24,6 +24,5 @@ with logged(snakemake.log[0]):
         snakemake.params.dtype,
     )
     out = Path(snakemake.output[0])
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    tmp.replace(out)
+    with atomic.replacing(out) as tmp:
+        tmp.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import data, score
+from sekd import atomic, data, score
 from sekd.logs import logged
 from sekd.significance import pooled_paired_bootstrap
 
@@ -40,6 +40,5 @@ with logged(snakemake.log[0]):
         )
         print(direction, {k: v for k, v in results[direction].items() if k != "_signature"})
     out = Path(snakemake.output[0])
-    tmp = out.with_name(out.name + ".tmp")  # complete or absent
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(out)
+    with atomic.replacing(out) as tmp:  # complete or absent
+        tmp.write_text(json.dumps(results, indent=1) + "\n")

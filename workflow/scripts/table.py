@@ -6,15 +6,14 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import tables
+from sekd import atomic, tables
 from sekd.logs import logged
 
 
 def write(path: str, text: str) -> None:
     """Write `text` to `path` through <path>.tmp: complete or absent."""
-    tmp = Path(path + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    with atomic.replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 with logged(snakemake.log[0]):

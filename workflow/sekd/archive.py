@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from sekd import atomic
+
 EXCLUDED = ("results/models/", "results/checkpoints/", "results/artifact.tar.gz")
 
 
@@ -69,8 +71,8 @@ def build(out: Path, *, workflow_dir: Path, config: dict, results_dir: Path) -> 
     files.update(result_files(results_dir))
     manifest = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
     files["MANIFEST.sha256"] = "".join(f"{h}  {n}\n" for n, h in manifest.items()).encode()
-    tmp = out.with_suffix(".tmp")
     with (
+        atomic.replacing(out) as tmp,
         open(tmp, "wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
@@ -81,5 +83,4 @@ def build(out: Path, *, workflow_dir: Path, config: dict, results_dir: Path) -> 
             info.mtime = 0
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(files[name]))
-    tmp.replace(out)
     return manifest

@@ -18,6 +18,8 @@ import json
 import math
 from pathlib import Path
 
+from sekd import atomic
+
 COLUMNS = ("step", "epoch", "loss", "learning_rate", "hard_fraction", "beta")
 # Columns a curve figure may plot (y) and put on the x axis.
 VALUES = ("loss", "learning_rate", "hard_fraction", "beta")
@@ -67,10 +69,8 @@ def write(model_dir: str | Path, out: str | Path) -> Path:
     table = rows(summary, str(source))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic.replacing(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(table)
-    tmp.replace(out)
     return out

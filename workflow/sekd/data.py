@@ -14,7 +14,6 @@ import json
 import os
 import random
 import re
-import tempfile
 import threading
 import time
 import unicodedata
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sekd import atomic
 from sekd.errors import DataError
 
 T = TypeVar("T")
@@ -207,22 +207,20 @@ def fetch_file(
         raise ValueError(f"{relpath}: download timeout must be > 0 s, got {timeout_s!r}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     name = _source_name(relpath, url, mirror)
     deadline = time.monotonic() + timeout_s
+    with atomic.replacing(dest) as tmp:
+        # Opened here, closed by the download: one still running after the timeout writes
+        # to a file already removed.
+        sink = open(tmp, "wb")  # noqa: SIM115
 
-    def download() -> str:
-        with os.fdopen(fd, "wb") as out, _open_source(relpath, url, mirror, timeout_s) as src:
-            return _copy_hashed(src, out, deadline, name, timeout_s)
+        def download() -> str:
+            with sink as out, _open_source(relpath, url, mirror, timeout_s) as src:
+                return _copy_hashed(src, out, deadline, name, timeout_s)
 
-    try:
         actual = _call_by(download, deadline, _timed_out(name, timeout_s))
         if actual != sha256.lower():
             raise DataError(f"{relpath}: sha256 mismatch: expected {sha256}, got {actual}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -584,25 +582,11 @@ def build_train_examples(
 # --------------------------------------------------------------------------- JSONL
 
 
-@contextlib.contextmanager
-def _atomic_writer(path: Path, mode: str) -> Iterator[Any]:
-    """Open a temp file next to ``path``; rename it over ``path`` only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> int:
     """Write one JSON object per line (UTF-8, not ASCII-escaped), atomically; return count."""
     n = 0
-    with _atomic_writer(Path(path), "w") as f:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic.replacing(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1

@@ -154,12 +154,7 @@ def greedy_batch(
     dtype = model.get_input_embeddings().weight.dtype
     n, width = len(prompt_ids), max(len(p) for p in prompt_ids)
     capacity = width + max_new_tokens
-    input_ids = torch.full((n, width), pad, dtype=torch.long)
-    # keys[r, j]: position j of row r may be attended to (real token, or generated later).
-    keys = torch.zeros((n, capacity), dtype=torch.bool)
-    for row, ids in enumerate(prompt_ids):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        keys[row, width - len(ids) : width] = True
+    input_ids, keys = _left_padded(prompt_ids, pad, capacity)
     input_ids, keys = input_ids.to(device), keys.to(device)
     positions = (keys[:, :width].long().cumsum(-1) - 1).clamp_(min=0)
     causal = torch.ones((width, width), dtype=torch.bool, device=device).tril_()
@@ -202,6 +197,20 @@ def greedy_batch(
             use_cache=True,
         ).logits[:, -1]
     return outputs
+
+
+def _left_padded(
+    prompt_ids: Sequence[Sequence[int]], pad: int, capacity: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompts left-padded with `pad` to the longest, and the [n, capacity] key mask."""
+    n, width = len(prompt_ids), max(len(p) for p in prompt_ids)
+    input_ids = torch.full((n, width), pad, dtype=torch.long)
+    # keys[r, j]: position j of row r may be attended to (real token, or generated later).
+    keys = torch.zeros((n, capacity), dtype=torch.bool)
+    for row, ids in enumerate(prompt_ids):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        keys[row, width - len(ids) : width] = True
+    return input_ids, keys
 
 
 def translate_vllm(

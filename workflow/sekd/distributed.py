@@ -249,18 +249,7 @@ def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
     job_path.parent.mkdir(parents=True, exist_ok=True)
     job_path.write_text(json.dumps(asdict(job), indent=1))
     env = worker_env(job.threads)
-    if in_slurm_batch_step():
-        # A SLURM job's batch step runs on its first node only, and SLURM's warning signal
-        # (sbatch --signal=USR1@900) reaches job steps, not the batch step: srun starts one agent
-        # per node as a job step.
-        argv = srun_argv([str(job_path), str(nproc)], nodes, env)
-    elif nodes.count > 1:
-        raise RuntimeError(
-            f"a {nodes.count}-node job must be launched from its batch step (srun starts a "
-            "torchrun agent per node); here SLURM_STEP_ID is set or srun is missing"
-        )
-    else:
-        argv = torchrun_argv(job_path, nproc, nodes)
+    argv = _launcher_argv(job_path, nproc, nodes, env)
     log.info("launching %d node(s) x %d rank(s): %s", nodes.count, nproc, " ".join(argv))
     # The ranks write where this process writes (a rule's log: sekd.logs.logged redirects
     # sys.stdout/sys.stderr, which a child process would not inherit).
@@ -276,6 +265,38 @@ def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
         stdin=subprocess.DEVNULL,
         **streams,
     )
+    rc, signalled = _wait_passing_signals_on(proc)
+    if rc == 0:
+        return
+    if preempt_marker.exists():
+        raise PreemptedError(preempt_marker.read_text().strip())
+    raise RuntimeError(
+        f"torchrun exited with status {rc}"
+        + (f" after {signal.Signals(signalled[0]).name}" if signalled else "")
+        + " (each rank's traceback is in the log above)"
+    )
+
+
+def _launcher_argv(job_path: Path, nproc: int, nodes: Nodes, env: dict) -> list[str]:
+    """The command that starts the ranks: srun (one torchrun agent per node) from a SLURM
+    job's batch step, else torchrun on this node; an error for several nodes without srun."""
+    if in_slurm_batch_step():
+        # A SLURM job's batch step runs on its first node only, and SLURM's warning signal
+        # (sbatch --signal=USR1@900) reaches job steps, not the batch step: srun starts one agent
+        # per node as a job step.
+        return srun_argv([str(job_path), str(nproc)], nodes, env)
+    if nodes.count > 1:
+        raise RuntimeError(
+            f"a {nodes.count}-node job must be launched from its batch step (srun starts a "
+            "torchrun agent per node); here SLURM_STEP_ID is set or srun is missing"
+        )
+    return torchrun_argv(job_path, nproc, nodes)
+
+
+def _wait_passing_signals_on(proc: subprocess.Popen) -> tuple[int, list[int]]:
+    """Wait for `proc`, passing the first SIGUSR1 on to it as SIGUSR1 and the first SIGTERM or
+    SIGINT as SIGTERM (the handlers are this process's while it waits, in the main thread);
+    return its exit status and the signals received."""
     signalled = []
 
     def forward(signum, frame):
@@ -294,19 +315,10 @@ def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
     except ValueError:  # not the main thread: torchrun still gets signals sent to the job step
         pass
     try:
-        rc = proc.wait()
+        return proc.wait(), signalled
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if rc == 0:
-        return
-    if preempt_marker.exists():
-        raise PreemptedError(preempt_marker.read_text().strip())
-    raise RuntimeError(
-        f"torchrun exited with status {rc}"
-        + (f" after {signal.Signals(signalled[0]).name}" if signalled else "")
-        + " (each rank's traceback is in the log above)"
-    )
 
 
 def _fileno(stream) -> int | None:

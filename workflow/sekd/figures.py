@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sekd import atomic
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
@@ -140,9 +142,8 @@ def _write_csv(summary: pd.DataFrame, path: Path) -> None:
     numeric = ["mean", "std", *[c for c in summary.columns if c.startswith("bleu_")]]
     table = summary.copy()
     table[numeric] = table[numeric].round(4)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False, lineterminator="\n")
-    tmp.replace(path)
+    with atomic.replacing(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def _palette(series: list[str]) -> dict[str, Any]:
@@ -200,9 +201,8 @@ def _save_drawing(fig: Figure, out_prefix: str | Path) -> dict[str, Path]:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = {ext: prefix.with_name(f"{prefix.name}.{ext}") for ext in ("png", "pdf", "csv")}
     for ext, metadata in (("png", _PNG_METADATA), ("pdf", _PDF_METADATA)):
-        tmp = paths[ext].with_name(paths[ext].name + ".tmp")
-        fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=metadata)
-        tmp.replace(paths[ext])
+        with atomic.replacing(paths[ext]) as tmp:
+            fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=metadata)
     return paths
 
 
@@ -280,9 +280,6 @@ def line_figure(
     reference series as horizontal dashed lines. Writes <out_prefix>.png/.pdf/.csv (the
     summarize() table) and returns their paths by extension.
     """
-    import seaborn as sns
-    from matplotlib.lines import Line2D
-
     df = collect(points)
     lines = df[~df["reference"]].copy()
     for value in lines["x"].unique():
@@ -294,35 +291,10 @@ def line_figure(
     summary = summarize(df)
     order = list(dict.fromkeys(summary["series"]))
     palette = _palette(order)
-    line_series = list(dict.fromkeys(lines["series"]))
-    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
     with _theme():
         fig, ax = _new_figure(5.2, 3.4)
-        handles = []
-        if not lines.empty:
-            sns.lineplot(
-                **_seaborn_data(lines, line_series, palette, ax),
-                style="series",
-                style_order=line_series,
-                markers=[markers[i % len(markers)] for i in range(len(line_series))],
-                dashes=False,
-                err_style="bars",
-                err_kws={"capsize": 3, "elinewidth": 1.0},
-                markersize=7,
-                linewidth=1.8,
-            )
-            for i, name in enumerate(line_series):
-                marker = markers[i % len(markers)]
-                handles.append(
-                    Line2D([], [], color=palette[name], marker=marker, markersize=6, label=name)
-                )
-            xs = sorted(lines["x"].unique())
-            ax.set_xticks(xs)
-            ax.set_xticklabels([f"{v:g}" for v in xs])
-            if len(xs) > 1:
-                span = xs[-1] - xs[0]
-                ax.set_xlim(xs[0] - 0.06 * span, xs[-1] + 0.06 * span)
+        handles = _draw_lines(ax, lines, palette) if not lines.empty else []
         handles += _draw_references(ax, summary, palette)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
@@ -330,6 +302,41 @@ def line_figure(
         ax.margins(y=0.15)
         _legend(ax, handles)
         return _save(fig, summary, out_prefix)
+
+
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def _draw_lines(ax: Axes, lines: pd.DataFrame, palette: dict[str, Any]) -> list:
+    """One line with markers and error bars per series of `lines` (numeric x), each x a tick;
+    their legend handles."""
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    line_series = list(dict.fromkeys(lines["series"]))
+    markers = [_MARKERS[i % len(_MARKERS)] for i in range(len(line_series))]
+    sns.lineplot(
+        **_seaborn_data(lines, line_series, palette, ax),
+        style="series",
+        style_order=line_series,
+        markers=markers,
+        dashes=False,
+        err_style="bars",
+        err_kws={"capsize": 3, "elinewidth": 1.0},
+        markersize=7,
+        linewidth=1.8,
+    )
+    handles = [
+        Line2D([], [], color=palette[name], marker=marker, markersize=6, label=name)
+        for name, marker in zip(line_series, markers, strict=True)
+    ]
+    xs = sorted(lines["x"].unique())
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{v:g}" for v in xs])
+    if len(xs) > 1:
+        span = xs[-1] - xs[0]
+        ax.set_xlim(xs[0] - 0.06 * span, xs[-1] + 0.06 * span)
+    return handles
 
 
 def bar_figure(
@@ -449,9 +456,8 @@ def _draw_curves(ax: Axes, data: pd.DataFrame, palette: dict[str, Any]) -> list:
 
 def _save_curves(fig: Figure, data: pd.DataFrame, out_prefix: str | Path) -> dict[str, Path]:
     paths = _save_drawing(fig, out_prefix)
-    tmp = paths["csv"].with_name(paths["csv"].name + ".tmp")
-    data.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
-    tmp.replace(paths["csv"])
+    with atomic.replacing(paths["csv"]) as tmp:
+        data.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
     return paths
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from sekd import batches, models
+from sekd import atomic, batches, models
 from sekd import tokenizer as tokenizers
 
 
@@ -118,6 +118,5 @@ def write(result: dict, path: str | Path) -> None:
     """The fit record as JSON, through <path>.tmp (complete or absent)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic.replacing(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from sekd import atomic
+
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:90%}
@@ -229,6 +231,5 @@ def build(
     parts.append("<h2>Configuration of this run</h2>")
     parts.append(f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
     parts.append("</body></html>")
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(out)
+    with atomic.replacing(out) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")

@@ -14,6 +14,7 @@ import math
 import statistics
 from pathlib import Path
 
+from sekd import atomic
 from sekd.figures import _new_figure, _save_drawing, _theme
 
 
@@ -84,12 +85,10 @@ def table(spec: dict) -> list[dict]:
 def write_csv(records: list[dict], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic.replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
-    tmp.replace(path)
 
 
 def plot(records: list[dict], out_prefix: str | Path) -> None:

@@ -86,6 +86,25 @@ def _summary(acc: dict) -> dict:
     return entry
 
 
+def _compare_batch(
+    stats: dict[str, dict], variants: list, inputs: dict, student, teacher, vocab: int
+) -> None:
+    """Add to `stats` (by objective) each variant's loss on one collated batch with the online
+    teacher's logits and with the store's rows."""
+    stored = {k: v for k, v in inputs.items() if k.startswith("store_")}
+    labels = inputs["labels"][:, 1:]
+    with torch.no_grad():
+        ids, attention = inputs["input_ids"], inputs["attention_mask"]
+        s_logits = student(input_ids=ids, attention_mask=attention, use_cache=False).logits
+        s_logits = s_logits[:, :-1]
+        t_logits = teacher(input_ids=ids, attention_mask=attention, use_cache=False).logits
+        t_logits = t_logits[:, :-1].float()
+    for variant in variants:
+        kwargs = variant.loss_kwargs()
+        t_store, offset = teacher_inputs(stored, labels, vocab, kwargs.get("lam"))
+        _accumulate(stats[variant.objective], s_logits, t_logits, t_store, offset, labels, variant)
+
+
 def compare_losses(
     *,
     teacher_model: str,
@@ -130,20 +149,7 @@ def compare_losses(
     batches = [chosen[i : i + batch_size] for i in range(0, len(chosen), batch_size)]
     for batch in tqdm(batches, desc="fidelity", mininterval=5):
         inputs = collate([{**encoded[i], "index": i} for i in batch])
-        stored = {k: v for k, v in inputs.items() if k.startswith("store_")}
-        labels = inputs["labels"][:, 1:]
-        with torch.no_grad():
-            ids, attention = inputs["input_ids"], inputs["attention_mask"]
-            s_logits = student(input_ids=ids, attention_mask=attention, use_cache=False).logits
-            s_logits = s_logits[:, :-1]
-            t_logits = teacher(input_ids=ids, attention_mask=attention, use_cache=False).logits
-            t_logits = t_logits[:, :-1].float()
-        for variant in variants:
-            kwargs = variant.loss_kwargs()
-            t_store, offset = teacher_inputs(stored, labels, V, kwargs.get("lam"))
-            _accumulate(
-                stats[variant.objective], s_logits, t_logits, t_store, offset, labels, variant
-            )
+        _compare_batch(stats, variants, inputs, student, teacher, V)
     results = {objective: _summary(acc) for objective, acc in stats.items()}
     meta = store.meta
     return {

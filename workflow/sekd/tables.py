@@ -14,6 +14,8 @@ import math
 import statistics
 from pathlib import Path
 
+from sekd import atomic
+
 ARROW = "→"
 ALPHA = 0.05
 DELTA = "Δ"  # the system label of the Δ row
@@ -152,12 +154,10 @@ def add_delta(table: list[dict], system: str, baseline: str) -> list[dict]:
 
 def write_csv(table: list[dict], path: str | Path) -> None:
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic.replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    tmp.replace(path)
 
 
 def _cell(record: dict, key: str, dagger_key: str | None = None, latex: bool = False) -> str:

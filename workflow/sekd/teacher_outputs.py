@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from sacrebleu.metrics import BLEU
 from tqdm import tqdm
 from transformers import GenerationConfig
 
-from sekd import batches, decode, models, sampling
+from sekd import atomic, batches, decode, models, sampling
 from sekd import tokenizer as tokenizers
 from sekd.prompts import IGNORE_INDEX
 from sekd.teacher_store import fingerprint
@@ -339,20 +338,39 @@ def generate(job: GenerationJob) -> dict:
     )
     prompts = [prompt_ids(example) for example in examples]
     teacher = _load_teacher(job, tok)
-    out, tmp = Path(job.out_dir), Path(f"{job.out_dir}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic.replacing(job.out_dir, directory=True) as tmp:
+        log.info(
+            "teacher %s: %s over %d training prompts, batch %d, engine %s",
+            *(job.teacher_model, job.generation, len(prompts), job.batch_size, job.engine),
+        )
+        lines, counts = _output_lines(teacher, prompts, [records[i] for i in kept], tok, job)
+        with open(tmp / "outputs.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in lines)
+        seconds = time.perf_counter() - start
+        meta = _meta(job, examples, teacher, counts, seconds)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    c = meta["counts"]
     log.info(
-        "teacher %s: %s over %d training prompts, batch %d, engine %s",
-        *(job.teacher_model, job.generation, len(prompts), job.batch_size, job.engine),
+        "%s: %d examples, %d hypotheses (%d empty, %d truncated at %d new tokens), %.1f s "
+        "(%.2f sentences/s)",
+        *(job.out_dir, c["examples"], c["hypotheses"], c["empty"], c["truncated"]),
+        *(job.max_new_tokens, seconds, meta["sentences_per_second"]),
     )
+    return meta
+
+
+def _output_lines(
+    teacher: Any, prompts: list[list[int]], records: list[dict], tok: Any, job: GenerationJob
+) -> tuple[list[str], dict[str, int]]:
+    """The outputs.jsonl line (compact JSON) of each prompt, in prompt order, and the counts of
+    all hypotheses; `records[i]` is the training record of prompt i."""
     metric = BLEU(tokenize=job.tokenize, effective_order=True)
     lines: list[str] = [""] * len(prompts)  # JSON, compact at 52k prompts x K beams
     counts = dict.fromkeys(("examples", "hypotheses", "empty", "truncated"), 0)
     eos, pad = tok.eos_token_id, tok.pad_token_id
     for batch, generated in generated_batches(teacher, prompts, job, eos, pad, len(tok)):
         for index, hypotheses in zip(batch, generated, strict=True):
-            reference = records[kept[index]]["target"]
+            reference = records[index]["target"]
             line = {
                 "index": index,
                 "hypotheses": hypothesis_records(hypotheses, reference, tok, metric),
@@ -360,10 +378,15 @@ def generate(job: GenerationJob) -> dict:
             lines[index] = json.dumps(line, ensure_ascii=False)
         for key, value in count(generated).items():
             counts[key] += value
-    with open(tmp / "outputs.jsonl", "w", encoding="utf-8") as handle:
-        handle.writelines(line + "\n" for line in lines)
-    seconds = time.perf_counter() - start
-    meta = {
+    return lines, counts
+
+
+def _meta(
+    job: GenerationJob, examples: list, teacher: Any, counts: dict[str, int], seconds: float
+) -> dict:
+    """meta.json: format, fingerprint, the settings, the teacher's provenance, counts and
+    throughput."""
+    return {
         "format": FORMAT,
         "fingerprint": fingerprint(examples),
         "generation": job.generation,
@@ -376,19 +399,8 @@ def generate(job: GenerationJob) -> dict:
         "teacher_dtype": job.dtype,
         "counts": counts,
         "seconds": round(seconds, 2),
-        "sentences_per_second": round(len(prompts) / max(seconds, 1e-9), 3),
+        "sentences_per_second": round(len(examples) / max(seconds, 1e-9), 3),
     }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    c = meta["counts"]
-    log.info(
-        "%s: %d examples, %d hypotheses (%d empty, %d truncated at %d new tokens), %.1f s "
-        "(%.2f sentences/s)",
-        *(out, c["examples"], c["hypotheses"], c["empty"], c["truncated"], job.max_new_tokens),
-        *(seconds, meta["sentences_per_second"]),
-    )
-    return meta
 
 
 # --- reading ------------------------------------------------------------------------------------

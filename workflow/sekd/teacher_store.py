@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ from torch.special import xlogy
 from tqdm import tqdm
 from transformers import AutoConfig
 
-from sekd import models
+from sekd import atomic, models
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files
 
@@ -213,29 +212,53 @@ def build(job: StoreJob) -> dict:
         job.student_model, trust_remote_code=job.trust_remote_code, revision=job.student_revision
     ).vocab_size
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher = _load_teacher(job, tok, vocab, device)
+    with atomic.replacing(job.out_dir, directory=True) as tmp:
+        np.save(tmp / "offsets.npy", offsets)
+        k = min(job.samples, vocab)
+        arrays = _open_arrays(tmp, job.mode, n_tokens, vocab, k)
+        log.info(
+            "teacher %s over %d examples (%d target tokens), mode %s, V=%d, on %s",
+            *(job.teacher_model, len(examples), n_tokens, job.mode, vocab, device),
+        )
+        _fill(arrays, teacher, examples, offsets, PadCollator(tok.pad_token_id), job, k, vocab)
+        for array in arrays.values():
+            array.flush()
+        del arrays
+        seconds = time.time() - start
+        meta = _meta(job, examples, n_tokens, vocab, k, seconds, tmp)
+        (tmp / "store.json").write_text(json.dumps(meta, indent=1))
+    log.info(
+        "%s: %d tokens, %.1f MiB, %.1f s (%.0f target tokens/s)",
+        *(job.out_dir, n_tokens, meta["bytes"] / 2**20, seconds, meta["tokens_per_second"]),
+    )
+    return meta
+
+
+def _load_teacher(job: StoreJob, tok, vocab: int, device: torch.device):
+    """The teacher on `device`, checked as a KD job checks it: same tokenizer as the student's,
+    an output layer covering the tokenizer's vocabulary."""
     models.check_tokenizer(job.teacher_model, tok, job.teacher_key, None, job.trust_remote_code)
     teacher = models.load_teacher(
         job.teacher_model, job.dtype, job.trust_remote_code, vocab, key=job.teacher_key
     )
     models.check_vocab(teacher, tok, job.teacher_model, job.teacher_key)
-    teacher.to(device)
-    out, tmp = Path(job.out_dir), Path(f"{job.out_dir}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "offsets.npy", offsets)
-    k = min(job.samples, vocab)
-    arrays = _open_arrays(tmp, job.mode, n_tokens, vocab, k)
-    log.info(
-        "teacher %s over %d examples (%d target tokens), mode %s, V=%d, on %s",
-        *(job.teacher_model, len(examples), n_tokens, job.mode, vocab, device),
-    )
-    _fill(arrays, teacher, examples, offsets, PadCollator(tok.pad_token_id), job, k, vocab)
-    for array in arrays.values():
-        array.flush()
-    del arrays
-    seconds = time.time() - start
+    return teacher.to(device)
+
+
+def _meta(
+    job: StoreJob,
+    examples: list[dict],
+    n_tokens: int,
+    vocab: int,
+    k: int,
+    seconds: float,
+    arrays_dir: Path,
+) -> dict:
+    """store.json: the store's settings, the teacher, its size (the .npy files in `arrays_dir`)
+    and the throughput of the build."""
     sparse = job.mode == "sparse"
-    meta = {
+    return {
         "format": FORMAT,
         "mode": job.mode,
         "vocab_size": vocab,
@@ -247,18 +270,10 @@ def build(job: StoreJob) -> dict:
         "num_examples": len(examples),
         "num_tokens": n_tokens,
         "fingerprint": fingerprint(examples),
-        "bytes": sum(p.stat().st_size for p in tmp.glob("*.npy")),
+        "bytes": sum(p.stat().st_size for p in arrays_dir.glob("*.npy")),
         "build_seconds": round(seconds, 2),
         "tokens_per_second": round(n_tokens / max(seconds, 1e-9), 1),
     }
-    (tmp / "store.json").write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    log.info(
-        "%s: %d tokens, %.1f MiB, %.1f s (%.0f target tokens/s)",
-        *(out, n_tokens, meta["bytes"] / 2**20, seconds, meta["tokens_per_second"]),
-    )
-    return meta
 
 
 @torch.inference_mode()

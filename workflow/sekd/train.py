@@ -36,7 +36,16 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
-from sekd import allocation, distributed, gpu_required, models, runlock, selection, teacher_outputs
+from sekd import (
+    allocation,
+    atomic,
+    distributed,
+    gpu_required,
+    models,
+    runlock,
+    selection,
+    teacher_outputs,
+)
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files, read_records
 from sekd.checkpoints import (
@@ -284,40 +293,25 @@ def _training_arguments(
     rule = "sft" if job.variant == "sft" else f"kd ({job.variant})"
     gpu_required.refuse_cpu(rule, job.gpus_per_node)
     use_cuda = torch.cuda.is_available()
-    per_step = t["per_device_batch_size"] * _world_size()
-    if t["batch_size"] % per_step:
-        raise ValueError(
-            f"training.batch_size={t['batch_size']} is not a multiple of "
-            f"per_device_batch_size x devices = {per_step}"
-        )
+    accumulation = _accumulation_steps(t)
     if deepspeed:
         distributed.accelerate_cpu_shim()
     # bf16 on GPUs when the model's dtype is bfloat16; on CPU only under a DeepSpeed config
     # that enables it (sekd.distributed.bf16_on_cpu)
     cpu_bf16 = not use_cuda and distributed.bf16_on_cpu(deepspeed, job.dtype)
-    interval = "steps" if t["eval_steps"] else "epoch"
     with distributed.bf16_without_gpu() if cpu_bf16 else contextlib.nullcontext():
         return TrainingArguments(
             output_dir=job.checkpoint_dir,
             num_train_epochs=t["epochs"],
             per_device_train_batch_size=t["per_device_batch_size"],
             per_device_eval_batch_size=t["per_device_batch_size"],
-            gradient_accumulation_steps=t["batch_size"] // per_step,
+            gradient_accumulation_steps=accumulation,
             learning_rate=t["learning_rate"],
             **_across_versions(t["warmup_ratio"]),
             lr_scheduler_type=t["lr_scheduler"],
             weight_decay=t["weight_decay"],
             logging_steps=t["logging_steps"],
-            eval_strategy=interval if select_best else "no",
-            eval_steps=t["eval_steps"],
-            # Checkpoints for resuming come from CheckpointCallback (save_steps, signals); the
-            # Trainer's own saves are the per-evaluation ones that select the best SFT checkpoint.
-            save_strategy=interval if select_best else "no",
-            save_steps=t["eval_steps"],
-            save_total_limit=None,  # CheckpointCallback removes old ones once a new one is complete
-            load_best_model_at_end=select_best,
-            metric_for_best_model=selection.METRICS.get(chosen, ("eval_loss", False))[0],
-            greater_is_better=selection.METRICS.get(chosen, ("eval_loss", False))[1],
+            **_evaluation_arguments(t, select_best, chosen),
             save_only_model=False,  # optimizer, scheduler and RNG states too, to resume
             seed=job.seed,
             data_seed=job.seed,
@@ -334,6 +328,38 @@ def _training_arguments(
             ddp_find_unused_parameters=False,
             disable_tqdm=False,
         )
+
+
+def _accumulation_steps(t: dict) -> int:
+    """Gradient accumulation steps: `training.batch_size` over per_device_batch_size x devices,
+    of which it must be a multiple."""
+    per_step = t["per_device_batch_size"] * _world_size()
+    if t["batch_size"] % per_step:
+        raise ValueError(
+            f"training.batch_size={t['batch_size']} is not a multiple of "
+            f"per_device_batch_size x devices = {per_step}"
+        )
+    return t["batch_size"] // per_step
+
+
+def _evaluation_arguments(t: dict, select_best: bool, chosen: str) -> dict:
+    """The Trainer's evaluation and saving arguments: when `select_best`, evaluate and save every
+    `training.eval_steps` (else every epoch) and load the best checkpoint by `chosen`'s metric
+    at the end; else neither."""
+    interval = "steps" if t["eval_steps"] else "epoch"
+    metric, greater_is_better = selection.METRICS.get(chosen, ("eval_loss", False))
+    return {
+        "eval_strategy": interval if select_best else "no",
+        "eval_steps": t["eval_steps"],
+        # Checkpoints for resuming come from CheckpointCallback (save_steps, signals); the
+        # Trainer's own saves are the per-evaluation ones that select the best SFT checkpoint.
+        "save_strategy": interval if select_best else "no",
+        "save_steps": t["eval_steps"],
+        "save_total_limit": None,  # CheckpointCallback removes old ones once one is complete
+        "load_best_model_at_end": select_best,
+        "metric_for_best_model": metric,
+        "greater_is_better": greater_is_better,
+    }
 
 
 def _across_versions(warmup_ratio: float) -> dict:
@@ -530,29 +556,32 @@ def _devices() -> dict:
 def _save(trainer: DistillTrainer, tok, job: TrainJob, summary: dict) -> None:
     """Write the model, tokenizer and summary to `job.out_dir` (through ``<out_dir>.tmp``, renamed
     when complete) and remove the run's checkpoints."""
-    tmp_dir = Path(job.out_dir + ".tmp")
     main_process = trainer.is_world_process_zero()
-    if main_process:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    if _world_size() == 1 and not job.training.get("deepspeed"):
-        models.save(trainer.model, tok, tmp_dir)
-    else:
-        # Collective: under ZeRO-3 the ranks gather the full weights
-        # (stage3_gather_16bit_weights_on_model_save) and rank 0 writes them.
-        trainer.save_model(str(tmp_dir))
-        barrier()
+    # rank 0 alone prepares and renames the directory; every rank takes part in the save
+    writing = (
+        atomic.replacing(job.out_dir, directory=True)
+        if main_process
+        else contextlib.nullcontext(atomic.temporary(job.out_dir))
+    )
+    with writing as tmp_dir:
+        if _world_size() == 1 and not job.training.get("deepspeed"):
+            models.save(trainer.model, tok, tmp_dir)
+        else:
+            # Collective: under ZeRO-3 the ranks gather the full weights
+            # (stage3_gather_16bit_weights_on_model_save) and rank 0 writes them.
+            trainer.save_model(str(tmp_dir))
+            barrier()
+            if main_process:
+                if not list(tmp_dir.glob("*.safetensors")):
+                    raise RuntimeError(
+                        f"{tmp_dir}: no full weights saved; set zero_optimization."
+                        "stage3_gather_16bit_weights_on_model_save to true in the DeepSpeed config"
+                    )
+                tok.save_pretrained(tmp_dir)
+                (tmp_dir / "training_args.bin").unlink(missing_ok=True)
         if main_process:
-            if not list(tmp_dir.glob("*.safetensors")):
-                raise RuntimeError(
-                    f"{tmp_dir}: no full weights saved; set zero_optimization."
-                    "stage3_gather_16bit_weights_on_model_save to true in the DeepSpeed config"
-                )
-            tok.save_pretrained(tmp_dir)
-            (tmp_dir / "training_args.bin").unlink(missing_ok=True)
+            (tmp_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     if main_process:
-        (tmp_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
-        shutil.rmtree(job.out_dir, ignore_errors=True)
-        tmp_dir.rename(job.out_dir)
         shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
         log.info("saved %s after %d steps", job.out_dir, trainer.state.global_step)
 
