@@ -1,4 +1,5 @@
 # Helpers shared by the rules: config validation at parse time, paths, and each job's config slice.
+import os
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -193,7 +194,7 @@ def gpu_env(path):
     """The conda env file `path` (../envs/train.yaml or vllm.yaml) in the variant that
     environment.cuda names: the CUDA 12 builds under "12", the file itself under "13".
     """
-    name = path.rsplit("/", 1)[-1].removesuffix(".yaml")
+    name = os.path.basename(path).removesuffix(".yaml")
     variant = CUDA_ENVS[str(config["environment"]["cuda"])]
     return f"../envs/{variant.get(name, name)}.yaml"
 
