@@ -84,11 +84,6 @@ TESTED_BY = {
     "comet-dev": ("comet",),
     "cu12-dev": ("train-cu12",),
 }
-# The conda env files each `environment.cuda` value gives the rules that use train or vllm.
-CUDA_VARIANTS = {
-    "13": {"train": "train", "vllm": "vllm"},
-    "12": {"train": "train-cu12", "vllm": "vllm-cu12"},
-}
 
 _REQUIREMENT = re.compile(
     r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)\s*(?:;\s*([^\\]*?))?\s*(?:\\|--hash|$)"
