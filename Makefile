@@ -6,16 +6,26 @@ COMET_VENV ?= .venv-comet
 DRIVER_VENV ?= .venv-driver
 PYTHON ?= python3
 PIP_FLAGS := --quiet --disable-pip-version-check
+# The test venvs' locks are PyPI's, for Linux x86_64 and aarch64 and macOS arm64. Where this
+# machine's CPU torch wheel lies in PIP_FIND_LINKS (CI), their derived twins <lock>-cpu.txt take it
+# instead of PyPI's torch (on Linux x86_64 the CUDA build, several GB). CPU= (empty) forces PyPI's.
+LOCAL_TORCH_WHEEL := torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+# pip's find-links: the environment's, and pip.conf's (which pip also reads, and would prefer the
+# local +cpu build from, failing the PyPI lock's hash check)
+PIP_LINKS := $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+CPU ?= $(if $(strip $(foreach dir,$(PIP_LINKS),$(wildcard $(dir)/$(LOCAL_TORCH_WHEEL)))),-cpu)
+DEV_LOCK := requirements/dev$(CPU).txt
+COMET_LOCK := requirements/comet-dev$(CPU).txt
 stamp = $(1)/.installed-$(shell cat $(2) pyproject.toml | cksum | cut -d' ' -f1)
-STAMP := $(call stamp,$(VENV),requirements/dev.txt)
-COMET_STAMP := $(call stamp,$(COMET_VENV),requirements/comet-dev.txt)
+STAMP := $(call stamp,$(VENV),$(DEV_LOCK))
+COMET_STAMP := $(call stamp,$(COMET_VENV),$(COMET_LOCK))
 DRIVER_STAMP := $(call stamp,$(DRIVER_VENV),requirements/driver.txt)
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
 UV ?= $(VENV)/bin/uv
 
-.PHONY: venv driver mini mini-paper sensitivity artifact bench test test-fast test-tf4 lint format \
-	config-docs locks container
+.PHONY: venv driver mini mini-paper sensitivity artifact bench test test-fast test-tf4 test-cu12 \
+	lint format config-docs locks container
 
 # A venv from a hash-locked requirements file (pip --require-hashes), then sekd itself (editable).
 define make_venv
@@ -27,12 +37,12 @@ define make_venv
 endef
 
 # The test venv: the driver and every rule's env but COMET's, with CPU torch.
-$(STAMP): requirements/dev.txt pyproject.toml
-	$(call make_venv,$(VENV),requirements/dev.txt,sekd)
+$(STAMP): $(DEV_LOCK) pyproject.toml
+	$(call make_venv,$(VENV),$(DEV_LOCK),sekd)
 
 # COMET's env (transformers 4, numpy < 2) with CPU torch: tests/test_comet.py runs there.
-$(COMET_STAMP): requirements/comet-dev.txt pyproject.toml
-	$(call make_venv,$(COMET_VENV),requirements/comet-dev.txt,sekd)
+$(COMET_STAMP): $(COMET_LOCK) pyproject.toml
+	$(call make_venv,$(COMET_VENV),$(COMET_LOCK),sekd)
 
 # The driver alone (snakemake, the SLURM plugin; no torch): tests/test_driver_env.py plans with it.
 $(DRIVER_STAMP): requirements/driver.txt pyproject.toml
@@ -78,17 +88,30 @@ test-fast: $(STAMP)  ## unit tests only
 # transformers-5 venv: the same tests, run with the working tree's sekd (docs/environments.md). Not
 # part of `make test`: 14 minutes on the 2-core CI machine, which .ci/run's 45-minute budget lacks.
 TF4_VENV ?= .venv-tf4
-TF4_STAMP := $(call stamp,$(TF4_VENV),requirements/tf4.txt)
+TF4_LOCK := requirements/tf4$(CPU).txt
+TF4_STAMP := $(call stamp,$(TF4_VENV),$(TF4_LOCK))
 TF4_TESTS ?= tests/test_train.py tests/test_train_checks.py tests/test_decode.py \
 	tests/test_sampling.py tests/test_resume.py tests/test_nonfinite.py tests/test_teacher_store.py \
 	tests/test_losses.py tests/test_losses_chunked.py tests/test_deepspeed.py tests/test_gpu_check.py \
 	tests/test_transformers_versions.py
 
-$(TF4_STAMP): requirements/tf4.txt pyproject.toml
-	$(call make_venv,$(TF4_VENV),requirements/tf4.txt,)
+$(TF4_STAMP): $(TF4_LOCK) pyproject.toml
+	$(call make_venv,$(TF4_VENV),$(TF4_LOCK),)
 
 test-tf4: $(TF4_STAMP)  ## the training/decoding tests on transformers 4.57
 	PYTHONPATH=$(CURDIR)/workflow $(TF4_VENV)/bin/python -m pytest -q -m "not e2e and not slurm" $(TF4_TESTS)
+
+# The same tests on the CUDA 12 variant's torch 2.10.0 (requirements/cu12-dev.txt: train-cu12's
+# versions plus pytest; environment.cuda "12"). PyPI's Linux x86_64 torch is the CUDA build, which
+# runs on CPU too; several GB of NVIDIA libraries. Not part of `make test` (docs/environments.md).
+CU12_VENV ?= .venv-cu12
+CU12_STAMP := $(call stamp,$(CU12_VENV),requirements/cu12-dev.txt)
+
+$(CU12_STAMP): requirements/cu12-dev.txt pyproject.toml
+	$(call make_venv,$(CU12_VENV),requirements/cu12-dev.txt,)
+
+test-cu12: $(CU12_STAMP)  ## the training/decoding tests on the CUDA 12 variant's torch 2.10
+	PYTHONPATH=$(CURDIR)/workflow $(CU12_VENV)/bin/python -m pytest -q -m "not e2e and not slurm" $(TF4_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check workflow tests bench tools

@@ -415,6 +415,11 @@ def test_torchrun_command_for_one_and_several_nodes(monkeypatch):
     for arg in ("--nnodes=2", "--node-rank=1", "--rdzv-endpoint=gpu07:33742", "--rdzv-id=4242"):
         assert arg in argv
     assert "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1" in argv
+    # the shutdown timeout where this torch's torchrun takes it (not torch 2.10's, the CUDA 12 env)
+    shutdown = f"--shutdown-timeout={distributed.SHUTDOWN_TIMEOUT_S}"
+    assert (shutdown in argv) == distributed.torchrun_has_option("--shutdown-timeout")
+    monkeypatch.setattr(distributed, "torchrun_has_option", lambda option: False)
+    assert shutdown not in distributed.torchrun_argv("job.json", 8, nodes)
     srun = distributed.srun_argv(["job.json", "8"], nodes, env)
     assert srun[:5] == [
         "srun",

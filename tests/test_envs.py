@@ -4,6 +4,8 @@ for, and the driver without torch or COMET."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import subprocess
 from importlib import metadata
@@ -17,22 +19,62 @@ from sekd import locks
 ROOT = Path(__file__).resolve().parents[1]
 LOCKED = [env.name for env in locks.ENVS if locks.lock_path(env.name).is_file()]
 CONDA = [env.name for env in locks.ENVS if env.conda and locks.lock_path(env.name).is_file()]
+UNIVERSAL = [env.name for env in locks.ENVS if env.universal]
+# every lock file: the PyPI locks and the CPU locks derived from the universal ones
+LOCK_FILES = [locks.lock_path(name) for name in LOCKED] + [
+    locks.cpu_lock_path(name) for name in UNIVERSAL
+]
 
 
 def test_every_env_has_its_lock():
     for env in locks.ENVS:
         assert (locks.REQUIREMENTS / f"{env.name}.in").is_file(), env.name
         assert locks.lock_path(env.name).is_file(), f"{env.name}: run `make locks`"
-    stray = {p.stem for p in locks.REQUIREMENTS.glob("*.txt")} - set(locks.BY_NAME)
+        if env.universal:
+            assert locks.cpu_lock_path(env.name).is_file(), f"{env.name}-cpu: run `make locks`"
+    derived = {f"{name}-cpu" for name in UNIVERSAL}
+    stray = {p.stem for p in locks.REQUIREMENTS.glob("*.txt")} - set(locks.BY_NAME) - derived
     assert not stray, f"requirements/ holds locks of no env: {sorted(stray)}"
 
 
-@pytest.mark.parametrize("name", LOCKED)
-def test_every_locked_package_is_pinned_and_hashed(name):
-    pins = locks.read_lock(locks.lock_path(name))
+@pytest.mark.parametrize("path", LOCK_FILES, ids=[p.stem for p in LOCK_FILES])
+def test_every_locked_package_is_pinned_and_hashed(path):
+    pins = locks.read_lock(path)
     assert pins
     for package, pin in pins.items():
-        assert pin.hashes, f"requirements/{name}.txt: {package} has no --hash"
+        assert pin.hashes, f"requirements/{path.name}: {package} has no --hash"
+
+
+@pytest.mark.parametrize("name", UNIVERSAL)
+def test_the_cpu_lock_is_derived_from_the_pypi_lock(name):
+    """<name>-cpu.txt is <name>.txt with the local CPU torch and no CUDA-only package, exactly."""
+    path = locks.cpu_lock_path(name)
+    assert path.read_text() == locks.cpu_lock_text(name), f"{path}: run `make locks`"
+    pypi, cpu = locks.read_lock(locks.lock_path(name)), locks.read_lock(path)
+    assert cpu.pop("torch") == locks.Pin(locks.LOCAL_TORCH[0], (locks.LOCAL_TORCH[1],))
+    assert locks.public_version(locks.LOCAL_TORCH[0]) == pypi["torch"].version
+    assert cpu == {
+        package: pin
+        for package, pin in pypi.items()
+        if package != "torch" and not locks.CUDA_ONLY.match(package)
+    }
+
+
+def test_the_local_torch_wheel_is_the_one_the_makefile_looks_for_and_its_hash():
+    make = (ROOT / "Makefile").read_text()
+    assert f"LOCAL_TORCH_WHEEL := {locks.LOCAL_TORCH_WHEEL}\n" in make
+    assert "CPU ?= $(if $(strip $(foreach dir,$(PIP_LINKS)" in make
+    assert (
+        "PIP_LINKS := $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links"
+        in make
+    )
+    for directory in os.environ.get("PIP_FIND_LINKS", "").split():
+        wheel = Path(directory) / locks.LOCAL_TORCH_WHEEL
+        if wheel.is_file():
+            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            assert f"sha256:{digest}" == locks.LOCAL_TORCH[1], (
+                f"{wheel}: another build than LOCAL_TORCH"
+            )
 
 
 @pytest.mark.parametrize("name", LOCKED)
@@ -61,10 +103,8 @@ def test_test_venvs_run_the_versions_of_the_envs_they_stand_for(test_venv, deplo
     tested = locks.read_lock(locks.lock_path(test_venv))
     for name in deployed:
         for package, pin in locks.read_lock(locks.lock_path(name)).items():
-            if locks.CUDA_ONLY.match(package):
-                assert package not in tested, f"{test_venv} holds the CUDA-only {package}"
-                continue
             assert package in tested, f"{name} has {package}, {test_venv} does not"
+            assert tested[package].applies(locks.CLUSTER_MARKERS), (test_venv, package)
             assert locks.public_version(tested[package].version) == pin.version, (
                 f"{package}: {name} {pin.version}, {test_venv} {tested[package].version}"
             )
@@ -85,14 +125,41 @@ def test_the_driver_is_light():
     assert driver["snakemake-executor-plugin-slurm"].version.startswith("2.8.")
 
 
-def test_a_cluster_lock_takes_torch_from_pypi_and_a_test_lock_from_the_cpu_wheel():
+def test_every_lock_takes_torch_from_pypi_and_only_the_derived_locks_from_the_cpu_wheel():
+    for name in LOCKED:
+        torch = locks.read_lock(locks.lock_path(name)).get("torch")
+        assert torch is None or "+" not in torch.version, (name, torch)
     assert locks.read_lock(locks.lock_path("train"))["torch"].version == "2.13.0"
-    assert locks.read_lock(locks.lock_path("dev"))["torch"].version == "2.13.0+cpu"
+    assert locks.read_lock(locks.lock_path("dev"))["torch"].version == "2.13.0"
+    assert locks.read_lock(locks.cpu_lock_path("dev"))["torch"].version == "2.13.0+cpu"
+
+
+def test_each_cuda_variant_holds_one_cuda_generation():
+    """train and vllm are on CUDA 13 (torch 2.13.0), train-cu12 and vllm-cu12 on CUDA 12 (torch
+    2.10.0): CUDA Python (cuda-bindings, cuda-python) and the NVIDIA libraries of the torch build's
+    generation. nvidia-cutlass-dsl-libs-base (vLLM's CuTe DSL) asks for its cu12 and cu13 builds
+    both, whatever the torch."""
+    for name, major in {"train": 13, "vllm": 13, "train-cu12": 12, "vllm-cu12": 12}.items():
+        pins = locks.read_lock(locks.lock_path(name))
+        assert pins["torch"].version == {13: "2.13.0", 12: "2.10.0"}[major], name
+        for package in ("cuda-bindings", "cuda-python", "cuda-toolkit"):
+            if package in pins:
+                assert int(pins[package].version.split(".")[0]) == major, (name, package, pins)
+        other = {13: "-cu12", 12: "-cu13"}[major]
+        strays = [p for p in pins if p.endswith(other) and not p.startswith("nvidia-cutlass-dsl")]
+        assert not strays, f"{name} (CUDA {major}) holds {strays}"
+
+
+def _running_lock() -> Path:
+    """The lock this venv was built from: the derived CPU lock when its torch is the local build."""
+    local = "+" in metadata.version("torch")
+    return locks.cpu_lock_path("dev") if local else locks.lock_path("dev")
 
 
 def test_installed_versions_are_the_locked_ones():
-    """This venv is the dev lock, exactly (a package installed outside it would show here)."""
-    pins = locks.read_lock(locks.lock_path("dev"))
+    """This venv is the dev lock, exactly (a package installed outside it would show here): the
+    packages the lock's markers give this platform."""
+    pins = {name: pin for name, pin in locks.read_lock(_running_lock()).items() if pin.applies()}
     installed = {
         locks.canonical(dist.metadata["Name"]): dist.version for dist in metadata.distributions()
     }

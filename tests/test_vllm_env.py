@@ -98,3 +98,50 @@ def test_the_vllm_lock_pins_vllm_on_the_train_envs_torch_and_transformers():
     assert lock["vllm"].version == locks.read_in(REQUIREMENTS / "vllm.in")["vllm"]
     for name in ("torch", "transformers", "tokenizers", "safetensors", "accelerate"):
         assert lock[name].version == train[name].version, (name, lock[name], train[name])
+
+
+# Every rule that runs in the train or vLLM env, and the env file each environment.cuda gives it.
+GPU_RULES = ("tokenizer", "init_model", "sft", "kd", "teacher_store", "store_fidelity_loss", "fit")
+CUDA = {
+    "13": {"train": "train", "vllm": "vllm"},
+    "12": {"train": "train-cu12", "vllm": "vllm-cu12"},
+}
+
+
+@pytest.mark.parametrize("cuda", sorted(CUDA))
+@pytest.mark.parametrize(("engines", "expected"), ENGINES, ids=["hf", "decoding-vllm", "seq-vllm"])
+def test_environment_cuda_picks_the_variant_of_every_gpu_env(tmp_path, cuda, engines, expected):
+    """environment.cuda is the one switch: under "12" every rule of the train env and both
+    generating rules run in the CUDA 12 files, under "13" (the default) in train.yaml and vllm.yaml;
+    no other rule moves."""
+    overrides = {section: {"engine": engine} for section, engine in engines.items()}
+    overrides["environment"] = {"cuda": cuda}
+    facts = rule_facts(tmp_path, overrides)
+    default = rule_facts(tmp_path, {section: {"engine": e} for section, e in engines.items()})
+    wanted = {rule: "train" for rule in GPU_RULES} | expected
+    for rule, env in wanted.items():
+        assert rule in facts, f"no rule {rule}"
+        file = str(ENVS / f"{CUDA[cuda][env]}.yaml")
+        assert facts[rule]["conda_env"] == file, (rule, cuda, engines, facts[rule])
+    used = {fact["conda_env"] for fact in facts.values()}
+    assert not {str(ENVS / f"{CUDA[other][e]}.yaml") for other in CUDA if other != cuda
+                for e in ("train", "vllm")} & used  # fmt: skip
+    for rule, fact in facts.items():
+        if rule not in wanted:
+            assert fact["conda_env"] == default[rule]["conda_env"], (rule, cuda)
+        assert fact["conda_env"] is None or Path(fact["conda_env"]).is_file(), (rule, fact)
+    if cuda == "13":
+        assert facts == default, "environment.cuda defaults to 13"
+
+
+def test_the_cu12_locks_pin_torch_2_10_and_vllm_on_the_train_versions():
+    """The CUDA 12 variant: train-cu12 is train.in with torch 2.10.0; vllm-cu12 carries its torch
+    and the train env's transformers stack."""
+    train, train12 = (locks.read_in(REQUIREMENTS / f"{n}.in") for n in ("train", "train-cu12"))
+    assert train12.pop("torch") == "2.10.0"
+    train.pop("torch")
+    assert train12 == train
+    lock12, vllm12 = (locks.read_lock(locks.lock_path(n)) for n in ("train-cu12", "vllm-cu12"))
+    for name in ("torch", "transformers", "tokenizers", "safetensors", "accelerate"):
+        assert vllm12[name].version == lock12[name].version, (name, vllm12[name], lock12[name])
+    assert vllm12["vllm"].version == locks.read_in(REQUIREMENTS / "vllm-cu12.in")["vllm"]

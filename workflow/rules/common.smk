@@ -1,4 +1,5 @@
 # Helpers shared by the rules: config validation at parse time, paths, and each job's config slice.
+import os
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -185,6 +186,17 @@ def decode_options():
 
 
 ENGINE_ENVS = {"hf": "../envs/train.yaml", "vllm": "../envs/vllm.yaml"}
+# environment.cuda picks the CUDA generation of the train and vLLM envs (docs/environments.md).
+CUDA_ENVS = {"13": {}, "12": {"train": "train-cu12", "vllm": "vllm-cu12"}}
+
+
+def gpu_env(path):
+    """The conda env file `path` (../envs/train.yaml or vllm.yaml) in the variant that
+    environment.cuda names: the CUDA 12 builds under "12", the file itself under "13".
+    """
+    name = os.path.basename(path).removesuffix(".yaml")
+    variant = CUDA_ENVS[str(config["environment"]["cuda"])]
+    return f"../envs/{variant.get(name, name)}.yaml"
 
 
 def engine_env(section):
@@ -197,7 +209,7 @@ def engine_env(section):
         raise WorkflowError(
             f"{section}.engine: {engine!r} has no conda env; one of {', '.join(ENGINE_ENVS)}"
         )
-    return ENGINE_ENVS[engine]
+    return gpu_env(ENGINE_ENVS[engine])
 
 
 def tokenizer_training():

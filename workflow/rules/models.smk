@@ -26,7 +26,7 @@ rule tokenizer:
     benchmark:
         "results/benchmarks/tokenizer.tsv"
     conda:
-        "../envs/train.yaml"
+        gpu_env("../envs/train.yaml")
     script:
         "../scripts/tokenizer.py"
 
@@ -43,6 +43,6 @@ rule init_model:
     benchmark:
         "results/benchmarks/init_model/{model}.tsv"
     conda:
-        "../envs/train.yaml"
+        gpu_env("../envs/train.yaml")
     script:
         "../scripts/init_model.py"

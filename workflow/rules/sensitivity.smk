@@ -31,7 +31,7 @@ rule fit:
     benchmark:
         "results/benchmarks/fit/{run}/seed{seed}/{reference}.tsv"
     conda:
-        "../envs/train.yaml"
+        gpu_env("../envs/train.yaml")
     script:
         "../scripts/fit.py"
 

@@ -28,7 +28,7 @@ rule teacher_store:
     benchmark:
         "results/benchmarks/teacher_store/{teacher}/{source}/seed{seed}.tsv"
     conda:
-        "../envs/train.yaml"
+        gpu_env("../envs/train.yaml")
     script:
         "../scripts/teacher_store.py"
 
@@ -61,7 +61,7 @@ rule store_fidelity_loss:
     benchmark:
         "results/benchmarks/store_fidelity_loss/{teacher}/{source}/seed{seed}.tsv"
     conda:
-        "../envs/train.yaml"
+        gpu_env("../envs/train.yaml")
     script:
         "../scripts/store_fidelity_loss.py"
 

@@ -42,7 +42,7 @@ rule sft:
     benchmark:
         "results/benchmarks/sft/{model}/seed{seed}.tsv"
     conda:
-        "../envs/train.yaml"
+        gpu_env("../envs/train.yaml")
     script:
         "../scripts/sft.py"
 
@@ -75,6 +75,6 @@ rule kd:
     benchmark:
         "results/benchmarks/kd/{teacher}/{variant}/seed{seed}.tsv"
     conda:
-        "../envs/train.yaml"
+        gpu_env("../envs/train.yaml")
     script:
         "../scripts/kd.py"

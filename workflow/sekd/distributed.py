@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed.run as torchrun
 import transformers.training_args as training_args
 from accelerate.state import PartialState
 from accelerate.utils import DistributedType
@@ -172,6 +173,11 @@ def slurm_nodes(env: dict | None = None) -> Nodes:
     )
 
 
+def torchrun_has_option(option: str) -> bool:
+    """Whether this torch's torchrun takes `option` (--shutdown-timeout came after torch 2.10)."""
+    return option in torchrun.get_args_parser()._option_string_actions
+
+
 def torchrun_argv(job_path: str | Path, nproc: int, nodes: Nodes) -> list[str]:
     """The torchrun command line of one node's agent."""
     argv = [
@@ -181,8 +187,16 @@ def torchrun_argv(job_path: str | Path, nproc: int, nodes: Nodes) -> list[str]:
         f"--nproc-per-node={nproc}",
         "--max-restarts=0",
         f"--signals-to-handle={FORWARDED_SIGNALS}",
-        f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
     ]
+    if torchrun_has_option("--shutdown-timeout"):
+        argv.append(f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}")
+    else:  # torch <= 2.10 (the CUDA 12 env): torchrun's fixed 30 s (docs/environments.md)
+        log.warning(
+            "torchrun of torch %s has no --shutdown-timeout: a signalled worker gets 30 s, not "
+            "%d s, to write its checkpoint before SIGKILL",
+            torch.__version__,
+            SHUTDOWN_TIMEOUT_S,
+        )
     if nodes.count == 1:
         argv.append("--standalone")  # c10d rendezvous on a free localhost port
     else:
