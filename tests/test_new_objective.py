@@ -19,7 +19,7 @@ from sekd.config import deep_merge, load_schema, validate_config
 from sekd.errors import ConfigError
 from sekd.losses import register_objective
 from sekd.objectives import OBJECTIVES, Objective, declared
-from sekd.variants import make_variant, parse_variant
+from sekd.variants import Variant, make_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_it_validates_in_a_config(half_kd, tmp_path):
 def test_it_gets_a_run_name(half_kd):
     variant = make_variant(half_kd.name, {"lam": 0.5, "beta": 0.5, "gamma": 0.4})
     assert variant.name == "half_kd-lam0.5"
-    assert parse_variant(variant.name) == variant
+    assert Variant.from_values(variant.values()) == variant
     assert variant.label == half_kd.label
 
 
@@ -94,7 +94,7 @@ def test_it_trains_a_tiny_model(half_kd, tiny_records, tiny_model_dir, tmp_path)
             out,
             tiny_model_dir,
             tmp_path / "train.jsonl",
-            variant=variant.name,
+            variant=variant,
             teacher=tiny_model_dir,
             training={"epochs": 1},
         )

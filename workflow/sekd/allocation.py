@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from sekd import study
 from sekd.objectives import OBJECTIVES
 from sekd.runs import split_teacher
 from sekd.sequences import parse_generation
@@ -38,7 +39,6 @@ from sekd.sizing import (
     train_examples,
     training_estimate,
 )
-from sekd.variants import parse_variant
 
 # Rules whose jobs load a model (and so run on GPUs when the profile describes them).
 TRAINING_RULES = ("sft", "kd")
@@ -338,7 +338,7 @@ def _training(config: dict, cluster: Cluster, rule: str, wc) -> Request:
     online, onpolicy = None, False
     if rule == "kd":
         teacher, source = split_teacher(wc.teacher)
-        objective = OBJECTIVES[parse_variant(wc.variant).objective]
+        objective = OBJECTIVES[study.planned_variant(config, wc.variant).objective]
         online = teacher if source is None and objective.reads_teacher_logits else None
         onpolicy = objective.student_sequences
     arch = _arch(config, name)

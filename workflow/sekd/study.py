@@ -17,7 +17,7 @@ import yaml
 from sekd.objectives import FDISTILL, OBJECTIVES, RUN_OPTIONS
 from sekd.runs import teacher_segment
 from sekd.tables import direction_label
-from sekd.variants import make_variant
+from sekd.variants import Variant, make_variant
 
 PAPER_PATH = Path(__file__).resolve().parents[2] / "config" / "paper.yaml"
 # Keys of `tables` that are settings shared by every table, not tables.
@@ -91,11 +91,60 @@ def kd_run(
     """The run path of a KD variant with the config's `kd` hyper-parameters and `overrides`, and
     its run options from the config or `options`; its teacher is read from a store per `store`
     (default: the config's `teacher_store`)."""
-    chosen = run_options(config, objective, **(options or {}))
-    variant = make_variant(objective, config["kd"], chosen, **overrides)
+    variant = kd_variant(config, objective, options, **overrides)
     teacher = teacher or default_teacher(config)
     segment = teacher_segment(teacher, objective, store or config["teacher_store"])
     return f"kd/{segment}/{variant.name}"
+
+
+_PLANNED: dict[str, Variant] = {}
+"""Every KD variant a plan has named, by run name. A run name is injective (`Variant.name`), so
+one name is one variant whatever config named it: this is a cache, never a second source."""
+
+
+def kd_variant(
+    config: dict, objective: str, options: dict | None = None, **overrides: Any
+) -> Variant:
+    """The KD variant of `objective` with the config's `kd` hyper-parameters and `overrides` and
+    its run options from the config or `options`: the values its job trains with
+    (`planned_variant`)."""
+    chosen = run_options(config, objective, **(options or {}))
+    variant = make_variant(objective, config["kd"], chosen, **overrides)
+    _PLANNED.setdefault(variant.name, variant)
+    return variant
+
+
+def planned_variant(config: dict, name: str) -> Variant:
+    """The variant the plan names `name`: the values a KD job trains with (rule kd's `run`
+    param). Looked up among the plan's runs (its tables, figures, sensitivity alternatives,
+    store fidelity runs and the f-DISTILL word_kd start), never read from the name; a ValueError
+    for a name the plan does not make."""
+    if name not in _PLANNED:
+        _plan_every_run(config)
+    if name not in _PLANNED:
+        raise ValueError(
+            f"KD run {name!r} is not a run of this config's plan (its tables, figures, "
+            "sensitivity alternatives or teacher store fidelity): declare it there to train it"
+        )
+    return _PLANNED[name]
+
+
+def kd_values(config: dict, name: str) -> dict:
+    """Rule kd's `run` param of run `name`: its plan's objective, hyper-parameter values and run
+    options as plain values (`Variant.values`; scripts/kd.py rebuilds the Variant)."""
+    return planned_variant(config, name).values()
+
+
+def _plan_every_run(config: dict) -> None:
+    """Name every KD run of the plan (each call of `kd_variant` records its variant)."""
+    for table in table_names(config):
+        table_rows(config, table)
+    for fig in figure_names(config):
+        figure_spec(config, fig)
+    if config["sensitivity"]["alternatives"]:
+        sensitivity_spec(config)
+    for objective in [*config["teacher_store"]["fidelity"]["objectives"], "word_kd"]:
+        kd_variant(config, objective)
 
 
 # Tables
