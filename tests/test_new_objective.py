@@ -34,7 +34,7 @@ HALF_KD = Objective(
 )
 
 
-def half_kd_loss(log_q, log_p, labels, *, lam, **_):
+def half_kd_loss(log_q, log_p, labels, *, lam):
     """Per token [n]: (1-λ)·(-log q[y]) + λ/2·KL(p||q), from log q, log p [n, V], labels [n]."""
     nll = -log_q.gather(-1, labels[:, None]).squeeze(-1)
     p = log_p.exp()

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from sekd.objectives import FDISTILL, OBJECTIVES, RUN_OPTIONS
+from sekd.objectives import FDISTILL, OBJECTIVES, RUN_OPTIONS, param_symbols
 from sekd.runs import teacher_segment
 from sekd.tables import direction_label
 from sekd.variants import Variant, make_variant
@@ -23,8 +23,6 @@ PAPER_PATH = Path(__file__).resolve().parents[2] / "config" / "paper.yaml"
 # Keys of `tables` that are settings shared by every table, not tables.
 TABLE_SETTINGS = ("baseline", "bootstrap_samples", "bootstrap_seed")
 OUTPUT_EXTENSIONS = {"table": ["csv", "md", "tex"], "figure": ["png", "pdf", "csv"]}
-# How a curve figure names a swept hyper-parameter in its legend.
-PARAM_SYMBOLS = {"gamma": "Γ", "beta": "β", "lam": "λ", "top_k_percent": "K%"}
 
 
 def load_paper(path: str | Path = PAPER_PATH) -> dict:
@@ -364,7 +362,7 @@ def _swept_runs(config: dict, fig: str) -> list[tuple[str, str]]:
     out): the runs a curve figure follows over training."""
     f = config["figures"][fig]
     param = f["sweep"]["param"]
-    symbol = PARAM_SYMBOLS.get(param, param)
+    symbol = param_symbols().get(param, param)  # HParam.symbol
     seen: dict[str, str] = {}
     for point in figure_spec(config, fig)["points"]:
         if point["reference"]:

@@ -42,7 +42,7 @@ from transformers import GenerationConfig
 
 from sekd import batches, decode, models, sampling
 from sekd import tokenizer as tokenizers
-from sekd.prompts import IGNORE_INDEX
+from sekd.prompts import DEFAULT_TRUNCATION, IGNORE_INDEX
 from sekd.teacher_store import fingerprint
 
 log = logging.getLogger("sekd.teacher_outputs")
@@ -79,7 +79,7 @@ class GenerationJob:
     teacher_key: str = "the teacher"  # its config key, for errors (models.<name>)
     # the open choices of the prompts' encoding (prompt.response_newline, training.truncation)
     response_newline: bool = True
-    truncation: str = "target_tail"
+    truncation: str = DEFAULT_TRUNCATION
 
 
 # --- generation ---------------------------------------------------------------------------------
@@ -465,7 +465,7 @@ def load_examples(
     eos_token_id: int,
     max_length: int,
     stats: dict | None = None,
-    truncation: str = "target_tail",
+    truncation: str = DEFAULT_TRUNCATION,
 ) -> list[dict]:
     """Training examples on the teacher's outputs: one per gold example (same order, same
     prompt), its target the `pick`ed hypothesis (`pick_hypothesis`) with its EOS when it has

@@ -50,6 +50,7 @@ from sekd.checkpoints import (
 from sekd.distributed import PreemptedError
 from sekd.objectives import OBJECTIVES, Objective, get_objective
 from sekd.onpolicy import OnPolicy
+from sekd.prompts import DEFAULT_TRUNCATION
 from sekd.runs import RUNTIME_KEYS, from_resources, serves
 from sekd.teacher_store import TeacherStore
 from sekd.trainer import DistillTrainer
@@ -236,7 +237,7 @@ def _formatting(job: TrainJob) -> dict:
     training.truncation (sekd.prompts; absent from the job: the defaults)."""
     return {
         "response_newline": job.response_newline,
-        "truncation": job.training.get("truncation", "target_tail"),
+        "truncation": job.training.get("truncation", DEFAULT_TRUNCATION),
     }
 
 
