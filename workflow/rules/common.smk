@@ -12,7 +12,7 @@ from sekd.errors import ConfigError
 from sekd.objectives import FDISTILL, OBJECTIVES, kd_objectives
 from sekd.runs import SOURCE_PATTERN, as_resource, parse_source, serves, source_name
 from sekd.runs import drop_runtime_keys, split_teacher
-from sekd.sequences import GENERATION_PATTERN, parse_generation, teacher_outputs_dir
+from sekd.sequences import GENERATION_PATTERN, teacher_outputs_dir
 from sekd.variants import NAME_PATTERN
 
 try:
@@ -233,8 +233,12 @@ def outputs_slice(model, generation):
     setting, the prompts' encoding, the sentence BLEU's tokenizer, how the teacher loads, and
     the engine when not hf."""
     engine = config["sequences"]["engine"]
+    try:  # the plan's values of the setting the path names
+        values = study.planned_generation(config, generation)
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
     return {
-        "generation": parse_generation(generation),
+        "generation": values,
         "max_length": config["training"]["max_length"],
         "max_new_tokens": config["sequences"]["max_new_tokens"],
         "languages": languages_for(train_directions()),

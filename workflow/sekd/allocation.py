@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 from sekd import study
 from sekd.objectives import OBJECTIVES
 from sekd.runs import split_teacher
-from sekd.sequences import parse_generation
 from sekd.sizing import (
     GIB,
     TEST_SENTENCES,
@@ -385,7 +384,7 @@ def _inference(config: dict, cluster: Cluster, rule: str, wc) -> Request:
             second, second_dtype = model, config["models"][model]["dtype"]
     elif rule == "teacher_outputs":  # beam search or sampling over the training prompts
         name, sequences = wc.model, config["sequences"]
-        beams = parse_generation(wc.generation).get("num_beams", 1)
+        beams = study.planned_generation(config, wc.generation).get("num_beams", 1)
         batch, positions = sequences["batch_size"] * beams, 1
         length = length + sequences["max_new_tokens"]
         tokens = examples * beams * length

@@ -16,6 +16,7 @@ import yaml
 
 from sekd.objectives import FDISTILL, OBJECTIVES, RUN_OPTIONS, param_symbols
 from sekd.runs import teacher_segment
+from sekd.sequences import generation_job, generation_name
 from sekd.tables import direction_label
 from sekd.variants import Variant, make_variant
 
@@ -125,6 +126,25 @@ def planned_variant(config: dict, name: str) -> Variant:
             "sensitivity alternatives or teacher store fidelity): declare it there to train it"
         )
     return _PLANNED[name]
+
+
+def planned_generation(config: dict, name: str) -> dict:
+    """The teacher_outputs job's generation keywords of path segment `name` (``beam5``,
+    ``sample-t1-k0-p1``): those of the plan's runs that train on it (`generation_job` of their
+    `Variant.teacher_generation`), never read from the segment; a ValueError when no run of the
+    plan trains on it."""
+    for attempt in range(2):
+        for variant in list(_PLANNED.values()):
+            if OBJECTIVES[variant.objective].teacher_sequences:
+                setting = variant.teacher_generation
+                if generation_name(setting) == name:
+                    return generation_job(setting)
+        if attempt == 0:
+            _plan_every_run(config)
+    raise ValueError(
+        f"teacher generation {name!r}: no KD run of this config's plan trains on it (its tables, "
+        "figures, sensitivity alternatives or teacher store fidelity)"
+    )
 
 
 def kd_values(config: dict, name: str) -> dict:

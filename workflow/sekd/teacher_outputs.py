@@ -66,7 +66,7 @@ class GenerationJob:
     train_files: list[str]
     out_dir: str
     languages: dict[str, str]
-    generation: dict  # sekd.sequences.parse_generation: {"num_beams"} or {"temperature", ...}
+    generation: dict  # sekd.sequences.generation_job: {"num_beams"} or {"temperature", ...}
     max_length: int  # training.max_length: the prompts are encoded as training encodes them
     max_new_tokens: int  # sequences.max_new_tokens
     seed: int  # of the samples (row_seed(seed, example index)); beam search reads none
@@ -91,7 +91,7 @@ def check_job(job: GenerationJob) -> None:
     if keys not in (BEAM_KEYS, SAMPLING_KEYS):
         raise ValueError(
             f"teacher generation {job.generation!r}: expected {sorted(BEAM_KEYS)} (beam search) "
-            f"or {sorted(SAMPLING_KEYS)} (sampling); see sekd.sequences.parse_generation"
+            f"or {sorted(SAMPLING_KEYS)} (sampling); see sekd.sequences.generation_job"
         )
     if keys == BEAM_KEYS and int(job.generation["num_beams"]) < 1:
         raise ValueError(f"teacher generation: num_beams must be >= 1, got {job.generation}")

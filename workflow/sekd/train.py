@@ -252,7 +252,7 @@ def _teacher_source(job: TrainJob) -> dict:
 
 def _onpolicy(job: TrainJob, variant: Variant, tok) -> OnPolicy | None:
     """The student's sampling settings of an on-policy run (sekd.onpolicy; None for the
-    others): the run name's student_* hyper-parameters and onpolicy_fraction, the config's
+    others): the plan's student_* hyper-parameters and onpolicy_fraction, the config's
     sequences.max_new_tokens and training.max_length, the tokenizer's EOS and padding."""
     if not variant.student_sampling:
         return None
