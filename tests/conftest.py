@@ -142,7 +142,7 @@ def tiny_job(
     base: Path,
     train_file: Path,
     *,
-    variant: str = "sft",
+    variant="sft",
     teacher: Path | None = None,
     valid_file: Path | None = None,
     tokenizer_dir: Path | None = None,
@@ -150,11 +150,13 @@ def tiny_job(
     **fields,
 ):
     """A TrainJob on tiny models: the tokenizer next to the base weights unless given (models.save
-    writes it there), checkpoints beside `out`, TINY_TRAINING with `training` overrides, seed 1."""
+    writes it there), checkpoints beside `out`, TINY_TRAINING with `training` overrides, seed 1.
+    `variant`: "sft", or a KD run's sekd.variants.Variant (its values: the job's plan)."""
     from sekd import train
 
     return train.TrainJob(
-        variant=variant,
+        variant="sft" if variant == "sft" else variant.name,
+        plan=None if variant == "sft" else variant,
         base_model=str(base),
         tokenizer_dir=str(tokenizer_dir or base),
         train_files=[str(train_file)],

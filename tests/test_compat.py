@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"
 MINI = ROOT / "config" / "mini.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-SEKD = make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}).name
+SEKD = make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20})
 INIT = {
     "hidden_size": 32,
     "intermediate_size": 64,

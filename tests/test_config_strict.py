@@ -13,7 +13,7 @@ import pytest
 
 from sekd.config import check_config_file, load_config, typed_cli_overrides, validate_config
 from sekd.errors import ConfigError
-from sekd.variants import format_number, make_variant, parse_variant
+from sekd.variants import Variant, format_number, make_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"
@@ -164,10 +164,12 @@ def test_kv_heads_must_divide_the_attention_heads(tmp_path):
 
 
 def test_run_names_keep_every_value_exactly():
-    """Training reads its hyper-parameters back from the run name: the name must not round."""
+    """Two values never share a run name (the name must not round), and the value itself travels
+    (Variant.values: the kd rule's `run` param), not its text."""
     tiny = make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": 1e-7})
     assert tiny.name == "sekd-lam0.5-beta0.5-gamma0.0000001"
-    assert parse_variant(tiny.name).hparams["gamma"] == 1e-7
+    assert Variant.from_values(tiny.values()).hparams["gamma"] == 1e-7
+    assert tiny.name != make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": 0}).name
     close = {make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": g}).name
              for g in (0.1234567, 0.1234568)}  # fmt: skip
     assert len(close) == 2

@@ -58,6 +58,7 @@ def _job(root, teacher, base, name, **training):
 
     return train.TrainJob(
         variant=make_variant("sekd", KD).name,
+        plan=make_variant("sekd", KD),
         base_model=str(base),
         tokenizer_dir=str(base),  # models.save writes the tokenizer next to the weights
         train_files=[str(root / "train.jsonl")],
@@ -345,11 +346,11 @@ def test_zero3_onpolicy_kd_matches_one_process(setup, tiny_model_dir):
     tensor's relative difference 7e-6)."""
     root, teacher = setup
     student = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
-    variant = make_variant("gkd", {**student, "jsd_beta": 0.5, "onpolicy_fraction": 0.5}).name
+    variant = make_variant("gkd", {**student, "jsd_beta": 0.5, "onpolicy_fraction": 0.5})
 
     def job(name, **training):
         job = _job(root, teacher, tiny_model_dir, name, **training)
-        return replace(job, variant=variant, sequences={"max_new_tokens": 12})
+        return replace(job, variant=variant.name, plan=variant, sequences={"max_new_tokens": 12})
 
     single = train.run(job("onpolicy-single"))
     zero3 = train.run(job("onpolicy-zero3", deepspeed=str(CPU_CONFIG), nproc_per_node=2))
@@ -475,11 +476,11 @@ def test_zero3_pooled_step_options_match_one_process(setup, tiny_model_dir):
     run matches one process with the same global batch (2 x 2 accumulation) within RTOL."""
     root, teacher = setup
     options = {"norm": "optimizer_batch", "pool": "optimizer_batch"}
-    variant = make_variant("sekd_topk", KD, options).name
+    variant = make_variant("sekd_topk", KD, options)
 
     def job(name, **training):
         job = _job(root, teacher, tiny_model_dir, name, epochs=1, **training)
-        return replace(job, variant=variant)
+        return replace(job, variant=variant.name, plan=variant)
 
     single = train.run(job("pooled-single"))
     zero3 = train.run(job("pooled-zero3", deepspeed=str(CPU_CONFIG), nproc_per_node=2))

@@ -20,9 +20,11 @@ from test_workflow import snakemake
 from sekd import atomic, gpu_required, train
 from sekd.errors import SekdError
 from sekd.gpu_required import GpuUnavailableError, gpus_requested, require_gpus
+from sekd.variants import make_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {gpu_required.SKIP_VARIABLE: gpu_required.SKIP_VALUE}
+KD = make_variant("forward_kd", {"lam": 0.5})
 
 
 def fake_torch(monkeypatch, cuda: str | None, devices: int, warn: str | None = None) -> None:
@@ -192,10 +194,8 @@ def test_training_refuses_the_cpu_when_the_job_asked_for_gpus(monkeypatch, tmp_p
     asked = r"asked for 4 GPU\(s\) per node"
     with pytest.raises(GpuUnavailableError, match=rf"rule sft {asked} .*CPU-only build"):
         train._training_arguments(job, select_best=False)
-    kd = tiny_job(
-        tmp_path / "kd", tmp_path, tmp_path / "train.jsonl", variant="forward_kd", gpus_per_node=4
-    )
-    with pytest.raises(GpuUnavailableError, match=rf"rule kd \(forward_kd\) {asked}"):
+    kd = tiny_job(tmp_path / "kd", tmp_path, tmp_path / "train.jsonl", variant=KD, gpus_per_node=4)
+    with pytest.raises(GpuUnavailableError, match=rf"rule kd \(forward_kd-lam0\.5\) {asked}"):
         train._training_arguments(kd, select_best=False)
     monkeypatch.setenv(gpu_required.SKIP_VARIABLE, "skip")
     assert train._training_arguments(job, select_best=False).use_cpu

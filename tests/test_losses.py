@@ -358,7 +358,7 @@ def test_smaller_teacher_vocabulary_is_an_error():
         ({"beta": 1.01}, "beta"),
         ({"gamma": -1.0}, "gamma"),
         ({"gamma": math.nan}, "gamma"),
-        ({"objective": "sekd_topk"}, "top_k_percent"),
+        ({"objective": "sekd_topk", "top_k_percent": None}, "top_k_percent"),
         ({"objective": "sekd_topk", "top_k_percent": 101}, "top_k_percent"),
         ({"teacher_logits": None}, "teacher"),
         ({"labels": torch.zeros(3, 6, dtype=torch.long)}, "shape|labels"),
@@ -417,9 +417,13 @@ def test_every_declared_objective_has_a_loss_function():
 
 def test_register_a_new_objective():
     with declared(Objective("_test_half_sft", "half SFT", (), False)):
+        with pytest.raises(ValueError, match=r"\*\*kwargs"):  # it names what it reads
+            register_objective("_test_half_sft")(lambda log_q, log_p, labels, **_: None)
+        with pytest.raises(ValueError, match="declared loss hyper-parameters"):  # its own only
+            register_objective("_test_half_sft")(lambda log_q, log_p, labels, *, lam: None)
 
         @register_objective("_test_half_sft")
-        def half(log_q, log_p, labels, **_):
+        def half(log_q, log_p, labels):
             return -0.5 * log_q.gather(-1, labels[:, None]).squeeze(-1), None, None
 
         s, _, labels = make_batch((2, 3, 7), seed=15)

@@ -19,7 +19,7 @@ from sekd.config import deep_merge, load_schema, validate_config
 from sekd.errors import ConfigError
 from sekd.losses import register_objective
 from sekd.objectives import OBJECTIVES, Objective, declared
-from sekd.variants import make_variant, parse_variant
+from sekd.variants import Variant, make_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ HALF_KD = Objective(
 )
 
 
-def half_kd_loss(log_q, log_p, labels, *, lam, **_):
+def half_kd_loss(log_q, log_p, labels, *, lam):
     """Per token [n]: (1-λ)·(-log q[y]) + λ/2·KL(p||q), from log q, log p [n, V], labels [n]."""
     nll = -log_q.gather(-1, labels[:, None]).squeeze(-1)
     p = log_p.exp()
@@ -81,7 +81,7 @@ def test_it_validates_in_a_config(half_kd, tmp_path):
 def test_it_gets_a_run_name(half_kd):
     variant = make_variant(half_kd.name, {"lam": 0.5, "beta": 0.5, "gamma": 0.4})
     assert variant.name == "half_kd-lam0.5"
-    assert parse_variant(variant.name) == variant
+    assert Variant.from_values(variant.values()) == variant
     assert variant.label == half_kd.label
 
 
@@ -94,7 +94,7 @@ def test_it_trains_a_tiny_model(half_kd, tiny_records, tiny_model_dir, tmp_path)
             out,
             tiny_model_dir,
             tmp_path / "train.jsonl",
-            variant=variant.name,
+            variant=variant,
             teacher=tiny_model_dir,
             training={"epochs": 1},
         )

@@ -25,7 +25,8 @@ def train_file(tiny_records, tmp_path_factory):
 
 
 def _run(objective, train_file, model_dir, out):
-    variant = make_variant(objective, {"lam": 0.5, "beta": 0.5, "gamma": 0.4}).name
+    variant = make_variant(objective, {"lam": 0.5, "beta": 0.5, "gamma": 0.4})
+    variant = "sft" if objective == "sft" else variant
     teacher = model_dir if objective != "sft" else None
     return train.run(tiny_job(out, model_dir, train_file, variant=variant, teacher=teacher))
 

@@ -17,12 +17,12 @@ from sekd.variants import make_variant
 
 EOS, PAD = 2, 0
 STUDENT = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
-FD_RKL = make_variant("fd_rkl", STUDENT).name
-GKD = make_variant("gkd", {**STUDENT, "jsd_beta": 0.5, "onpolicy_fraction": 0.5}).name
+FD_RKL = make_variant("fd_rkl", STUDENT)
+GKD = make_variant("gkd", {**STUDENT, "jsd_beta": 0.5, "onpolicy_fraction": 0.5})
 FD_JS = make_variant(
     "fd_js",
     {**STUDENT, "teacher_temperature": 1.0, "teacher_top_k": 0, "teacher_top_p": 1.0},
-).name
+)
 MAX_NEW = 12
 SEQUENCES = {"max_new_tokens": MAX_NEW}
 
@@ -268,7 +268,7 @@ def test_teacher_and_student_halves_are_averaged(
     examples = _examples(setup, tiny_tokenizer)[:3]
     for i, ex in enumerate(examples):
         ex["index"] = i
-    variant = train.parse_variant(FD_JS)
+    variant = FD_JS
     sampling_settings = onpolicy.OnPolicy(
         "teacher+student", 1.0, 1.0, 0, 1.0, MAX_NEW, 128, tiny_tokenizer.eos_token_id, PAD, 1
     )
@@ -366,7 +366,7 @@ def test_a_non_finite_teacher_on_the_samples_stops_training(setup, tiny_model_di
     t = trainer.DistillTrainer(
         model=student,
         args=TrainingArguments(output_dir=str(setup[0] / "nan"), use_cpu=True, report_to=[]),
-        variant=train.parse_variant(FD_RKL),
+        variant=FD_RKL,
         teacher=NaNTeacher(),
         onpolicy=settings,
     )
@@ -377,13 +377,13 @@ def test_a_non_finite_teacher_on_the_samples_stops_training(setup, tiny_model_di
         t.compute_loss(student, dict(batch))
 
 
-def test_the_sampling_settings_come_from_the_run_name_and_the_job(setup, tiny_model_dir):
+def test_the_sampling_settings_come_from_the_plan_and_the_job(setup, tiny_model_dir):
     rkl = _job(setup, tiny_model_dir, FD_RKL, "settings")
     tok = type("Tok", (), {"eos_token_id": EOS, "pad_token_id": PAD})()
-    settings = train._onpolicy(rkl, train.parse_variant(FD_RKL), tok)
+    settings = train._onpolicy(rkl, FD_RKL, tok)
     assert settings == onpolicy.OnPolicy("student", 1.0, 1.0, 0, 1.0, MAX_NEW, 128, EOS, PAD, 1)
-    gkd = train._onpolicy(rkl, train.parse_variant(GKD), tok)
+    gkd = train._onpolicy(rkl, GKD, tok)
     assert (gkd.sequences, gkd.fraction) == ("gold+student", 0.5)
-    assert train._onpolicy(rkl, train.parse_variant("forward_kd-lam0.5"), tok) is None
+    assert train._onpolicy(rkl, make_variant("forward_kd", {"lam": 0.5}), tok) is None
     with pytest.raises(ValueError, match=r"sequences\.max_new_tokens"):
-        train._onpolicy(replace(rkl, sequences={}), train.parse_variant(FD_RKL), tok)
+        train._onpolicy(replace(rkl, sequences={}), FD_RKL, tok)

@@ -56,7 +56,8 @@ def _job(root, base, name, variant="sft", teacher=None):
     from conftest import LANGUAGES
 
     return train.TrainJob(
-        variant=variant,
+        variant="sft" if variant == "sft" else variant.name,
+        plan=None if variant == "sft" else variant,
         base_model=str(base),
         tokenizer_dir=str(base),
         train_files=[str(root / "train.jsonl")],
@@ -147,7 +148,7 @@ def test_sigkill_then_rerun_resumes_sft_with_best_checkpoint_selection(
 
 def test_sigusr1_checkpoints_stops_and_the_rerun_resumes_kd(setup, tiny_model_dir, caplog):
     root, teacher = setup
-    variant = make_variant("skew_kd", KD).name  # progressive β: the schedule resumes too
+    variant = make_variant("skew_kd", KD)  # progressive β: the schedule resumes too
     reference = train.run(_job(root, tiny_model_dir, "kd-reference", variant, teacher))
 
     job = _job(root, tiny_model_dir, "kd", variant, teacher)

@@ -8,8 +8,8 @@ from test_variants import KD
 
 from sekd.objectives import OBJECTIVES, Objective, declared
 from sekd.runs import serves
-from sekd.sequences import generation_name, parse_generation, teacher_outputs_dir
-from sekd.variants import make_variant, parse_variant
+from sekd.sequences import generation_job, generation_name, teacher_outputs_dir
+from sekd.variants import make_variant
 
 
 def test_generation_settings_are_in_the_run_names_of_the_runs_that_read_them():
@@ -29,7 +29,7 @@ def test_whole_number_settings_reject_fractions():
     with pytest.raises(ValueError, match="num_beams must be a whole number"):
         make_variant("seq_kd", {**KD, "num_beams": 2.5})
     with pytest.raises(ValueError, match="teacher_top_k must be a whole number"):
-        parse_variant("fd_kl-ttemp1-ttopk2.5-ttopp1")
+        make_variant("fd_kl", {**KD, "teacher_top_k": 2.5})
 
 
 def test_each_hyper_parameter_reaches_only_its_reader():
@@ -64,10 +64,30 @@ def test_each_hyper_parameter_reaches_only_its_reader():
         ),
     ],
 )
-def test_generation_names_round_trip(setting, name):
+def test_generation_names_and_the_jobs_values(setting, name):
     assert generation_name(setting) == name
-    parsed = parse_generation(name)
-    assert {k.removeprefix("teacher_"): v for k, v in setting.items()} == parsed
+    job = generation_job(setting)  # the values travel as values (study.planned_generation)
+    assert {k.removeprefix("teacher_"): v for k, v in setting.items()} == job
+
+
+def test_the_plan_gives_a_generation_its_values():
+    from pathlib import Path
+
+    from sekd import study
+    from sekd.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "config" / "config.yaml", root / "config" / "mini.yaml")
+    config["kd"]["teacher_top_p"] = 0.9
+    run = study.kd_run(config, "fd_kl")
+    assert run.endswith("fd_kl-ttemp1-ttopk0-ttopp0.9")
+    job = study.planned_generation(config, "sample-t1-k0-p0.9")
+    assert job == {"temperature": 1.0, "top_k": 0, "top_p": 0.9}
+    assert type(job["top_k"]) is int
+    beams = study.planned_generation(config, f"beam{config['kd']['num_beams']}")
+    assert beams == {"num_beams": config["kd"]["num_beams"]}
+    with pytest.raises(ValueError, match="no KD run of this config's plan"):
+        study.planned_generation(config, "beam77")
 
 
 def test_runs_that_share_a_generation_setting_share_the_teacher_outputs():

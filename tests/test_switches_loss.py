@@ -17,7 +17,7 @@ from torch.special import xlogy
 
 from sekd import teacher_store as ts
 from sekd.losses import distill_loss
-from sekd.variants import Variant, make_variant, parse_variant
+from sekd.variants import Variant, make_variant
 
 PATHS = [None, 1, 5, 1000]  # the reference (chunk_size=None) and chunked ones
 KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
@@ -359,7 +359,7 @@ def test_loss_kwargs_carry_the_difficulty_form():
             **variant.hparams_for("loss"),
             **{"difficulty": "cross_entropy"},
         }
-        assert parse_variant(variant.name).loss_kwargs() == variant.loss_kwargs()
+        assert Variant.from_values(variant.values()).loss_kwargs() == variant.loss_kwargs()
     for objective in ("forward_kd", "noevo_kd", "skew_kd"):
         variant = make_variant(objective, KD, options)
         assert "difficulty" not in variant.loss_kwargs()
@@ -373,7 +373,7 @@ def test_loss_kwargs_carry_the_progressive_beta_tokens():
     scheduled = make_variant("sekd", {**KD, "beta": (0.5, 0.0)}, options)
     assert scheduled.loss_kwargs()["hard_tokens"] == "all"
     assert scheduled.loss_kwargs()["beta"] == 0.5
-    assert parse_variant(scheduled.name).loss_kwargs() == scheduled.loss_kwargs()
+    assert Variant.from_values(scheduled.values()).loss_kwargs() == scheduled.loss_kwargs()
     # only runs with a β schedule carry it
     assert "hard_tokens" not in make_variant("sekd", KD, options).loss_kwargs()
     assert "hard_tokens" not in Variant("sekd", {**KD}, options).loss_kwargs()

@@ -14,7 +14,8 @@ from transformers import Trainer, TrainingArguments
 from sekd import data, models, pool, train, trainer
 from sekd.losses import _topk_count, distill_loss
 from sekd.onpolicy import OnPolicy
-from sekd.variants import Variant, make_variant, parse_variant
+from sekd.study import planned_variant
+from sekd.variants import Variant, make_variant
 
 LAM = 0.5
 FORWARD = {"lam": LAM}
@@ -120,12 +121,12 @@ def test_defaults_are_the_trainer_without_the_step_hook(
 ):
     """With the defaults the pooled-step code is inert: weights identical to a run whose
     trainer lacks the prefetch hook (transformers' own get_batch_samples)."""
-    name = make_variant(objective, hparams).name
+    variant = make_variant(objective, hparams)
     explicit = make_variant(objective, hparams, {"norm": "micro_batch", "pool": "micro_batch"})
-    assert explicit.name == name  # defaults are not written in run names
-    ours = _run(setup, tiny_model_dir, name, f"default-{objective}")
+    assert explicit.name == variant.name  # defaults are not written in run names
+    ours = _run(setup, tiny_model_dir, variant, f"default-{objective}")
     monkeypatch.setattr(trainer.DistillTrainer, "get_batch_samples", Trainer.get_batch_samples)
-    before = _run(setup, tiny_model_dir, name, f"nohook-{objective}")
+    before = _run(setup, tiny_model_dir, variant, f"nohook-{objective}")
     assert ours.keys() == before.keys()
     for key in ours:
         assert torch.equal(ours[key], before[key]), key
@@ -159,7 +160,7 @@ def test_norm_optimizer_batch_is_the_step_sum_over_its_tokens(setup, tiny_model_
         return loss
 
     monkeypatch.setattr(trainer.DistillTrainer, "training_step", training_step)
-    _run(setup, tiny_model_dir, variant.name, "norm")
+    _run(setup, tiny_model_dir, variant, "norm")
 
     first = steps[0]
     assert len(first) == 2
@@ -189,14 +190,23 @@ def test_norm_optimizer_batch_is_the_step_sum_over_its_tokens(setup, tiny_model_
     assert gap.norm() > 1e-3 * flat.norm()  # the two normalisations give different gradients
 
 
+def _mini_config() -> dict:
+    from pathlib import Path
+
+    from sekd.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    return load_config(root / "config" / "config.yaml", root / "config" / "mini.yaml")
+
+
 def test_norm_optimizer_batch_is_for_offpolicy_objectives(tmp_path, tiny_model_dir):
     """An on-policy objective's step samples its tokens in the step: the option is dropped from
-    its runs (name unchanged), refused in a run name, and refused by the trainer."""
+    its runs (name unchanged), no run of the plan, and refused by the trainer."""
     sampling = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
     plain = make_variant("fd_rkl", sampling)
     assert make_variant("fd_rkl", sampling, {"norm": "optimizer_batch"}) == plain
-    with pytest.raises(ValueError, match="not canonical"):
-        parse_variant(plain.name + "-norm.optimizer_batch")
+    with pytest.raises(ValueError, match="not a run of this config's plan"):
+        planned_variant(_mini_config(), plain.name + "-norm.optimizer_batch")
     forced = Variant(plain.objective, plain.hparams, {"norm": "optimizer_batch"})
     settings = OnPolicy("student", 1.0, 1.0, 0, 1.0, 4, 128, 2, 0, 1)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
@@ -221,7 +231,7 @@ def test_pool_optimizer_batch_selects_the_top_k_of_the_step(setup, tiny_model_di
     assert variant.name.endswith("-pool.optimizer_batch")
     steps = _capture_steps(monkeypatch)
     calls = _capture_losses(monkeypatch)
-    _run(setup, tiny_model_dir, variant.name, "pool")
+    _run(setup, tiny_model_dir, variant, "pool")
     pooled = _steps_of(calls, steps)
     for step in pooled:
         n = sum(c[2] for c in step)
@@ -237,7 +247,7 @@ def test_pool_optimizer_batch_selects_the_top_k_of_the_step(setup, tiny_model_di
     monkeypatch.undo()
     steps_mb = _capture_steps(monkeypatch)
     calls_mb = _capture_losses(monkeypatch)
-    _run(setup, tiny_model_dir, make_variant("sekd_topk", TOPK).name, "pool-micro")
+    _run(setup, tiny_model_dir, make_variant("sekd_topk", TOPK), "pool-micro")
     micro = _steps_of(calls_mb, steps_mb)[0]
     for c in micro:
         assert int(c[0].sum()) == _topk_count(TOPK["top_k_percent"], c[2])

@@ -23,11 +23,13 @@ from sekd import batches, data, decode, models, train
 from sekd import teacher_outputs as to
 from sekd import tokenizer as tokenizers
 from sekd.teacher_store import fingerprint
+from sekd.variants import make_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 MAX_LENGTH = TINY_TRAINING["max_length"]
 SAMPLE = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+SAMPLED = {"teacher_temperature": 1, "teacher_top_k": 0, "teacher_top_p": 1}  # fd_kl's run
 
 
 def _teacher(tok, path: Path, eos_scale: float) -> Path:
@@ -314,7 +316,7 @@ def test_seq_kd_on_gold_outputs_trains_as_sft_without_a_teacher(setup, tiny_mode
             tmp_path / "seq_kd",
             tiny_model_dir,
             root / "train.jsonl",
-            variant="seq_kd-beam3",
+            variant=make_variant("seq_kd", {"num_beams": 3}),
             teacher=tmp_path / "no_such_teacher",
             teacher_outputs=str(outputs),
         )
@@ -334,7 +336,7 @@ def test_seq_kd_trains_on_generated_beams(setup, tiny_model_dir, beams, tmp_path
             tmp_path / "seq_kd",
             tiny_model_dir,
             root / "train.jsonl",
-            variant="seq_kd-beam3",
+            variant=make_variant("seq_kd", {"num_beams": 3}),
             teacher_outputs=str(beams),  # and no teacher model, as rule kd names none
         )
     )
@@ -348,7 +350,7 @@ def test_seq_kd_trains_on_generated_beams(setup, tiny_model_dir, beams, tmp_path
                 tmp_path / "none",
                 tiny_model_dir,
                 root / "train.jsonl",
-                variant="seq_inter-beam3",
+                variant=make_variant("seq_inter", {"num_beams": 3}),
                 teacher=tmp_path / "no_such_teacher",
             )
         )
@@ -365,7 +367,7 @@ def test_fd_kl_trains_on_samples_with_the_teacher_loaded(setup, tiny_model_dir, 
             tmp_path / "fd_kl",
             tiny_model_dir,
             root / "train.jsonl",
-            variant="fd_kl-ttemp1-ttopk0-ttopp1",
+            variant=make_variant("fd_kl", SAMPLED),
             teacher=teacher,
             teacher_outputs=str(samples),
         )

@@ -277,7 +277,8 @@ def test_not_a_store(tmp_path):
 def _kd_job(setup, tiny_model_dir, out, variant, teacher=None, store=None):
     root, _ = setup
     return train.TrainJob(
-        variant=variant,
+        variant=variant.name,
+        plan=variant,
         base_model=str(tiny_model_dir),
         tokenizer_dir=str(tiny_model_dir),
         train_files=[str(root / "train.jsonl")],
@@ -298,7 +299,7 @@ def _weights(path):
 def test_kd_from_a_full_store_trains_like_the_online_teacher(
     setup, tiny_model_dir, stores, tmp_path
 ):
-    variant = make_variant("forward_kd", KD).name
+    variant = make_variant("forward_kd", KD)
     _, teacher = setup
     online = train.run(_kd_job(setup, tiny_model_dir, tmp_path / "online", variant, teacher))
     stored = train.run(
@@ -315,7 +316,7 @@ def test_kd_from_a_full_store_trains_like_the_online_teacher(
 
 
 def test_kd_from_a_sparse_store_trains_sekd(setup, tiny_model_dir, stores, tmp_path):
-    variant = make_variant("sekd", KD).name
+    variant = make_variant("sekd", KD)
     summary = train.run(
         _kd_job(setup, tiny_model_dir, tmp_path / "kd", variant, store=stores["sparse"])
     )
@@ -329,7 +330,7 @@ def test_kd_from_a_sparse_store_trains_sekd(setup, tiny_model_dir, stores, tmp_p
 
 
 def test_reverse_kd_is_refused_by_a_sparse_store(setup, tiny_model_dir, stores, tmp_path):
-    variant = make_variant("reverse_kd", KD).name
+    variant = make_variant("reverse_kd", KD)
     with pytest.raises(ValueError, match="full distribution"):
         train.run(_kd_job(setup, tiny_model_dir, tmp_path / "kd", variant, store=stores["sparse"]))
     assert not (tmp_path / "kd").exists()

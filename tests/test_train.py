@@ -78,7 +78,7 @@ def test_a_different_seed_gives_different_weights(sft_teacher, files, tiny_model
 
 def test_kd_logs_the_hard_token_fraction(sft_teacher, files, tiny_model_dir, tmp_path):
     teacher, _ = sft_teacher
-    variant = make_variant("sekd", KD).name
+    variant = make_variant("sekd", KD)
     summary = train.run(
         _job(variant, tmp_path / "kd", files, tiny_model_dir, tiny_model_dir, teacher=teacher)
     )
@@ -89,8 +89,8 @@ def test_kd_logs_the_hard_token_fraction(sft_teacher, files, tiny_model_dir, tmp
 
 def test_progressive_beta_is_logged_and_decreases(sft_teacher, files, tiny_model_dir, tmp_path):
     teacher, _ = sft_teacher
-    variant = make_variant("skew_kd", {**KD, "beta": (0.9, 0.1)}).name
-    assert variant == "skew_kd-lam0.5-beta0.9to0.1"
+    variant = make_variant("skew_kd", {**KD, "beta": (0.9, 0.1)})
+    assert variant.name == "skew_kd-lam0.5-beta0.9to0.1"
     summary = train.run(
         _job(variant, tmp_path / "kd", files, tiny_model_dir, tiny_model_dir, teacher=teacher)
     )

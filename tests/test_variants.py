@@ -1,13 +1,17 @@
-"""Run names: only the hyper-parameters an objective reads, and a lossless round trip."""
+"""Run names: only the hyper-parameters an objective reads, one name per variant (an identifier,
+never read back for a value: the plan hands a job its values, sekd.study.planned_variant)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+from sekd import study
+from sekd.config import load_config
 from sekd.objectives import OBJECTIVES
-from sekd.variants import NAME_PATTERN, format_number, make_variant, parse_variant
+from sekd.variants import NAME_PATTERN, Variant, format_number, make_variant
 
 KD = {
     "lam": 0.5,
@@ -27,11 +31,16 @@ KD = {
 
 
 @pytest.mark.parametrize("objective", [o for o in OBJECTIVES if o != "sft"])
-def test_round_trip_and_pattern(objective):
+def test_names_identify_values_and_values_travel_as_values(objective):
     variant = make_variant(objective, KD)
-    assert parse_variant(variant.name) == variant
+    # the values travel as values (rule kd's `run` param, job.json), not through the name
+    assert Variant.from_values(variant.values()) == variant
     assert re.fullmatch(NAME_PATTERN, variant.name)
     assert set(variant.hparams) == set(OBJECTIVES[objective].hparams)
+    # one name per variant: every value the objective reads changes the name
+    for key in OBJECTIVES[objective].hparams:
+        other = make_variant(objective, {**KD, key: KD[key] + 1})
+        assert other.name != variant.name, key
 
 
 def test_names_hold_only_what_the_objective_reads():
@@ -72,7 +81,8 @@ def test_progressive_beta():
     assert variant.name == "sekd-lam0.5-beta0.5to0-gamma0.4"
     assert variant.beta_schedule == (0.5, 0.0)
     assert variant.loss_kwargs()["beta"] == 0.5
-    assert parse_variant(variant.name) == variant
+    assert Variant.from_values(variant.values()) == variant
+    assert variant.name != make_variant("sekd", {**KD, "beta": [0.5, 0.1]}).name
 
 
 def test_number_format():
@@ -93,9 +103,24 @@ def test_number_format():
         "sekd-beta0.5",
     ],
 )
-def test_bad_names_are_rejected(name):
-    with pytest.raises(ValueError, match="run name"):
-        parse_variant(name)
+def test_names_the_plan_does_not_make_are_rejected(name):
+    with pytest.raises(ValueError, match="not a run of this config's plan"):
+        study.planned_variant(_mini(), name)
+
+
+def _mini() -> dict:
+    root = Path(__file__).resolve().parents[1]
+    return load_config(root / "config" / "config.yaml", root / "config" / "mini.yaml")
+
+
+def test_the_plan_hands_each_run_its_values():
+    """Every KD run of the plan is found by its name, with the values the plan computed it from:
+    the config's Γ (a float that a text round trip once rounded) reaches the job as itself."""
+    config = _mini()
+    config["kd"]["gamma"] = 1e-7
+    run = study.kd_run(config, "sekd")
+    variant = study.planned_variant(config, run.rsplit("/", 1)[1])
+    assert variant.hparams["gamma"] == 1e-7 and variant.loss_kwargs()["gamma"] == 1e-7
 
 
 def test_missing_hyper_parameter():
@@ -107,7 +132,7 @@ def test_run_options_appear_only_when_not_default_and_only_where_they_apply():
     options = {"difficulty": "cross_entropy", "pool": "optimizer_batch", "norm": "micro_batch"}
     topk = make_variant("sekd_topk", KD, options)
     assert topk.name == "sekd_topk-lam0.5-beta0.5-k20-difficulty.cross_entropy-pool.optimizer_batch"
-    assert parse_variant(topk.name) == topk
+    assert Variant.from_values(topk.values()) == topk
     assert topk.option("norm") == "micro_batch" and topk.option("init") == "base"
     # forward_kd reads neither difficulty nor pool: its name and run do not change
     assert make_variant("forward_kd", KD, options) == make_variant("forward_kd", KD)
@@ -121,15 +146,25 @@ def test_run_options_appear_only_when_not_default_and_only_where_they_apply():
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("sekd-lam0.5-beta0.5-gamma0.4-norm.sideways", "kd.normalisation"),
-        ("sekd-lam0.5-beta0.5-gamma0.4-colour.red", "unknown run option"),
-        ("sekd-lam0.5-beta0.5-gamma0.4-init.base", "not canonical"),  # a default is not written
-        ("forward_kd-lam0.5-pool.optimizer_batch", "not canonical"),  # not read by forward_kd
+        ({"norm": "sideways"}, "kd.normalisation"),
+        ({"colour": "red"}, "unknown run option"),
     ],
 )
 def test_bad_run_options_are_refused(name, message):
     with pytest.raises(ValueError, match=message):
-        parse_variant(name)
+        make_variant("sekd", KD, name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sekd-lam0.5-beta0.5-gamma0.4-init.base",  # a default is not written
+        "forward_kd-lam0.5-pool.optimizer_batch",  # not read by forward_kd
+    ],
+)
+def test_non_canonical_run_names_are_not_runs_of_the_plan(name):
+    with pytest.raises(ValueError, match="not a run of this config's plan"):
+        study.planned_variant(_mini(), name)
 
 
 def test_run_options_come_from_their_config_keys():

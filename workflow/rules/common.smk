@@ -13,8 +13,8 @@ from sekd.errors import ConfigError
 from sekd.objectives import FDISTILL, OBJECTIVES, kd_objectives
 from sekd.runs import SOURCE_PATTERN, as_resource, parse_source, serves, source_name
 from sekd.runs import drop_runtime_keys, split_teacher
-from sekd.sequences import GENERATION_PATTERN, parse_generation, teacher_outputs_dir
-from sekd.variants import NAME_PATTERN, parse_variant
+from sekd.sequences import GENERATION_PATTERN, teacher_outputs_dir
+from sekd.variants import NAME_PATTERN
 
 try:
     # --config values as YAML types (Snakemake leaves nested ones strings)
@@ -245,8 +245,12 @@ def outputs_slice(model, generation):
     setting, the prompts' encoding, the sentence BLEU's tokenizer, how the teacher loads, and
     the engine when not hf."""
     engine = config["sequences"]["engine"]
+    try:  # the plan's values of the setting the path names
+        values = study.planned_generation(config, generation)
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
     return {
-        "generation": parse_generation(generation),
+        "generation": values,
         "max_length": config["training"]["max_length"],
         "max_new_tokens": config["sequences"]["max_new_tokens"],
         "languages": languages_for(train_directions()),
@@ -259,11 +263,32 @@ def outputs_slice(model, generation):
     }
 
 
+def kd_variant(wildcards):
+    """The variant of a KD job: the plan's run of that name (sekd.study.planned_variant), whose
+    values it trains with; the name is matched, never read for a value."""
+    try:
+        return study.planned_variant(config, wildcards.variant)
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
+
+
+def kd_values(wildcards, output):
+    """Rule kd's `run` param: the job's objective, hyper-parameter values and run options
+    (sekd.variants.Variant.values), from the plan. A function of the output path (the run name
+    identifies them one to one), so Snakemake does not record it (its params trigger skips
+    params derived from output): a changed value changes the path, i.e. is a new job, as
+    before; the recorded params of every existing KD job stay what they were."""
+    try:
+        return study.kd_values(config, wildcards.variant)
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
+
+
 def kd_teacher_input(wildcards):
     """A KD job's teacher logits: the SFT'd model (online) or its store (<model>.<source>);
     none when the objective reads no teacher logits (sequence-level KD)."""
     model, source = split_teacher(wildcards.teacher)
-    objective = parse_variant(wildcards.variant).objective
+    objective = kd_variant(wildcards).objective
     if source is not None and not serves(objective, parse_source(source)["mode"]):
         raise WorkflowError(
             f"kd/{wildcards.teacher}/{wildcards.variant}: a {source} teacher store cannot serve "
@@ -280,9 +305,7 @@ def kd_teacher_input(wildcards):
 def kd_sequences_input(wildcards):
     """The teacher's outputs a KD job trains on (rule teacher_outputs), if its objective does."""
     model = split_teacher(wildcards.teacher)[0]
-    outputs = teacher_outputs_dir(
-        model, parse_variant(wildcards.variant), wildcards.seed
-    )
+    outputs = teacher_outputs_dir(model, kd_variant(wildcards), wildcards.seed)
     return [outputs] if outputs else []
 
 
@@ -290,7 +313,7 @@ def kd_init(wildcards):
     """Where a KD run's student starts when not from its base model (None): its run option
     `init` (set from student_init.kd, or student_init.fdistill for the f-DISTILL objectives):
     the SFT'd student, or the word_kd run of the same teacher and seed."""
-    variant = parse_variant(wildcards.variant)
+    variant = kd_variant(wildcards)
     init = variant.option("init")
     if init == "word_kd_student" and variant.objective not in FDISTILL:
         raise WorkflowError(
@@ -322,7 +345,7 @@ def kd_job(wildcards):
     job = drop_runtime_keys(training_slice("student"))
     if kd_init(wildcards):  # a checkpoint of this workflow, not the hub's model
         job.pop("revision", None)
-    if OBJECTIVES[parse_variant(wildcards.variant).objective].student_sequences:
+    if OBJECTIVES[kd_variant(wildcards).objective].student_sequences:
         job["sequences"] = {"max_new_tokens": config["sequences"]["max_new_tokens"]}
     return job
 

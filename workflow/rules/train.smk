@@ -62,6 +62,8 @@ rule kd:
     params:
         base=kd_base,
         job=kd_job,  # as sft, with the student's sampling length when it samples
+        # the run's values (objective, hyper-parameters, run options) from the plan
+        run=kd_values,
         teacher_dtype=lambda wc: config["models"][split_teacher(wc.teacher)[0]]["dtype"],
     threads: 1
     resources:

@@ -7,6 +7,7 @@ from sekd import train
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 from sekd.runs import split_teacher
+from sekd.variants import Variant
 
 with logged(snakemake.log[0]):
     require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
@@ -19,6 +20,8 @@ with logged(snakemake.log[0]):
             snakemake.params.job,
             snakemake.resources,
             variant=wc.variant,
+            # the run's values from the plan (common.smk kd_values); the name is its identity
+            plan=Variant.from_values(snakemake.params.run),
             model_key="models.student",
             teacher_key=f"models.{split_teacher(wc.teacher)[0]} (SFT'd)",
             base_model=snakemake.params.base,

@@ -9,6 +9,7 @@ import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 from sekd import store_fidelity
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
+from sekd.prompts import DEFAULT_TRUNCATION
 
 with logged(snakemake.log[0]):
     require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
@@ -30,6 +31,6 @@ with logged(snakemake.log[0]):
         threads=snakemake.threads,
         # in params only when not the default (common.smk formatting)
         response_newline=job.get("response_newline", True),
-        truncation=job.get("truncation", "target_tail"),
+        truncation=job.get("truncation", DEFAULT_TRUNCATION),
     )
     Path(snakemake.output[0]).write_text(json.dumps(result, indent=1) + "\n")

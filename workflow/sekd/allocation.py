@@ -24,9 +24,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from sekd import study
 from sekd.objectives import OBJECTIVES
 from sekd.runs import split_teacher
-from sekd.sequences import parse_generation
 from sekd.sizing import (
     GIB,
     TEST_SENTENCES,
@@ -38,7 +38,6 @@ from sekd.sizing import (
     train_examples,
     training_estimate,
 )
-from sekd.variants import parse_variant
 
 # Rules whose jobs load a model (and so run on GPUs when the profile describes them).
 TRAINING_RULES = ("sft", "kd")
@@ -338,7 +337,7 @@ def _training(config: dict, cluster: Cluster, rule: str, wc) -> Request:
     online, onpolicy = None, False
     if rule == "kd":
         teacher, source = split_teacher(wc.teacher)
-        objective = OBJECTIVES[parse_variant(wc.variant).objective]
+        objective = OBJECTIVES[study.planned_variant(config, wc.variant).objective]
         online = teacher if source is None and objective.reads_teacher_logits else None
         onpolicy = objective.student_sequences
     arch = _arch(config, name)
@@ -385,7 +384,7 @@ def _inference(config: dict, cluster: Cluster, rule: str, wc) -> Request:
             second, second_dtype = model, config["models"][model]["dtype"]
     elif rule == "teacher_outputs":  # beam search or sampling over the training prompts
         name, sequences = wc.model, config["sequences"]
-        beams = parse_generation(wc.generation).get("num_beams", 1)
+        beams = study.planned_generation(config, wc.generation).get("num_beams", 1)
         batch, positions = sequences["batch_size"] * beams, 1
         length = length + sequences["max_new_tokens"]
         tokens = examples * beams * length

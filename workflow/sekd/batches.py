@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from sekd import data, prompts
+from sekd.prompts import DEFAULT_TRUNCATION
 
 log = logging.getLogger("sekd.batches")
 
@@ -26,7 +27,7 @@ def encode_records(
     kept: list[int] | None = None,
     *,
     response_newline: bool = prompts.RESPONSE_NEWLINE,
-    truncation: str = "target_tail",
+    truncation: str = DEFAULT_TRUNCATION,
 ) -> list[dict]:
     """Tokenize {direction, source, target} records into masked examples (prompt labels = -100).
     `kept`, when given, receives the position in `records` of each example returned (records

@@ -147,9 +147,10 @@ class StepTimer(TrainerCallback):
 def job_key(job: Any, world_size: int) -> dict:
     """What the checkpoints of `job` (a sekd.train.TrainJob) depend on: all but threads,
     gpus_per_node, save_steps and nproc_per_node; the world size under DeepSpeed (ZeRO-3
-    partitions per rank)."""
+    partitions per rank). The plan (the run's values) is left out: `variant`, its name, identifies
+    it one to one, and checkpoints written before the plan travelled keep resuming."""
     key = asdict(job)
-    for name in ("threads", "gpus_per_node", "resume_from_checkpoint"):
+    for name in ("threads", "gpus_per_node", "resume_from_checkpoint", "plan"):
         key.pop(name)
     key["training"] = {
         k: v for k, v in job.training.items() if k not in ("save_steps", "nproc_per_node")

@@ -44,7 +44,7 @@ Numerics (equal to the reference up to fp32 rounding; tests/test_losses_chunked.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -141,13 +141,21 @@ def _grad(ch: Chunk, a: Tensor, tw: Tensor | None, b: float, c: float) -> Tensor
 
 @dataclass(frozen=True)
 class Hyper:
-    lam: float
-    beta: float
-    gamma: float
+    """What a kernel reads besides its chunk: every loss hyper-parameter declared in
+    `sekd.objectives.HPARAMS` as an attribute (``h.lam``, ``h.beta``, ``h.gamma``, ...; from
+    `hparams`, so a newly declared one needs no edit here) and the call's settings."""
+
+    hparams: Mapping[str, float]  # {name: value} of every loss hyper-parameter (distill_loss)
     scale: float  # 1/N: the gradient is that of the mean over the batch's tokens
     want_grad: bool
-    difficulty: str = "kl"  # d of sekd/sekd_topk: "kl" or "cross_entropy" (sekd.losses)
-    all_hard: bool = False  # hard_tokens="all": every token of sekd/sekd_topk is hard
+    difficulty: str  # d of sekd/sekd_topk: "kl" or "cross_entropy" (sekd.losses)
+    all_hard: bool  # hard_tokens="all": every token of sekd/sekd_topk is hard
+
+    def __getattr__(self, name: str) -> float:
+        hparams = self.__dict__.get("hparams", {})
+        if name in hparams:
+            return hparams[name]
+        raise AttributeError(f"Hyper has no {name!r} (not a declared loss hyper-parameter)")
 
 
 # A kernel: (chunk, hyper, hard [c] | None, d [c] | None) -> (loss [c], ∂(mean loss)/∂s [c, V]
@@ -429,106 +437,162 @@ def chunked_distill(
     mask: Tensor,
     targets: Tensor,
     *,
-    lam: float,
-    beta: float,
-    gamma: float,
+    hparams: Mapping[str, float],
     num_hard: Callable[[int], int] | None,
     chunk_size: int,
-    d_offset: Tensor | None = None,
-    hard: Tensor | None = None,
-    difficulty: str = "kl",
-    hard_tokens: str = "selected",
+    d_offset: Tensor | None,
+    hard: Tensor | None,
+    difficulty: str,
+    hard_tokens: str,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(mean loss, loss sum, hard [N] | None, d [N] | None) of the objective of kernel `obj` on
-    the tokens where `mask` [B,T] is True (row-major order), `targets` [N] their labels. The
-    arguments are assumed validated (`sekd.losses.distill_loss`). `num_hard(N)` is the number of
-    hard tokens of sekd_topk; `d_offset` [N] (fp32) is added to d of the self-evolution
-    objectives (see `sekd.losses._self_evolution`); `difficulty` and `hard_tokens` as in
-    `sekd.losses.distill_loss` (read by the sekd and sekd_topk kernels only). `hard` [N] (bool,
-    top-k kernels): the hard tokens chosen beforehand; the first pass is then skipped and
-    `num_hard` unused."""
-    V = student.shape[-1]
+    the tokens where `mask` [B,T] is True (row-major order), `targets` [N] their labels, with
+    the loss hyper-parameters `hparams` (every declared one: the kernels read them as `Hyper`
+    attributes). The arguments are assumed validated (`sekd.losses.distill_loss`). `num_hard(N)`
+    is the number of hard tokens of sekd_topk; `d_offset` [N] (fp32) is added to d of the
+    self-evolution objectives (see `sekd.losses._self_evolution`); `difficulty` and
+    `hard_tokens` as in `sekd.losses.distill_loss` (read by the sekd and sekd_topk kernels only).
+    `hard` [N] (bool, top-k kernels): the hard tokens chosen beforehand; the first pass is then
+    skipped and `num_hard` unused."""
     n = targets.numel()
-    dev = student.device
     want_grad = torch.is_grad_enabled() and student.requires_grad
-    h = Hyper(
-        lam, beta, gamma, 1.0 / max(n, 1), want_grad, difficulty, all_hard=hard_tokens == "all"
-    )
-    # sekd_topk: the hard tokens given (a larger pool, sekd.pool), or a first pass computing d
-    # of every token, then its top-k; neither when every token is hard
-    given_hard = obj.topk and hard is not None and not h.all_hard
-    first_pass = obj.topk and not h.all_hard and not given_hard
+    h = Hyper(hparams, 1.0 / max(n, 1), want_grad, difficulty, all_hard=hard_tokens == "all")
     aux: dict[str, Tensor | None] = {}
 
     def compute() -> tuple[Tensor, Tensor, Tensor | None, int]:
-        pos = mask.nonzero()
-        s_rows = _Rows(student, V)
-        t_rows = _Rows(teacher.detach(), V) if obj.teacher else None
-        spans, contiguous = _plan(pos, n, chunk_size)
-        contiguous = contiguous and s_rows.view is not None
-        contiguous = contiguous and (t_rows is None or t_rows.view is not None)
-        if not contiguous:
-            spans = [(i, min(i + chunk_size, n), 0, 0) for i in range(0, n, chunk_size)]
-        width = max((j - i for i, j, _, _ in spans), default=0)
-        names = ("lq", "q", "lt", "t", "a", "b") if obj.teacher else ("lq", "q", "a", "b")
-        work = {k: torch.empty(width, V, dtype=torch.float32, device=dev) for k in names}
-        y_all = targets.long()[:, None]
-        lam_t = lam if obj.teacher == "target" else 1.0
-
-        def load(i: int, j: int, b: int, t: int) -> Chunk:
-            c = j - i
-            w = {k: v[:c] for k, v in work.items()}
-            if contiguous:
-                read = lambda rows: rows.span(b, t, c)  # noqa: E731
-            else:
-                bi, ti = pos[i:j, 0], pos[i:j, 1]
-                read = lambda rows: rows.gather(bi, ti)  # noqa: E731
-            _softmax2(read(s_rows), w["lq"], w["q"])
-            ch = Chunk(w["lq"], w["q"], w.get("lt"), w.get("t"), y_all[i:j], w["a"], w["b"])
-            if d_offset is not None and obj.teacher == "target":
-                ch.d_offset = d_offset[i:j]
-            if t_rows is not None:
-                _softmax2(read(t_rows), ch.lt, ch.t, lam_t)
-                if obj.teacher == "target":
-                    _label_target(ch, lam)
-            return ch
-
-        hard_all = d_all = None
-        if obj.teacher == "target":
-            hard_all = torch.zeros(n, dtype=torch.bool, device=dev)
-            d_all = torch.zeros(n, dtype=torch.float32, device=dev)
-        if given_hard:  # chosen beforehand: d comes with the loss pass
-            hard_all.copy_(hard)
-        elif first_pass:  # d of every token, then the top-k of the batch
-            for span in spans:
-                d_all[span[0] : span[1]] = _difficulty(load(*span), h.difficulty)
-            hard_all[torch.topk(d_all, num_hard(n)).indices] = True
-
-        grad = g_rows = None
-        if want_grad:
-            grad = torch.empty(student.shape, dtype=student.dtype, device=dev)
-            ignored = (~mask).nonzero()
-            if ignored.numel():
-                grad[ignored[:, 0], ignored[:, 1]] = 0
-            g_rows = _Rows(grad, V)
-        per_token = torch.empty(n, dtype=torch.float32, device=dev)
-        for i, j, b, t in spans:
-            if given_hard:
-                given = (hard_all[i:j], None)
-            else:
-                given = (hard_all[i:j], d_all[i:j]) if first_pass else ()
-            loss, ds, chunk_hard, d = obj.kernel(load(i, j, b, t), h, *given)
-            per_token[i:j] = loss
-            if chunk_hard is not None and not first_pass:
-                hard_all[i:j], d_all[i:j] = chunk_hard, d
-            if g_rows is not None:
-                if contiguous:
-                    g_rows.span(b, t, j - i).copy_(ds)
-                else:
-                    g_rows.view.index_copy_(0, pos[i:j, 0] * g_rows.k + pos[i:j, 1], ds.to(grad))
-        aux["hard"], aux["d"] = hard_all, d_all
+        reader = _Reader(obj, student, teacher, mask, targets, h, chunk_size, d_offset)
+        selection = _select_hard(reader, hard, num_hard)
+        grad = _grad_buffer(student, mask) if want_grad else None
+        per_token = _loss_pass(reader, selection, grad)
+        aux["hard"], aux["d"] = selection.hard, selection.d
         loss_sum = per_token.sum()
         return loss_sum / max(n, 1), loss_sum, grad, n
 
     loss, loss_sum = _ChunkedLossFn.apply(student, compute)
     return loss, loss_sum, aux["hard"], aux["d"]
+
+
+class _Reader:
+    """The chunks of one `chunked_distill` call: the spans of its N tokens (contiguous runs of
+    the [B,T] grid when the logits allow, else gathered rows), the fp32 work buffers they share,
+    and `load`, which fills them for one span (log q, q; log p, p or ỹ of eq. 4)."""
+
+    def __init__(
+        self,
+        obj: ChunkedObjective,
+        student: Tensor,
+        teacher: Tensor | None,
+        mask: Tensor,
+        targets: Tensor,
+        h: Hyper,
+        chunk_size: int,
+        d_offset: Tensor | None,
+    ):
+        V, n = student.shape[-1], targets.numel()
+        self.obj, self.h, self.n, self.d_offset = obj, h, n, d_offset
+        self.device = student.device
+        self.pos = mask.nonzero()
+        self.s_rows = _Rows(student, V)
+        self.t_rows = _Rows(teacher.detach(), V) if obj.teacher else None
+        spans, contiguous = _plan(self.pos, n, chunk_size)
+        contiguous = contiguous and self.s_rows.view is not None
+        contiguous = contiguous and (self.t_rows is None or self.t_rows.view is not None)
+        if not contiguous:
+            spans = [(i, min(i + chunk_size, n), 0, 0) for i in range(0, n, chunk_size)]
+        self.spans, self.contiguous = spans, contiguous
+        width = max((j - i for i, j, _, _ in spans), default=0)
+        names = ("lq", "q", "lt", "t", "a", "b") if obj.teacher else ("lq", "q", "a", "b")
+        dev = student.device
+        self.work = {k: torch.empty(width, V, dtype=torch.float32, device=dev) for k in names}
+        self.y_all = targets.long()[:, None]
+        self.lam_t = h.lam if obj.teacher == "target" else 1.0
+
+    def load(self, i: int, j: int, b: int, t: int) -> Chunk:
+        """The chunk of tokens i..j (at [b, t] on the grid when contiguous)."""
+        c, obj = j - i, self.obj
+        w = {k: v[:c] for k, v in self.work.items()}
+        if self.contiguous:
+            read = lambda rows: rows.span(b, t, c)  # noqa: E731
+        else:
+            bi, ti = self.pos[i:j, 0], self.pos[i:j, 1]
+            read = lambda rows: rows.gather(bi, ti)  # noqa: E731
+        _softmax2(read(self.s_rows), w["lq"], w["q"])
+        ch = Chunk(w["lq"], w["q"], w.get("lt"), w.get("t"), self.y_all[i:j], w["a"], w["b"])
+        if self.d_offset is not None and obj.teacher == "target":
+            ch.d_offset = self.d_offset[i:j]
+        if self.t_rows is not None:
+            _softmax2(read(self.t_rows), ch.lt, ch.t, self.lam_t)
+            if obj.teacher == "target":
+                _label_target(ch, self.h.lam)
+        return ch
+
+
+@dataclass
+class _Selection:
+    """The hard tokens and d of a call's N tokens (objectives whose chunk holds ỹ), and how
+    the loss pass gets them: chosen beforehand (`given`), by a first pass (`first_pass`), or by
+    each chunk's kernel."""
+
+    hard: Tensor | None
+    d: Tensor | None
+    given: bool = False
+    first_pass: bool = False
+
+
+def _select_hard(
+    reader: _Reader, hard: Tensor | None, num_hard: Callable[[int], int] | None
+) -> _Selection:
+    """sekd_topk: the hard tokens given (a larger pool, sekd.pool), or a first pass computing d
+    of every token, then its top-k; neither when every token is hard (or for other kernels)."""
+    obj, h, n = reader.obj, reader.h, reader.n
+    given = obj.topk and hard is not None and not h.all_hard
+    first_pass = obj.topk and not h.all_hard and not given
+    if obj.teacher != "target":
+        return _Selection(None, None, given, first_pass)
+    dev = reader.device
+    selection = _Selection(
+        torch.zeros(n, dtype=torch.bool, device=dev),
+        torch.zeros(n, dtype=torch.float32, device=dev),
+        given,
+        first_pass,
+    )
+    if given:  # chosen beforehand: d comes with the loss pass
+        selection.hard.copy_(hard)
+    elif first_pass:  # d of every token, then the top-k of the batch
+        for span in reader.spans:
+            selection.d[span[0] : span[1]] = _difficulty(reader.load(*span), h.difficulty)
+        selection.hard[torch.topk(selection.d, num_hard(n)).indices] = True
+    return selection
+
+
+def _grad_buffer(student: Tensor, mask: Tensor) -> Tensor:
+    """The [B,T,V] gradient of the mean loss w.r.t. the student logits, zero on ignored rows
+    (the loss pass writes the others)."""
+    grad = torch.empty(student.shape, dtype=student.dtype, device=student.device)
+    ignored = (~mask).nonzero()
+    if ignored.numel():
+        grad[ignored[:, 0], ignored[:, 1]] = 0
+    return grad
+
+
+def _loss_pass(reader: _Reader, selection: _Selection, grad: Tensor | None) -> Tensor:
+    """The per-token losses [N] of every chunk (the kernel's), writing its gradient rows into
+    `grad` and, unless chosen beforehand, its hard tokens and d into `selection`."""
+    g_rows = _Rows(grad, grad.shape[-1]) if grad is not None else None
+    hard_all, d_all, pos = selection.hard, selection.d, reader.pos
+    per_token = torch.empty(reader.n, dtype=torch.float32, device=reader.device)
+    for i, j, b, t in reader.spans:
+        if selection.given:
+            given = (hard_all[i:j], None)
+        else:
+            given = (hard_all[i:j], d_all[i:j]) if selection.first_pass else ()
+        loss, ds, chunk_hard, d = reader.obj.kernel(reader.load(i, j, b, t), reader.h, *given)
+        per_token[i:j] = loss
+        if chunk_hard is not None and not selection.first_pass:
+            hard_all[i:j], d_all[i:j] = chunk_hard, d
+        if g_rows is not None:
+            if reader.contiguous:
+                g_rows.span(b, t, j - i).copy_(ds)
+            else:
+                g_rows.view.index_copy_(0, pos[i:j, 0] * g_rows.k + pos[i:j, 1], ds.to(grad))
+    return per_token

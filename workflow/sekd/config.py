@@ -20,7 +20,8 @@ import yaml
 
 from sekd import data
 from sekd.errors import ConfigError
-from sekd.objectives import OBJECTIVES, kd_objectives
+from sekd.objectives import HPARAMS, OBJECTIVES, kd_objectives, param_symbols
+from sekd.prompts import DEFAULT_TRUNCATION, TRUNCATIONS
 from sekd.study import consistency_errors as study_errors
 from sekd.study import load_paper
 
@@ -42,12 +43,26 @@ StrictValidator = jsonschema.validators.extend(
 
 
 def load_schema() -> dict:
-    """The config schema, with the enum of `$defs.objective` (every key that takes an objective
-    refers to it) filled from the objective registry: the KD objectives declared in
-    `sekd.objectives` at the time of the call. The YAML file names no objective."""
+    """The config schema, with what the registries declare filled in at the time of the call:
+    the enum of `$defs.objective` (every key that takes an objective refers to it) from the KD
+    objectives, and from the hyper-parameters (`sekd.objectives.HPARAMS`) the `kd` section's
+    keys (type, range, default, description: `HParam.schema`, before the run options) and a
+    figure's keys of swept values (one per hyper-parameter with a symbol). The YAML file names
+    neither; and training.truncation's values and default from `sekd.prompts.TRUNCATIONS`."""
     with open(SCHEMA_PATH, encoding="utf-8") as f:
         schema = yaml.safe_load(f)
     schema["$defs"]["objective"]["enum"] = kd_objectives()
+    kd = schema["properties"]["kd"]
+    kd["properties"] = {
+        **{name: h.schema() for name, h in HPARAMS.items()},
+        **kd["properties"],
+    }
+    figure = schema["$defs"]["figure"]["properties"]
+    swept = {name: {"$ref": "#/$defs/sweep_values", "default": None} for name in param_symbols()}
+    schedules = figure.pop("beta_schedules")
+    figure.update({**swept, "beta_schedules": schedules})
+    truncation = schema["properties"]["training"]["properties"]["truncation"]
+    truncation.update(enum=list(TRUNCATIONS), default=DEFAULT_TRUNCATION)
     return schema
 
 

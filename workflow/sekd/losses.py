@@ -47,7 +47,7 @@ Adding an objective is one declaration and one function:
     sekd.objectives.declare(Objective("half_kd", "Half KD", ("lam",), needs_teacher=True))
 
     @register_objective("half_kd")
-    def _half_kd(log_q, log_p, labels, *, lam, **_):  # [n,V], [n,V], [n] -> loss [n], None, None
+    def _half_kd(log_q, log_p, labels, *, lam):  # [n,V], [n,V], [n] -> loss [n], None, None
         return (1 - lam) * _nll(log_q, labels) + lam / 2 * _kl(log_p, log_q), None, None
 
 The declaration (label, hyper-parameters, teacher, sequences) is all the workflow reads: config
@@ -75,6 +75,8 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,19 +86,18 @@ import torch
 from torch import Tensor
 
 from sekd import objectives
-from sekd.chunked import auto_chunk_size, chunked_distill, kernel_of
+from sekd.chunked import ChunkedObjective, auto_chunk_size, chunked_distill, kernel_of
 from sekd.objectives import Objective, get_objective
 
 IGNORE_INDEX = -100
 DIFFICULTY_FORMS = ("kl", "cross_entropy")  # d of eq. 5 (`distill_loss(difficulty=...)`)
 HARD_TOKENS = ("selected", "all")  # sekd's hard tokens (`distill_loss(hard_tokens=...)`)
 
-# A reference loss: fn(log_q [n,V], log_p [n,V] | None, labels [n], *, lam, beta, gamma,
-# top_k_percent, jsd_beta, on_policy, d_offset, difficulty, hard_tokens) -> (per-token loss [n],
-# hard [n] bool | None,
-# difficulty d [n] | None). log_p is None for the objectives that read no teacher logits
-# (`Objective.reads_teacher_logits`). It takes every hyper-parameter by keyword and ignores
-# (**_) those its objective does not read.
+# A reference loss: fn(log_q [n,V], log_p [n,V] | None, labels [n], *, <its keywords>) ->
+# (per-token loss [n], hard [n] bool | None, difficulty d [n] | None). log_p is None for the
+# objectives that read no teacher logits (`Objective.reads_teacher_logits`). It takes by keyword
+# only its objective's own loss hyper-parameters (`Objective.hparams`) and any of
+# CONTEXT_KEYWORDS it reads (no **kwargs).
 PerToken = tuple[Tensor, Tensor | None, Tensor | None]
 ObjectiveFn = Callable[..., PerToken]
 
@@ -110,11 +111,49 @@ class DistillOutput:
     difficulty: Tensor | None  # detached fp32 [B,T], d_i of eq. 5, 0 where ignored
 
 
+CONTEXT_KEYWORDS = ("on_policy", "d_offset", "difficulty", "hard_tokens", "hard")
+"""What `distill_loss` hands an objective's function besides its hyper-parameters, each only to
+the functions that name it: the sequences' side (fd_js), d's offset, d's form and which tokens
+are hard (the self-evolution objectives), hard tokens chosen beforehand (sekd_topk)."""
+
+
+@functools.cache
+def _keywords(fn: ObjectiveFn) -> tuple[str, ...]:
+    """The keyword-only parameters of an objective's function: what it reads."""
+    parameters = inspect.signature(fn).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _own(fn: ObjectiveFn, values: dict[str, float], context: dict) -> dict:
+    """The keywords `fn` names, from the hyper-parameter `values` and the call's `context`."""
+    available = {**values, **context}
+    return {name: available[name] for name in _keywords(fn) if name in available}
+
+
+def _check_signature(name: str, fn: ObjectiveFn) -> None:
+    """ValueError unless objective `name`'s function takes (log_q, log_p, labels) and, by
+    keyword only, exactly the loss hyper-parameters its declaration reads plus any of
+    CONTEXT_KEYWORDS: each objective function takes only its own hyper-parameters."""
+    parameters = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        raise ValueError(f"objective {name!r}: its function takes **kwargs; name what it reads")
+    own = set(get_objective(name).hparams_for("loss"))
+    named = set(_keywords(fn))
+    if own - named or named - own - set(CONTEXT_KEYWORDS):
+        raise ValueError(
+            f"objective {name!r}: its function's keywords {sorted(named)} must be its declared "
+            f"loss hyper-parameters {sorted(own)} plus any of {CONTEXT_KEYWORDS}"
+        )
+
+
 def register_objective(name: str) -> Callable[[ObjectiveFn], ObjectiveFn]:
     """Register `fn` as the reference per-token loss of objective `name`, which must be declared
-    first (`sekd.objectives.declare`); once per objective."""
+    first (`sekd.objectives.declare`); once per objective. `fn` takes by keyword only the loss
+    hyper-parameters the declaration reads, plus any of CONTEXT_KEYWORDS (`_check_signature`)."""
 
     def decorator(fn: ObjectiveFn) -> ObjectiveFn:
+        if name in objectives.OBJECTIVES and objectives.implementation(name, "reference") is None:
+            _check_signature(name, fn)
         objectives.attach(name, "reference", fn)
         return fn
 
@@ -174,23 +213,24 @@ def _skew_kl(log_t: Tensor, log_q: Tensor, beta: float | Tensor) -> Tensor:
 
 
 # --- objectives ---------------------------------------------------------------------------------
-# Each gets log_q, log_p (None for sft), labels [n] and every hyper-parameter by keyword.
+# Each gets log_q, log_p (None for sft), labels [n] and, by keyword, what it names: its own
+# hyper-parameters and any of CONTEXT_KEYWORDS.
 
 
 @register_objective("sft")
-def _sft(log_q: Tensor, log_p: None, labels: Tensor, **_: float | None) -> PerToken:
+def _sft(log_q: Tensor, log_p: None, labels: Tensor) -> PerToken:
     """Eq. 2."""
     return _nll(log_q, labels), None, None
 
 
 @register_objective("forward_kd")
-def _forward_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -> PerToken:
+def _forward_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float) -> PerToken:
     """Eq. 3: (1-λ)·SFT + λ·KL(p||q)."""
     return (1 - lam) * _nll(log_q, labels) + lam * _kl(log_p, log_q), None, None
 
 
 @register_objective("reverse_kd")
-def _reverse_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -> PerToken:
+def _reverse_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float) -> PerToken:
     """§4 Baselines: (1-λ)·SFT + λ·KL(q||p); the gradient flows through both q's."""
     return (1 - lam) * _nll(log_q, labels) + lam * _kl(log_q, log_p), None, None
 
@@ -242,7 +282,7 @@ def _every_token(d: Tensor) -> Tensor:
 
 @register_objective("noevo_kd")
 def _noevo_kd(
-    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, d_offset=None, **_
+    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, d_offset: Tensor | None
 ) -> PerToken:
     """§4 Baselines: KL(ỹ||q), every token easy (eq. 8)."""
     return _self_evolution(log_q, log_p, labels, lam, 1.0, _no_token, d_offset)
@@ -250,7 +290,13 @@ def _noevo_kd(
 
 @register_objective("skew_kd")
 def _skew_kd(
-    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float, d_offset=None, **_
+    log_q: Tensor,
+    log_p: Tensor,
+    labels: Tensor,
+    *,
+    lam: float,
+    beta: float,
+    d_offset: Tensor | None,
 ) -> PerToken:
     """§4 Baselines: KL(ỹ||βq + (1-β)ỹ), every token hard (eq. 7)."""
     return _self_evolution(log_q, log_p, labels, lam, beta, _every_token, d_offset)
@@ -265,10 +311,9 @@ def _sekd(
     lam: float,
     beta: float,
     gamma: float,
-    d_offset=None,
-    difficulty: str = "kl",
-    hard_tokens: str = "selected",
-    **_,
+    d_offset: Tensor | None,
+    difficulty: str,
+    hard_tokens: str,
 ) -> PerToken:
     """Eqs. 4-9: the hard-to-learn tokens are T_h = {i | d_i > Γ} (strict); every token with
     hard_tokens="all"."""
@@ -291,11 +336,10 @@ def _sekd_topk(
     lam: float,
     beta: float,
     top_k_percent: float,
-    d_offset=None,
-    hard: Tensor | None = None,
-    difficulty: str = "kl",
-    hard_tokens: str = "selected",
-    **_,
+    d_offset: Tensor | None,
+    hard: Tensor | None,
+    difficulty: str,
+    hard_tokens: str,
 ) -> PerToken:
     """§5.2.1: the k = ⌈K/100·N⌉ tokens of the batch with the largest d are hard; ties are
     broken as torch.topk breaks them. `hard` [n] (bool): the hard tokens chosen beforehand
@@ -317,7 +361,7 @@ def _sekd_topk(
 
 @register_objective("skew_teacher_kd")
 def _skew_teacher_kd(
-    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float, **_
+    log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, beta: float
 ) -> PerToken:
     """Eq. 10: (1-λ)·SFT + λ·KL(p||βq + (1-β)p)."""
     return (1 - lam) * _nll(log_q, labels) + lam * _skew_kl(log_p, log_q, beta), None, None
@@ -342,7 +386,7 @@ def _log_mixture(log_a: Tensor, log_b: Tensor, weight_a: float) -> Tensor:
 
 
 @register_objective("word_kd")
-def _word_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -> PerToken:
+def _word_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float) -> PerToken:
     """Kim & Rush (2016) word-level KD, in its cross-entropy form on purpose:
     (1-λ)·(-log q[y]) + λ·(-Σ_v p_v log q_v).
 
@@ -352,34 +396,34 @@ def _word_kd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, lam: float, **_) -
 
 
 @register_objective("seq_kd")
-def _seq_kd(log_q: Tensor, log_p: None, labels: Tensor, **_) -> PerToken:
+def _seq_kd(log_q: Tensor, log_p: None, labels: Tensor) -> PerToken:
     """Kim & Rush (2016) SeqKD: -log q[y] (eq. 2) where y is the teacher's best beam (the
     sequences are the trainer's business; the loss reads no teacher logits)."""
     return _nll(log_q, labels), None, None
 
 
 @register_objective("seq_inter")
-def _seq_inter(log_q: Tensor, log_p: None, labels: Tensor, **_) -> PerToken:
+def _seq_inter(log_q: Tensor, log_p: None, labels: Tensor) -> PerToken:
     """Kim & Rush (2016) Seq-Inter: -log q[y] (eq. 2) where y is the teacher's beam with the
     highest sentence BLEU to the reference; no teacher logits."""
     return _nll(log_q, labels), None, None
 
 
 @register_objective("fd_kl")
-def _fd_kl(log_q: Tensor, log_p: Tensor, labels: Tensor, **_) -> PerToken:
+def _fd_kl(log_q: Tensor, log_p: Tensor, labels: Tensor) -> PerToken:
     """f-DISTILL KL (Wen et al. 2023), step-wise: KL(p||q) per token."""
     return _kl(log_p, log_q), None, None
 
 
 @register_objective("fd_rkl")
-def _fd_rkl(log_q: Tensor, log_p: Tensor, labels: Tensor, **_) -> PerToken:
+def _fd_rkl(log_q: Tensor, log_p: Tensor, labels: Tensor) -> PerToken:
     """f-DISTILL RKL (Wen et al. 2023), step-wise: KL(q||p) per token; the gradient flows
     through both q's."""
     return _kl(log_q, log_p), None, None
 
 
 @register_objective("fd_js")
-def _fd_js(log_q: Tensor, log_p: Tensor, labels: Tensor, *, on_policy: bool, **_) -> PerToken:
+def _fd_js(log_q: Tensor, log_p: Tensor, labels: Tensor, *, on_policy: bool) -> PerToken:
     """f-DISTILL JS (Wen et al. 2023), step-wise, one half per call: m = (p+q)/2, KL(p||m) per
     token on the teacher's sequences (on_policy=False), KL(q||m) on the student's samples
     (on_policy=True); the trainer weighs each half ½. The gradient flows through q in m (and in
@@ -389,7 +433,7 @@ def _fd_js(log_q: Tensor, log_p: Tensor, labels: Tensor, *, on_policy: bool, **_
 
 
 @register_objective("fd_tvd")
-def _fd_tvd(log_q: Tensor, log_p: Tensor, labels: Tensor, **_) -> PerToken:
+def _fd_tvd(log_q: Tensor, log_p: Tensor, labels: Tensor) -> PerToken:
     """f-DISTILL TVD (Wen et al. 2023), step-wise: ½·Σ_v |p_v - q_v| per token, the same on the
     teacher's and on the student's sequences. Gradient ½·sign(q_v - p_v) through q, with
     torch.abs's subgradient 0 where q_v = p_v (finite everywhere)."""
@@ -397,7 +441,7 @@ def _fd_tvd(log_q: Tensor, log_p: Tensor, labels: Tensor, **_) -> PerToken:
 
 
 @register_objective("gkd")
-def _gkd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, jsd_beta: float, **_) -> PerToken:
+def _gkd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, jsd_beta: float) -> PerToken:
     """GKD's generalized JSD (Agarwal et al. 2024; TRL's generalized_jsd_loss) with β = jsd_beta:
     m = β·p + (1-β)·q, loss = β·KL(p||m) + (1-β)·KL(q||m) per token. Its limits at β = 0 and 1
     are 0; as TRL does, β = 0 is KL(p||q) and β = 1 is KL(q||p) exactly."""
@@ -413,33 +457,31 @@ def _gkd(log_q: Tensor, log_p: Tensor, labels: Tensor, *, jsd_beta: float, **_) 
 # --- entry point --------------------------------------------------------------------------------
 
 
-def _check_hparams(
-    declaration: Objective,
-    lam: float,
-    beta: float,
-    gamma: float,
-    top_k_percent: float | None,
-    jsd_beta: float,
-    on_policy: bool,
-    difficulty: str = "kl",
-    hard_tokens: str = "selected",
-) -> None:
+def _hparam_values(given: dict[str, float]) -> dict[str, float]:
+    """Every loss hyper-parameter's value (`sekd.objectives.loss_hparams`): `given`, else its
+    declared default (`HParam.default`), each checked against its declaration (`HParam.check`:
+    type and range); a TypeError for a keyword that is no loss hyper-parameter."""
+    names = objectives.loss_hparams()
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise TypeError(
+            f"distill_loss() got unexpected keyword arguments {unknown}; the loss's "
+            f"hyper-parameters are {list(names)} (sekd.objectives.HPARAMS)"
+        )
+    values = {name: given.get(name, objectives.HPARAMS[name].default) for name in names}
+    for name, value in values.items():
+        objectives.HPARAMS[name].check(value)
+    return values
+
+
+def _check_options(on_policy: bool, difficulty: str, hard_tokens: str) -> None:
+    """ValueError unless the loss's run options and on_policy are ones it knows."""
     if difficulty not in DIFFICULTY_FORMS:
         raise ValueError(f"difficulty must be one of {DIFFICULTY_FORMS}, got {difficulty!r}")
     if hard_tokens not in HARD_TOKENS:
         raise ValueError(f"hard_tokens must be one of {HARD_TOKENS}, got {hard_tokens!r}")
     if not isinstance(on_policy, bool):
         raise ValueError(f"on_policy must be True or False, got {on_policy!r}")
-    for name, value in (("lam", lam), ("beta", beta), ("jsd_beta", jsd_beta)):
-        if not 0 <= value <= 1:
-            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    if not gamma >= 0:
-        raise ValueError(f"gamma must be >= 0, got {gamma!r}")
-    if top_k_percent is None:
-        if "top_k_percent" in declaration.hparams:
-            raise ValueError(f"objective {declaration.name!r} needs top_k_percent (in [0, 100])")
-    elif not 0 <= top_k_percent <= 100:
-        raise ValueError(f"top_k_percent must be in [0, 100], got {top_k_percent!r}")
 
 
 def _scatter(values: Tensor | None, mask: Tensor) -> Tensor | None:
@@ -490,120 +532,128 @@ def distill_loss(
     teacher_logits: Tensor | None,
     labels: Tensor,
     objective: str,
-    lam: float = 0.5,
-    beta: float = 0.5,
-    gamma: float = 0.4,
-    top_k_percent: float | None = None,
+    *,
     chunk_size: int | Literal["auto"] | None = "auto",
     difficulty_offset: Tensor | None = None,
-    jsd_beta: float = 0.5,
     on_policy: bool = False,
     hard_mask: Tensor | None = None,
-    difficulty: str = "kl",
-    hard_tokens: str = "selected",
+    difficulty: str = DIFFICULTY_FORMS[0],
+    hard_tokens: str = HARD_TOKENS[0],
+    **hparams: float,
 ) -> DistillOutput:
     """The `objective` loss of student logits [B,T,V] against teacher logits [B,T,V_t] and
-    labels [B,T] (-100 ignored), averaged over the non-ignored tokens. The teacher logits may be
-    None for the objectives that read none (`Objective.reads_teacher_logits` False: sft, seq_kd,
-    seq_inter); they are then ignored if given.
+    labels [B,T] (-100 ignored), averaged over the non-ignored tokens (eqs. 1-10). The teacher
+    logits may be None for the objectives that read none (`Objective.reads_teacher_logits`).
 
-    `jsd_beta`: β of gkd's generalized JSD, in [0, 1]. `on_policy`: whether the sequences are
-    the student's samples (True) or not (False); fd_js computes its student half KL(q||m) or
-    its teacher half KL(p||m) accordingly. Both are passed to every objective's function, and
-    ignored by those that do not read them.
+    `hparams`: the loss's hyper-parameters by name (every `sekd.objectives.HParam` of use
+    "loss": lam, beta, gamma, top_k_percent, jsd_beta, ...), each checked against its
+    declaration and defaulting to its declared default; the objective's function gets its own.
 
-    `chunk_size`: rows (tokens) per chunk of the memory-flat path (`sekd.chunked`: analytic
-    gradient computed in the forward pass, no [N,V] fp32 intermediates); "auto" picks it from V;
-    None runs the reference autograd implementation below (also the path of objectives that
-    have no chunked kernel). Both give the same DistillOutput up to fp32 rounding.
+    `chunk_size`: rows per chunk of the memory-flat path (`sekd.chunked`, analytic gradients);
+    "auto" picks it from V; None runs the reference autograd path (also that of objectives
+    without a kernel). Both give the same DistillOutput up to fp32 rounding.
 
-    `difficulty_offset` [B,T]: a per-token constant added to d (eq. 5) of the self-evolution
-    objectives (noevo_kd, skew_kd, sekd, sekd_topk), hence to their hard/easy split and to the
-    loss value of the tokens whose loss is KL(ỹ||q); it changes no gradient directly and is
-    ignored by the other objectives. `sekd.teacher_store` sets it for a sampled teacher; it
-    makes the KL exact in expectation, so the "cross_entropy" d (linear in ỹ) does not add it.
-
-    `difficulty` (run option ``difficulty``, config kd.difficulty): the d of eq. 5 on which sekd
-    and sekd_topk split their tokens, "kl" (KL(ỹ||q), default) or "cross_entropy"
-    (CE(ỹ, q) = KL(ỹ||q) + H(ỹ)); each token's loss is eq. 7 or 8 either way. `hard_tokens`
-    (run option ``betatokens``, config kd.progressive_beta_tokens): "selected" (default: Γ or
-    top-K) or "all" (every token of sekd and sekd_topk is hard, eq. 7, i.e. skew_kd). Both are
-    passed to every objective's function and ignored by the others.
-
-    `hard_mask` [B,T] (bool, sekd_topk only): the hard tokens, chosen beforehand from a pool
-    larger than this batch (run option ``pool=optimizer_batch``, sekd.pool); None (default):
-    the top-k of this batch. Its non-ignored entries are used as given (the ignored ones must
-    be False)."""
+    Handed to the functions that name them (CONTEXT_KEYWORDS): `on_policy` (the sequences are
+    the student's samples: fd_js's student half KL(q||m), else its teacher half KL(p||m));
+    `difficulty_offset` [B,T], a per-token constant added to d of eq. 5 of the self-evolution
+    objectives and to the loss of their tokens whose loss is KL(ỹ||q), never to a gradient
+    (`sekd.teacher_store`, a sampled teacher; the "cross_entropy" d, linear in ỹ, needs none);
+    `difficulty` (kd.difficulty) "kl" or "cross_entropy", the d of eq. 5 sekd and sekd_topk
+    split on, CE(ỹ, q) = KL(ỹ||q) + H(ỹ); `hard_tokens` (kd.progressive_beta_tokens) "selected"
+    (Γ or top-K) or "all" (every token hard, eq. 7); `hard_mask` [B,T] (sekd_topk): the hard
+    tokens chosen beforehand from a larger pool (sekd.pool), the ignored entries False."""
     declaration = get_objective(objective)
     fn = reference_loss(objective)  # an error for an objective without one, on either path
-    _check_hparams(
-        declaration, lam, beta, gamma, top_k_percent, jsd_beta, on_policy, difficulty, hard_tokens
-    )
+    values = _hparam_values(hparams)
+    _check_options(on_policy, difficulty, hard_tokens)
     _check_inputs(declaration, student_logits, teacher_logits, labels, chunk_size)
-    V = student_logits.shape[-1]
     mask = labels != IGNORE_INDEX
-    targets = labels[mask].long()
-    if ((targets < 0) | (targets >= V)).any():
-        raise ValueError(f"labels must be -100 or in [0, {V}) (the student vocabulary)")
-    d_offset = None
-    if difficulty_offset is not None:
-        if difficulty_offset.shape != labels.shape:
-            raise ValueError(
-                f"difficulty_offset {tuple(difficulty_offset.shape)} must be [B,T] like labels "
-                f"{tuple(labels.shape)}"
-            )
-        d_offset = difficulty_offset.detach()[mask].float()
+    targets = _targets(labels, mask, student_logits.shape[-1])
+    offset = _difficulty_offset(difficulty_offset, labels, mask)
     hard_given = _given_hard(objective, hard_mask, mask)
-
-    n = targets.numel()
+    context = dict(on_policy=on_policy, d_offset=offset, difficulty=difficulty)
+    context.update(hard_tokens=hard_tokens, hard=hard_given)
+    teacher = teacher_logits if declaration.reads_teacher_logits else None
     kernel = kernel_of(objective)
-    if chunk_size is not None and kernel is not None and n > 0:  # no token: nothing to chunk
-        loss, loss_sum, hard, d = chunked_distill(
-            kernel,
-            student_logits,
-            teacher_logits if declaration.reads_teacher_logits else None,
-            mask,
-            targets,
-            lam=lam,
-            beta=beta,
-            gamma=gamma,
-            num_hard=lambda count: _topk_count(top_k_percent, count),
-            chunk_size=auto_chunk_size(V, student_logits.device)
-            if chunk_size == "auto"
-            else chunk_size,
-            d_offset=d_offset,
-            hard=hard_given,
-            difficulty=difficulty,
-            hard_tokens=hard_tokens,
-        )
+    if chunk_size is not None and kernel is not None and targets.numel() > 0:  # no token: no chunk
+        size = auto_chunk_size(student_logits.shape[-1], student_logits.device)
+        size = size if chunk_size == "auto" else chunk_size
+        result = _chunked(kernel, student_logits, teacher, mask, targets, values, size, context)
     else:  # the reference: autograd through fp32 [N, V] log-probabilities
-        log_q = student_logits[mask].float().log_softmax(-1)
-        log_p = None
-        if declaration.reads_teacher_logits:
-            log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
-        per_token, hard, d = fn(
-            log_q,
-            log_p,
-            targets,
-            lam=lam,
-            beta=beta,
-            gamma=gamma,
-            top_k_percent=top_k_percent,
-            jsd_beta=jsd_beta,
-            on_policy=on_policy,
-            d_offset=d_offset,
-            difficulty=difficulty,
-            hard_tokens=hard_tokens,
-            **({} if hard_given is None else {"hard": hard_given}),
+        result = _reference(fn, student_logits, teacher, mask, targets, values, context)
+    loss, loss_sum, hard, d = result
+    n, hard_mask, d = targets.numel(), _scatter(hard, mask), _scatter(d, mask)
+    return DistillOutput(loss, loss_sum, num_tokens=n, hard_mask=hard_mask, difficulty=d)
+
+
+Result = tuple[Tensor, Tensor, Tensor | None, Tensor | None]  # loss, loss sum, hard [N], d [N]
+
+
+def _targets(labels: Tensor, mask: Tensor, vocab_size: int) -> Tensor:
+    """The labels [N] of the non-ignored tokens; a ValueError for one outside the vocabulary."""
+    targets = labels[mask].long()
+    if ((targets < 0) | (targets >= vocab_size)).any():
+        raise ValueError(f"labels must be -100 or in [0, {vocab_size}) (the student vocabulary)")
+    return targets
+
+
+def _difficulty_offset(offset: Tensor | None, labels: Tensor, mask: Tensor) -> Tensor | None:
+    """`difficulty_offset` [B,T] on the non-ignored tokens [N] (detached fp32), checked."""
+    if offset is None:
+        return None
+    if offset.shape != labels.shape:
+        raise ValueError(
+            f"difficulty_offset {tuple(offset.shape)} must be [B,T] like labels "
+            f"{tuple(labels.shape)}"
         )
-        loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients
-        loss = loss_sum / max(n, 1)
-    return DistillOutput(
-        loss=loss,
-        loss_sum=loss_sum,
-        num_tokens=n,
-        hard_mask=_scatter(hard, mask),
-        difficulty=_scatter(d, mask),
+    return offset.detach()[mask].float()
+
+
+def _reference(
+    fn: ObjectiveFn,
+    student_logits: Tensor,
+    teacher_logits: Tensor | None,
+    mask: Tensor,
+    targets: Tensor,
+    values: dict[str, float],
+    context: dict,
+) -> Result:
+    """The reference path: `fn` on fp32 [N, V] log-probabilities, autograd for the gradient."""
+    V = student_logits.shape[-1]
+    log_q = student_logits[mask].float().log_softmax(-1)
+    log_p = None
+    if teacher_logits is not None:
+        log_p = teacher_logits.detach()[mask][:, :V].float().log_softmax(-1)
+    per_token, hard, d = fn(log_q, log_p, targets, **_own(fn, values, context))
+    loss_sum = per_token.sum()  # an empty sum (no tokens) is 0 with zero gradients
+    return loss_sum / max(targets.numel(), 1), loss_sum, hard, d
+
+
+def _chunked(
+    kernel: ChunkedObjective,
+    student_logits: Tensor,
+    teacher_logits: Tensor | None,
+    mask: Tensor,
+    targets: Tensor,
+    values: dict[str, float],
+    chunk_size: int,
+    context: dict,
+) -> Result:
+    """The memory-flat path (`sekd.chunked.chunked_distill`) of an objective with a kernel."""
+    top_k_percent = values.get("top_k_percent")
+    return chunked_distill(
+        kernel,
+        student_logits,
+        teacher_logits,
+        mask,
+        targets,
+        hparams=values,
+        num_hard=lambda count: _topk_count(top_k_percent, count),
+        chunk_size=chunk_size,
+        d_offset=context["d_offset"],
+        hard=context["hard"],
+        difficulty=context["difficulty"],
+        hard_tokens=context["hard_tokens"],
     )
 
 

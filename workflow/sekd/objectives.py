@@ -56,90 +56,220 @@ IMPLEMENTATION_KINDS = ("reference", "chunked")
 
 @dataclass(frozen=True)
 class HParam:
-    """A hyper-parameter an objective can read (a key of the config's `kd` section and a keyword
-    of `sekd.losses.distill_loss`)."""
+    """A hyper-parameter an objective can read, declared once: a key of the config's `kd` section
+    (its schema entry and config/README.md row are generated from this, `schema`), its run-name
+    tag, a keyword of `sekd.losses.distill_loss` and of the objectives' functions that read it
+    (checked by `check`), a field of the chunked kernels' `sekd.chunked.Hyper`, and, with a
+    `symbol`, a figure axis (a `figures.<name>` key of swept values; `param_symbols`).
+    Which objectives read it: those naming it in `Objective.hparams` (`readers`)."""
 
     name: str
     tag: str  # its prefix in run names: ``lam0.5``, ``k20`` (sekd.variants)
-    description: str
+    description: str  # what it is, with the paper's equation (the schema's description)
+    default: float  # the config's value when `kd` does not set it: the only place it is written
     use: str = "loss"  # who reads it, one of HPARAM_USES
     integer: bool = False  # a whole number (beam size, top-k)
+    minimum: float | None = 0.0  # its range: [minimum, maximum] (None: unbounded)
+    maximum: float | None = None
+    # the config excludes the minimum (a degenerate value the loss still defines, e.g. β = 0)
+    exclusive_minimum: bool = False
+    symbol: str = ""  # how a figure names it on an axis or in a legend; "" = no figure sweeps it
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z_]+", self.name):
+            raise ValueError(f"hyper-parameter {self.name!r}: use lower-case letters and '_' only")
         if not re.fullmatch(r"[a-z]+", self.tag):
             raise ValueError(f"hyper-parameter {self.name!r}: tag {self.tag!r} must be a-z only")
         if self.use not in HPARAM_USES:
             raise ValueError(
                 f"hyper-parameter {self.name!r}: use {self.use!r} not in {HPARAM_USES}"
             )
+        self.check(self.default, config=True)
+
+    def check(self, value: object, config: bool = False) -> None:
+        """ValueError unless `value` is a number of this type in range (`config`: the config's
+        range, which may exclude the minimum; else the loss's, which includes it)."""
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (self.integer and value != int(value)):  # type: ignore[arg-type]
+            kind = "a whole number" if self.integer else "a number"
+            raise ValueError(f"{self.name} must be {kind}, got {value!r}")
+        low, high = self.minimum, self.maximum
+        excluded = config and self.exclusive_minimum
+        # written so that NaN is out of every range
+        below = low is not None and not (value > low or (value == low and not excluded))
+        if value != value or below or (high is not None and not value <= high):
+            raise ValueError(f"{self.name} must be in {self.range_text(config)}, got {value!r}")
+
+    def range_text(self, config: bool = False) -> str:
+        """Its range as an interval: [0, 1], (0, 1], [0, inf)."""
+        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
+        high = "inf" if self.maximum is None else f"{self.maximum:g}"
+        opening = "(" if self.minimum is None or (config and self.exclusive_minimum) else "["
+        return f"{opening}{low}, {high}{')' if self.maximum is None else ']'}"
+
+    def readers(self) -> tuple[str, ...]:
+        """The declared objectives that read it."""
+        return tuple(o.name for o in OBJECTIVES.values() if self.name in o.hparams)
+
+    def schema(self) -> dict:
+        """Its entry in the config schema's `kd` section (sekd.config.load_schema)."""
+        entry: dict[str, Any] = {"type": "integer" if self.integer else "number"}
+        if self.minimum is not None:
+            entry["exclusiveMinimum" if self.exclusive_minimum else "minimum"] = self.minimum
+        if self.maximum is not None:
+            entry["maximum"] = self.maximum
+        readers = ", ".join(self.readers()) or "no declared objective"
+        entry["description"] = f"{self.description} Read by: {readers}."
+        entry["default"] = self.default
+        return entry
 
 
 HPARAMS: dict[str, HParam] = {
     h.name: h
     for h in [
-        HParam("lam", "lam", "λ, the teacher's weight: eq. 3, and ỹ = (1-λ)·y + λ·p (eq. 4)"),
-        HParam("beta", "beta", "β, the skew of the proxy βq + (1-β)ỹ (eqs. 6-7, 10)"),
-        HParam("gamma", "gamma", "Γ, the difficulty threshold of the hard tokens d > Γ (eq. 5)"),
-        HParam("top_k_percent", "k", "K, the percent of tokens taken as hard (§5.2.1)"),
+        HParam(
+            "lam",
+            "lam",
+            "λ: SFT/KL mix (eq. 3) and the teacher share of ỹ = (1-λ)·y + λ·p (eq. 4).",
+            0.5,
+            maximum=1,
+            symbol="λ",
+        ),
+        HParam(
+            "beta",
+            "beta",
+            "β: student share of the proxy distribution βq + (1-β)ỹ (eqs. 6-7, 10); 0 would "
+            "make the proxy the target itself (SKEW KD and Self-Evolution KD then have loss "
+            "and gradient 0).",
+            0.5,
+            maximum=1,
+            exclusive_minimum=True,
+            symbol="β",
+        ),
+        HParam(
+            "gamma",
+            "gamma",
+            "Γ: hard-token threshold on d = KL(ỹ||q), the hard tokens being d > Γ (eq. 5).",
+            0.4,
+            symbol="Γ",
+        ),
+        HParam(
+            "top_k_percent",
+            "k",
+            "K for the top-K% selection ablation (§5.2.1, Fig. 2b): the ⌈K%·N⌉ tokens with the "
+            "largest d are hard.",
+            20,
+            maximum=100,
+            symbol="K%",
+        ),
         HParam(
             "jsd_beta",
             "jsd",
-            "β of GKD's generalized JSD: β·KL(p||m) + (1-β)·KL(q||m), m = β·p + (1-β)·q; "
-            "0 gives KL(p||q), 1 gives KL(q||p)",
+            "β of GKD's generalized JSD, β·KL(p||m) + (1-β)·KL(q||m) with m = β·p + (1-β)·q; 0 "
+            "is KL(p||q), 1 is KL(q||p) (TRL's GKD).",
+            0.5,
+            maximum=1,
+        ),
+        HParam(
+            "onpolicy_fraction",
+            "onp",
+            "The probability that an optimizer step trains on the student's own samples instead "
+            "of the gold references (GKD's λ).",
+            0.5,
+            use="mixture",
+            maximum=1,
         ),
         HParam(
             "num_beams",
             "beam",
-            "the teacher's beam size for its training sequences; all beams are kept",
+            "The teacher's beam size for its training outputs, all beams kept (Kim & Rush used "
+            "5); seq_kd trains on the best beam, seq_inter on the beam with the highest sentence "
+            "BLEU to the reference.",
+            5,
             use="teacher_generation",
             integer=True,
+            minimum=1,
         ),
         HParam(
             "teacher_temperature",
             "ttemp",
-            "the teacher's sampling temperature",
+            "Temperature of the teacher's sampled training sequences.",
+            1.0,
             use="teacher_generation",
+            exclusive_minimum=True,
         ),
         HParam(
             "teacher_top_k",
             "ttopk",
-            "the teacher's sampling top-k (0 = all tokens)",
+            "Top-k of the teacher's sampling (0 = the whole vocabulary).",
+            0,
             use="teacher_generation",
             integer=True,
         ),
         HParam(
             "teacher_top_p",
             "ttopp",
-            "the teacher's sampling top-p (1 = all tokens)",
+            "Top-p (nucleus) of the teacher's sampling (1 = the whole vocabulary).",
+            1.0,
             use="teacher_generation",
+            maximum=1,
+            exclusive_minimum=True,
         ),
         HParam(
             "student_temperature",
             "stemp",
-            "the student's on-policy sampling temperature",
+            "Temperature of the student's on-policy samples.",
+            1.0,
             use="student_sampling",
+            exclusive_minimum=True,
         ),
         HParam(
             "student_top_k",
             "stopk",
-            "the student's sampling top-k (0 = all tokens)",
+            "Top-k of the student's sampling (0 = the whole vocabulary).",
+            0,
             use="student_sampling",
             integer=True,
         ),
         HParam(
             "student_top_p",
             "stopp",
-            "the student's sampling top-p (1 = all tokens)",
+            "Top-p of the student's sampling (1 = the whole vocabulary).",
+            1.0,
             use="student_sampling",
-        ),
-        HParam(
-            "onpolicy_fraction",
-            "onp",
-            "the probability that an optimizer step trains on student samples (GKD's λ)",
-            use="mixture",
+            maximum=1,
+            exclusive_minimum=True,
         ),
     ]
 }
+
+
+def declare_hparam(hparam: HParam) -> HParam:
+    """Add `hparam` to the registry (e.g. in a test); an error if its name or tag is taken."""
+    if hparam.name in HPARAMS or hparam.tag in {h.tag for h in HPARAMS.values()}:
+        raise ValueError(f"hyper-parameter {hparam.name!r} (tag {hparam.tag!r}) is taken")
+    HPARAMS[hparam.name] = hparam
+    return hparam
+
+
+def undeclare_hparam(name: str) -> None:
+    """Remove hyper-parameter `name`; an error while a declared objective reads it."""
+    readers = HPARAMS[name].readers()
+    if readers:
+        raise ValueError(f"hyper-parameter {name!r} is read by {', '.join(readers)}")
+    del HPARAMS[name]
+
+
+def loss_hparams() -> tuple[str, ...]:
+    """The hyper-parameters the loss reads (keywords of `sekd.losses.distill_loss`, fields of
+    `sekd.chunked.Hyper`), in declaration order."""
+    return tuple(name for name, h in HPARAMS.items() if h.use == "loss")
+
+
+def param_symbols() -> dict[str, str]:
+    """{name: symbol} of the hyper-parameters a figure can sweep (`HParam.symbol`)."""
+    return {name: h.symbol for name, h in HPARAMS.items() if h.symbol}
+
 
 TEACHER_BEAM = ("num_beams",)
 TEACHER_SAMPLING = ("teacher_temperature", "teacher_top_k", "teacher_top_p")
@@ -367,17 +497,18 @@ def undeclare(name: str) -> None:
 
 
 @contextmanager
-def declared(*objectives: Objective) -> Iterator[tuple[Objective, ...]]:
-    """Declare `objectives` for the duration of a ``with`` block, then undeclare them."""
-    done: list[str] = []
+def declared(*declarations: Objective | HParam) -> Iterator[tuple[Objective | HParam, ...]]:
+    """Declare `declarations` (hyper-parameters first, then the objectives reading them) for
+    the duration of a ``with`` block, then undeclare them."""
+    done: list[Objective | HParam] = []
     try:
-        for objective in objectives:
-            declare(objective)
-            done.append(objective.name)
-        yield objectives
+        for item in declarations:
+            declare_hparam(item) if isinstance(item, HParam) else declare(item)
+            done.append(item)
+        yield declarations
     finally:
-        for name in reversed(done):
-            undeclare(name)
+        for item in reversed(done):
+            undeclare_hparam(item.name) if isinstance(item, HParam) else undeclare(item.name)
 
 
 def get_objective(name: str) -> Objective:

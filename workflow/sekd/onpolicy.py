@@ -31,7 +31,7 @@ IGNORE_INDEX = -100
 
 @dataclass(frozen=True)
 class OnPolicy:
-    """How a run samples its on-policy sequences (built by `sekd.train` from the run name, the
+    """How a run samples its on-policy sequences (built by `sekd.train` from the plan's values, the
     config's `sequences` and `training` sections and the tokenizer)."""
 
     sequences: str  # the objective's source: "student", "gold+student" or "teacher+student"

@@ -24,6 +24,9 @@ RESPONSE_NEWLINE = True
 #     example still teaches the model to stop; the prompt is never cut, as the source is the
 #     condition the target translates (cutting it would train on a target the prompt lacks).
 TRUNCATIONS = ("target_tail", "keep_eos")
+# The default, declared once: the first of TRUNCATIONS (the schema's enum and default of
+# training.truncation are generated from them by sekd.config.load_schema).
+DEFAULT_TRUNCATION = TRUNCATIONS[0]
 INSTRUCTION = "Translate the following sentences from {src} to {tgt}."
 IGNORE_INDEX = -100
 
@@ -68,7 +71,7 @@ def encode_example(
     prompt: str,
     target: str,
     max_length: int,
-    truncation: str = "target_tail",
+    truncation: str = DEFAULT_TRUNCATION,
 ) -> dict[str, Any] | None:
     """``input_ids``/``labels``/``attention_mask`` for prompt + target + EOS.
 

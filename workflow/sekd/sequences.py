@@ -6,20 +6,16 @@ generated once per teacher, generation setting and seed by the rule ``teacher_ou
 objective trains on them with that setting: seq_kd and seq_inter share ``beam5``; fd_kl, fd_js
 and fd_tvd share ``sample-t1-k0-p1``. The setting is also in the run names (``seq_kd-beam5``,
 ``fd_kl-ttemp1-ttopk0-ttopp1``), so changing it reruns only the runs (and the generation) that
-read it.
+read it. The segment is an identifier: the job's values come from the plan
+(`sekd.study.planned_generation`), never from the segment.
 """
 
 from __future__ import annotations
-
-import re
 
 from sekd.objectives import OBJECTIVES, TEACHER_BEAM, TEACHER_SAMPLING
 from sekd.variants import Variant, format_number
 
 GENERATION_PATTERN = r"beam[0-9]+|sample-t[0-9.]+-k[0-9]+-p[0-9.]+"
-_GENERATION = re.compile(
-    r"^(?:beam(?P<beams>[0-9]+)|sample-t(?P<t>[0-9.]+)-k(?P<k>[0-9]+)-p(?P<p>[0-9.]+))$"
-)
 
 
 def generation_name(setting: dict) -> str:
@@ -35,17 +31,12 @@ def generation_name(setting: dict) -> str:
     raise ValueError(f"not a teacher generation setting: {setting!r}")
 
 
-def parse_generation(name: str) -> dict:
-    """Inverse of `generation_name`: {"num_beams": K}, or {"temperature", "top_k", "top_p"}
-    (the keyword names of the generation job, without the ``teacher_`` prefix)."""
-    match = _GENERATION.match(name)
-    if not match:
-        raise ValueError(
-            f"teacher generation {name!r}: expected 'beam<K>' or 'sample-t<τ>-k<k>-p<p>'"
-        )
-    if match["beams"] is not None:
-        return {"num_beams": int(match["beams"])}
-    return {"temperature": float(match["t"]), "top_k": int(match["k"]), "top_p": float(match["p"])}
+def generation_job(setting: dict) -> dict:
+    """The teacher_outputs job's generation keywords of a setting (`Variant.teacher_generation`,
+    from the plan: `sekd.study.planned_generation`): {"num_beams": K}, or {"temperature",
+    "top_k", "top_p"} (the hyper-parameters' names without the ``teacher_`` prefix)."""
+    generation_name(setting)  # a ValueError for what is not a generation setting
+    return {key.removeprefix("teacher_"): value for key, value in setting.items()}
 
 
 def teacher_outputs_dir(teacher: str, variant: Variant, seed: int | str) -> str | None:

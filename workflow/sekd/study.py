@@ -14,17 +14,16 @@ from typing import Any
 
 import yaml
 
-from sekd.objectives import FDISTILL, OBJECTIVES, RUN_OPTIONS
+from sekd.objectives import FDISTILL, OBJECTIVES, RUN_OPTIONS, param_symbols
 from sekd.runs import teacher_segment
+from sekd.sequences import generation_job, generation_name
 from sekd.tables import direction_label
-from sekd.variants import make_variant
+from sekd.variants import Variant, make_variant
 
 PAPER_PATH = Path(__file__).resolve().parents[2] / "config" / "paper.yaml"
 # Keys of `tables` that are settings shared by every table, not tables.
 TABLE_SETTINGS = ("baseline", "bootstrap_samples", "bootstrap_seed")
 OUTPUT_EXTENSIONS = {"table": ["csv", "md", "tex"], "figure": ["png", "pdf", "csv"]}
-# How a curve figure names a swept hyper-parameter in its legend.
-PARAM_SYMBOLS = {"gamma": "Γ", "beta": "β", "lam": "λ", "top_k_percent": "K%"}
 
 
 def load_paper(path: str | Path = PAPER_PATH) -> dict:
@@ -91,11 +90,79 @@ def kd_run(
     """The run path of a KD variant with the config's `kd` hyper-parameters and `overrides`, and
     its run options from the config or `options`; its teacher is read from a store per `store`
     (default: the config's `teacher_store`)."""
-    chosen = run_options(config, objective, **(options or {}))
-    variant = make_variant(objective, config["kd"], chosen, **overrides)
+    variant = kd_variant(config, objective, options, **overrides)
     teacher = teacher or default_teacher(config)
     segment = teacher_segment(teacher, objective, store or config["teacher_store"])
     return f"kd/{segment}/{variant.name}"
+
+
+_PLANNED: dict[str, Variant] = {}
+"""Every KD variant a plan has named, by run name. A run name is injective (`Variant.name`), so
+one name is one variant whatever config named it: this is a cache, never a second source."""
+
+
+def kd_variant(
+    config: dict, objective: str, options: dict | None = None, **overrides: Any
+) -> Variant:
+    """The KD variant of `objective` with the config's `kd` hyper-parameters and `overrides` and
+    its run options from the config or `options`: the values its job trains with
+    (`planned_variant`)."""
+    chosen = run_options(config, objective, **(options or {}))
+    variant = make_variant(objective, config["kd"], chosen, **overrides)
+    _PLANNED.setdefault(variant.name, variant)
+    return variant
+
+
+def planned_variant(config: dict, name: str) -> Variant:
+    """The variant the plan names `name`: the values a KD job trains with (rule kd's `run`
+    param). Looked up among the plan's runs (its tables, figures, sensitivity alternatives,
+    store fidelity runs and the f-DISTILL word_kd start), never read from the name; a ValueError
+    for a name the plan does not make."""
+    if name not in _PLANNED:
+        _plan_every_run(config)
+    if name not in _PLANNED:
+        raise ValueError(
+            f"KD run {name!r} is not a run of this config's plan (its tables, figures, "
+            "sensitivity alternatives or teacher store fidelity): declare it there to train it"
+        )
+    return _PLANNED[name]
+
+
+def planned_generation(config: dict, name: str) -> dict:
+    """The teacher_outputs job's generation keywords of path segment `name` (``beam5``,
+    ``sample-t1-k0-p1``): those of the plan's runs that train on it (`generation_job` of their
+    `Variant.teacher_generation`), never read from the segment; a ValueError when no run of the
+    plan trains on it."""
+    for attempt in range(2):
+        for variant in list(_PLANNED.values()):
+            if OBJECTIVES[variant.objective].teacher_sequences:
+                setting = variant.teacher_generation
+                if generation_name(setting) == name:
+                    return generation_job(setting)
+        if attempt == 0:
+            _plan_every_run(config)
+    raise ValueError(
+        f"teacher generation {name!r}: no KD run of this config's plan trains on it (its tables, "
+        "figures, sensitivity alternatives or teacher store fidelity)"
+    )
+
+
+def kd_values(config: dict, name: str) -> dict:
+    """Rule kd's `run` param of run `name`: its plan's objective, hyper-parameter values and run
+    options as plain values (`Variant.values`; scripts/kd.py rebuilds the Variant)."""
+    return planned_variant(config, name).values()
+
+
+def _plan_every_run(config: dict) -> None:
+    """Name every KD run of the plan (each call of `kd_variant` records its variant)."""
+    for table in table_names(config):
+        table_rows(config, table)
+    for fig in figure_names(config):
+        figure_spec(config, fig)
+    if config["sensitivity"]["alternatives"]:
+        sensitivity_spec(config)
+    for objective in [*config["teacher_store"]["fidelity"]["objectives"], "word_kd"]:
+        kd_variant(config, objective)
 
 
 # Tables
@@ -315,7 +382,7 @@ def _swept_runs(config: dict, fig: str) -> list[tuple[str, str]]:
     out): the runs a curve figure follows over training."""
     f = config["figures"][fig]
     param = f["sweep"]["param"]
-    symbol = PARAM_SYMBOLS.get(param, param)
+    symbol = param_symbols().get(param, param)  # HParam.symbol
     seen: dict[str, str] = {}
     for point in figure_spec(config, fig)["points"]:
         if point["reference"]:

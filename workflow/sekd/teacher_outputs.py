@@ -41,7 +41,7 @@ from transformers import GenerationConfig
 
 from sekd import atomic, batches, decode, models, sampling
 from sekd import tokenizer as tokenizers
-from sekd.prompts import IGNORE_INDEX
+from sekd.prompts import DEFAULT_TRUNCATION, IGNORE_INDEX
 from sekd.teacher_store import fingerprint
 
 log = logging.getLogger("sekd.teacher_outputs")
@@ -65,7 +65,7 @@ class GenerationJob:
     train_files: list[str]
     out_dir: str
     languages: dict[str, str]
-    generation: dict  # sekd.sequences.parse_generation: {"num_beams"} or {"temperature", ...}
+    generation: dict  # sekd.sequences.generation_job: {"num_beams"} or {"temperature", ...}
     max_length: int  # training.max_length: the prompts are encoded as training encodes them
     max_new_tokens: int  # sequences.max_new_tokens
     seed: int  # of the samples (row_seed(seed, example index)); beam search reads none
@@ -78,7 +78,7 @@ class GenerationJob:
     teacher_key: str = "the teacher"  # its config key, for errors (models.<name>)
     # the open choices of the prompts' encoding (prompt.response_newline, training.truncation)
     response_newline: bool = True
-    truncation: str = "target_tail"
+    truncation: str = DEFAULT_TRUNCATION
 
 
 # --- generation ---------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def check_job(job: GenerationJob) -> None:
     if keys not in (BEAM_KEYS, SAMPLING_KEYS):
         raise ValueError(
             f"teacher generation {job.generation!r}: expected {sorted(BEAM_KEYS)} (beam search) "
-            f"or {sorted(SAMPLING_KEYS)} (sampling); see sekd.sequences.parse_generation"
+            f"or {sorted(SAMPLING_KEYS)} (sampling); see sekd.sequences.generation_job"
         )
     if keys == BEAM_KEYS and int(job.generation["num_beams"]) < 1:
         raise ValueError(f"teacher generation: num_beams must be >= 1, got {job.generation}")
@@ -477,7 +477,7 @@ def load_examples(
     eos_token_id: int,
     max_length: int,
     stats: dict | None = None,
-    truncation: str = "target_tail",
+    truncation: str = DEFAULT_TRUNCATION,
 ) -> list[dict]:
     """Training examples on the teacher's outputs: one per gold example (same order, same
     prompt), its target the `pick`ed hypothesis (`pick_hypothesis`) with its EOS when it has

@@ -53,6 +53,7 @@ from transformers import AutoConfig
 from sekd import atomic, models
 from sekd import tokenizer as tokenizers
 from sekd.batches import PadCollator, encode_files
+from sekd.prompts import DEFAULT_TRUNCATION
 
 log = logging.getLogger("sekd.teacher_store")
 
@@ -163,7 +164,7 @@ class StoreJob:
     # the examples' encoding, as the student's training encodes them (prompt.response_newline,
     # training.truncation; sekd.prompts)
     response_newline: bool = True
-    truncation: str = "target_tail"
+    truncation: str = DEFAULT_TRUNCATION
 
 
 def _open_array(path: Path, dtype: str, shape: tuple[int, ...]) -> np.memmap:

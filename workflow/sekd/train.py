@@ -59,10 +59,11 @@ from sekd.checkpoints import (
 from sekd.distributed import PreemptedError
 from sekd.objectives import OBJECTIVES, Objective, get_objective
 from sekd.onpolicy import OnPolicy
+from sekd.prompts import DEFAULT_TRUNCATION
 from sekd.runs import RUNTIME_KEYS, from_resources, serves
 from sekd.teacher_store import TeacherStore
 from sekd.trainer import DistillTrainer
-from sekd.variants import Variant, parse_variant
+from sekd.variants import Variant
 
 log = logging.getLogger("sekd.train")
 
@@ -73,7 +74,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]  # config paths are relative to
 class TrainJob:
     """Everything one training run reads; built by the rule from its own slice of the config."""
 
-    variant: str  # "sft" or a KD run name (sekd.variants)
+    variant: str  # "sft" or a KD run name (sekd.variants): the run's identity, in logs
     base_model: str  # a local directory or hub id
     tokenizer_dir: str
     train_files: list[str]
@@ -107,6 +108,13 @@ class TrainJob:
     # training.sft_selection: valid_bleu's decoding and scoring (tokenize, max_new_tokens,
     # batch_size; sekd.selection); None for every other run
     valid_bleu: dict | None = None
+    # a KD run's objective, hyper-parameter values and run options, from the plan (rule kd's `run`
+    # param, sekd.study.planned_variant); None for SFT. Its name is `variant`.
+    plan: Variant | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.plan, dict):  # read back from job.json (sekd.distributed.launch)
+            self.plan = Variant.from_values(self.plan)
 
 
 def rule_job(job_slice: dict, resources, **fields) -> TrainJob:
@@ -171,7 +179,7 @@ def _run(job: TrainJob) -> dict:
 def _train(job: TrainJob) -> dict:
     """One rank's training (the only rank when not launched by torchrun)."""
     models.configure_torch_threads(job.threads)
-    variant = Variant("sft") if job.variant == "sft" else parse_variant(job.variant)
+    variant = _variant(job)
     t = job.training
     chosen = selection.sft_selection(t) if variant.objective == "sft" else "last"
     select_best = chosen != "last" and bool(job.valid_files)
@@ -238,7 +246,7 @@ def _formatting(job: TrainJob) -> dict:
     training.truncation (sekd.prompts; absent from the job: the defaults)."""
     return {
         "response_newline": job.response_newline,
-        "truncation": job.training.get("truncation", "target_tail"),
+        "truncation": job.training.get("truncation", DEFAULT_TRUNCATION),
     }
 
 
@@ -253,7 +261,7 @@ def _teacher_source(job: TrainJob) -> dict:
 
 def _onpolicy(job: TrainJob, variant: Variant, tok) -> OnPolicy | None:
     """The student's sampling settings of an on-policy run (sekd.onpolicy; None for the
-    others): the run name's student_* hyper-parameters and onpolicy_fraction, the config's
+    others): the plan's student_* hyper-parameters and onpolicy_fraction, the config's
     sequences.max_new_tokens and training.max_length, the tokenizer's EOS and padding."""
     if not variant.student_sampling:
         return None
@@ -412,9 +420,18 @@ def _datasets(job: TrainJob, tok, select_best: bool) -> tuple[list[dict], list[d
     return train_set, encode_files(job.valid_files, tok, job.languages, max_length, **formatting)
 
 
+def _variant(job: TrainJob) -> Variant:
+    """The job's run: its plan (KD), or SFT; a ValueError when the plan is not the run the job
+    names (`TrainJob.variant`, compared as an identifier)."""
+    variant = Variant("sft") if job.plan is None else job.plan
+    if variant.name != job.variant:
+        raise ValueError(f"{job.variant}: the job's plan is the run {variant.name!r}")
+    return variant
+
+
 def _objective(job: TrainJob) -> Objective:
-    """The declaration of the job's objective (sft for "sft")."""
-    return get_objective("sft" if job.variant == "sft" else parse_variant(job.variant).objective)
+    """The declaration of the job's objective (sft for SFT)."""
+    return get_objective(_variant(job).objective)
 
 
 def _check_eval_steps(training: dict, examples: int) -> None:

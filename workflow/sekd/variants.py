@@ -1,22 +1,22 @@
 """Run names for KD variants: the objective plus only the hyper-parameters it reads.
 
-A name like ``sekd-lam0.5-beta0.5-gamma0.4`` is both the output directory of the run and the
-wildcard Snakemake parses back, so changing Γ creates new paths (new jobs) for the runs that read Γ
-and leaves every other run untouched. A progressive β (Fig. 3) is written ``beta0.5to0``.
+A name like ``sekd-lam0.5-beta0.5-gamma0.4`` is an identifier computed from the run's values in one
+place (`Variant.name`): the output directory of the run and the wildcard Snakemake matches. It is
+never read back for a value: the plan (`sekd.study.planned_variant`) hands each KD job its
+`Variant`, values included. The name is injective (lossless numbers, every value the objective
+reads, the run options off their defaults), so changing Γ creates new paths (new jobs) for the runs
+that read Γ and leaves every other run untouched. A progressive β (Fig. 3) is written
+``beta0.5to0``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sekd.objectives import HPARAMS, OBJECTIVES, RUN_OPTIONS
 
-_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
-_PART = re.compile(rf"^(?P<tag>[a-z]+?)(?P<a>{_NUMBER})(?:to(?P<b>{_NUMBER}))?$")
-_OPTION = re.compile(r"^(?P<name>[a-z][a-z_]*)\.(?P<value>[a-z][a-z_]*)$")
 # Wildcard constraint for Snakemake: objective, then -tag<value> parts, then -option.value parts.
 NAME_PATTERN = r"[a-z_]+(?:-[a-z]+[0-9.]+(?:to[0-9.]+)?)*(?:-[a-z][a-z_]*\.[a-z][a-z_]*)*"
 # The run options the loss reads: option -> (`sekd.losses.distill_loss` keyword, {option value:
@@ -31,9 +31,8 @@ def format_number(x: float) -> str:
     """The shortest text that reads back as exactly `x`, without an exponent (run names join
     their parts with '-'): 0.5 -> '0.5', 1.0 -> '1', 20 -> '20', 1e-07 -> '0.0000001'.
 
-    Lossless, so that training, which reads its hyper-parameters back from the run name, gets the
-    config's value and two different values never share a run (a rounded name made Γ = 1e-7
-    train with Γ = 0)."""
+    Lossless, so that two different values never share a run (a rounded name once made Γ = 1e-7
+    and Γ = 0 one run)."""
     if x < 0 or not math.isfinite(x):
         raise ValueError(f"hyper-parameter values are finite and non-negative, got {x}")
     text = format(Decimal(repr(float(x))), "f")
@@ -66,6 +65,22 @@ class Variant:
     def option(self, name: str) -> str:
         """The value of run option `name` for this run (its default when not set)."""
         return self.options.get(name, RUN_OPTIONS[name].default)
+
+    def values(self) -> dict:
+        """The run as plain values (a rule param, a JSON field); `from_values` inverts it."""
+        return {
+            "objective": self.objective,
+            "hparams": dict(self.hparams),
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_values(cls, values: dict) -> Variant:
+        """The Variant of `values` (`Variant.values`, or its JSON: a β schedule as a list)."""
+        hparams = {
+            k: tuple(v) if isinstance(v, (tuple, list)) else v for k, v in values["hparams"].items()
+        }
+        return cls(values["objective"], hparams, dict(values["options"]))
 
     @property
     def label(self) -> str:
@@ -141,7 +156,7 @@ def make_variant(
             hparams[key] = tuple(float(v) for v in value)
         else:
             hparams[key] = float(value)
-        _check_integer(key, hparams[key], f"kd.{key}")
+        _check_integer(key, hparams[key])
     scheduled = isinstance(hparams.get("beta"), tuple)
     return Variant(objective, hparams, _options(objective, scheduled, options or {}))
 
@@ -160,41 +175,7 @@ def _options(objective: str, scheduled: bool, options: dict) -> dict:
     return out
 
 
-def _check_integer(key: str, value, where: str) -> None:
+def _check_integer(key: str, value: float | tuple) -> None:
     """ValueError if hyper-parameter `key` is a whole number (HParam.integer) and `value` not."""
     if HPARAMS[key].integer and (isinstance(value, tuple) or value != int(value)):
-        raise ValueError(f"{where}: {key} must be a whole number, got {value!r}")
-
-
-def parse_variant(name: str) -> Variant:
-    """Inverse of `Variant.name`; rejects names that are not canonical."""
-    objective, *parts = name.split("-")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"run name {name!r}: unknown objective {objective!r}")
-    hparam_of_tag = {h.tag: h.name for h in HPARAMS.values()}
-    hparams: dict = {}
-    options: dict = {}
-    for part in parts:
-        option = _OPTION.match(part)
-        if option:
-            options[option["name"]] = option["value"]
-            continue
-        match = _PART.match(part)
-        if not match or match["tag"] not in hparam_of_tag:
-            raise ValueError(f"run name {name!r}: cannot parse {part!r}")
-        key = hparam_of_tag[match["tag"]]
-        a = float(match["a"])
-        hparams[key] = (a, float(match["b"])) if match["b"] is not None else a
-        _check_integer(key, hparams[key], f"run name {name!r}")
-    if set(hparams) != set(OBJECTIVES[objective].hparams):
-        raise ValueError(
-            f"run name {name!r}: objective {objective!r} takes {OBJECTIVES[objective].hparams}"
-        )
-    scheduled = isinstance(hparams.get("beta"), tuple)
-    try:
-        variant = Variant(objective, hparams, _options(objective, scheduled, options))
-    except ValueError as error:
-        raise ValueError(f"run name {name!r}: {error}") from None
-    if variant.name != name:
-        raise ValueError(f"run name {name!r} is not canonical; use {variant.name!r}")
-    return variant
+        raise ValueError(f"kd.{key}: {key} must be a whole number, got {value!r}")
