@@ -7,13 +7,6 @@ from pathlib import Path
 
 SEKD = Path(__file__).resolve().parent.parent / "workflow" / "sekd"
 MAX_LINES = 60
-# (module, qualified name) of the functions still longer: the hyper-parameter work of the issue
-# "Values travel as values" shortens them and removes them from this list.
-EXEMPT = {
-    ("losses.py", "distill_loss"),
-    ("chunked.py", "chunked_distill"),
-    ("chunked.py", "chunked_distill.compute"),
-}
 
 
 def _lengths(path: Path) -> dict[str, int]:
@@ -46,12 +39,6 @@ def test_no_function_in_sekd_is_longer_than_60_lines():
         f"{path.name}:{name} ({n} lines)"
         for path in sorted(SEKD.glob("*.py"))
         for name, n in _lengths(path).items()
-        if n > MAX_LINES and (path.name, name) not in EXEMPT
+        if n > MAX_LINES
     }
     assert long == set(), f"split these into helpers of a dozen lines or so: {sorted(long)}"
-
-
-def test_every_exemption_is_still_needed():
-    """An exemption goes once its function is gone or short enough."""
-    lengths = {(p.name, name): n for p in SEKD.glob("*.py") for name, n in _lengths(p).items()}
-    assert {e for e in EXEMPT if lengths.get(e, 0) <= MAX_LINES} == set()
