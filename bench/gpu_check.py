@@ -53,7 +53,7 @@ from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 from sekd import data, decode, models, prompts, train  # noqa: E402
 from sekd import tokenizer as tokenizers  # noqa: E402
 from sekd.losses import distill_loss  # noqa: E402
-from sekd.variants import make_variant  # noqa: E402
+from sekd.variants import Variant, make_variant  # noqa: E402
 
 MIB = 1 << 20
 LANGUAGES = {"de": "German", "en": "English"}
@@ -196,7 +196,10 @@ def _peaks(folder: Path) -> dict:
     }
 
 
-def _train_once(ctx: Context, variant: str, teacher: Path | None) -> dict:
+def _train_once(ctx: Context, run: Variant | None, teacher: Path | None) -> dict:
+    """One training run: SFT (`run` None) or the KD run `run` (its values, as the plan gives
+    them) from `teacher`."""
+    variant = run.name if run else "sft"
     student, _, _ = ctx.models()
     sizes, gpu = ctx.sizes, ctx.device.type == "cuda"
     t = sizes["training"]
@@ -220,6 +223,7 @@ def _train_once(ctx: Context, variant: str, teacher: Path | None) -> dict:
     }
     job = train.TrainJob(
         variant=variant,
+        plan=run,
         base_model=str(student),
         tokenizer_dir=str(ctx.work / "tokenizer"),
         train_files=[str(_first_examples(ctx, t["steps"] * t["per_device_batch_size"]))],
@@ -284,9 +288,9 @@ def part_train(ctx: Context) -> dict:
     """SFT, then forward_kd and sekd from the teacher, each guarded on its own."""
     _, teacher, _ = ctx.models()
     runs = {
-        "sft": ("sft", None),
-        "forward_kd": (make_variant("forward_kd", KD).name, teacher),
-        "sekd": (make_variant("sekd", KD).name, teacher),
+        "sft": (None, None),
+        "forward_kd": (make_variant("forward_kd", KD), teacher),
+        "sekd": (make_variant("sekd", KD), teacher),
     }
     result: dict = {
         "student_parameters": ctx.parameters["student"],

@@ -29,7 +29,7 @@ from pathlib import Path
 from store_bench import kd_job, kd_setup, records, steps
 
 from sekd import train
-from sekd.variants import make_variant
+from sekd.variants import Variant, make_variant
 
 STUDENT_SAMPLING = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
 
@@ -51,11 +51,11 @@ def main() -> None:
         root = Path(tmp)
         tok, sizes, training = kd_setup(root, recs, args.batch_size, args.scale)
         variants = {
-            "offpolicy": make_variant("forward_kd", {"lam": 0.5}).name,
-            "onpolicy": make_variant("fd_rkl", STUDENT_SAMPLING).name,
+            "offpolicy": make_variant("forward_kd", {"lam": 0.5}),
+            "onpolicy": make_variant("fd_rkl", STUDENT_SAMPLING),
         }
 
-        def job(name: str, variant: str) -> train.TrainJob:
+        def job(name: str, variant: Variant) -> train.TrainJob:
             return kd_job(
                 root,
                 name,

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "workflow"))
 from sekd import data, models, prompts, train  # noqa: E402
 from sekd import teacher_store as ts  # noqa: E402
 from sekd import tokenizer as tokenizers  # noqa: E402
-from sekd.variants import make_variant  # noqa: E402
+from sekd.variants import Variant, make_variant  # noqa: E402
 
 LANGUAGES = {"en": "English", "de": "German"}
 # Llama-1 7B and 13B (hidden, MLP, layers, heads; V = 32000), to be divided by --scale
@@ -119,10 +119,12 @@ def kd_setup(root: Path, recs: list[dict], batch_size: int, scale: int) -> tuple
     return tok, sizes, training
 
 
-def kd_job(root: Path, name: str, variant: str, training: dict, threads: int, **fields):
-    """A KD TrainJob of the benchmark set up by `kd_setup` in `root`, its output in root/name."""
+def kd_job(root: Path, name: str, run: Variant, training: dict, threads: int, **fields):
+    """A KD TrainJob of the benchmark set up by `kd_setup` in `root`, its output in root/name:
+    the run `run` (its values, as the plan gives them)."""
     return train.TrainJob(
-        variant=variant,
+        variant=run.name,
+        plan=run,
         base_model=str(root / "student"),
         tokenizer_dir=str(root / "student"),
         train_files=[str(root / "train.jsonl")],
@@ -152,7 +154,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tok, sizes, training = kd_setup(root, recs, args.batch_size, args.scale)
-        variant = make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": 0.4}).name
+        variant = make_variant("sekd", {"lam": 0.5, "beta": 0.5, "gamma": 0.4})
 
         def job(name: str, **teacher) -> train.TrainJob:
             return kd_job(root, name, variant, training, args.threads, **teacher)

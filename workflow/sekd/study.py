@@ -8,6 +8,7 @@ runs with one hyper-parameter swept (`sweep`) and the others from `kd` or the li
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,11 @@ def kd_run(
     return f"kd/{segment}/{variant.name}"
 
 
-_PLANNED: dict[str, Variant] = {}
-"""Every KD variant a plan has named, by run name. A run name is injective (`Variant.name`), so
-one name is one variant whatever config named it: this is a cache, never a second source."""
+_COLLECTING: list[dict[str, Variant]] = []
+"""While `_planned_runs` names a config's runs: the variants `kd_variant` makes, by run name."""
+_PLANS: dict[str, dict[str, Variant]] = {}
+"""Every KD run of a config's plan, by run name, per config (its canonical JSON): a cache of
+what `_plan_every_run` names, never a second source, and never shared between configs."""
 
 
 def kd_variant(
@@ -109,8 +112,21 @@ def kd_variant(
     (`planned_variant`)."""
     chosen = run_options(config, objective, **(options or {}))
     variant = make_variant(objective, config["kd"], chosen, **overrides)
-    _PLANNED.setdefault(variant.name, variant)
+    if _COLLECTING:
+        _COLLECTING[-1].setdefault(variant.name, variant)
     return variant
+
+
+def _planned_runs(config: dict) -> dict[str, Variant]:
+    """{run name: Variant} of every KD run of `config`'s plan (computed once per config)."""
+    key = json.dumps(config, sort_keys=True, default=str)
+    if key not in _PLANS:
+        _COLLECTING.append({})
+        try:
+            _plan_every_run(config)
+        finally:
+            _PLANS[key] = _COLLECTING.pop()
+    return _PLANS[key]
 
 
 def planned_variant(config: dict, name: str) -> Variant:
@@ -118,14 +134,13 @@ def planned_variant(config: dict, name: str) -> Variant:
     param). Looked up among the plan's runs (its tables, figures, sensitivity alternatives,
     store fidelity runs and the f-DISTILL word_kd start), never read from the name; a ValueError
     for a name the plan does not make."""
-    if name not in _PLANNED:
-        _plan_every_run(config)
-    if name not in _PLANNED:
+    runs = _planned_runs(config)
+    if name not in runs:
         raise ValueError(
             f"KD run {name!r} is not a run of this config's plan (its tables, figures, "
             "sensitivity alternatives or teacher store fidelity): declare it there to train it"
         )
-    return _PLANNED[name]
+    return runs[name]
 
 
 def planned_generation(config: dict, name: str) -> dict:
@@ -133,14 +148,11 @@ def planned_generation(config: dict, name: str) -> dict:
     ``sample-t1-k0-p1``): those of the plan's runs that train on it (`generation_job` of their
     `Variant.teacher_generation`), never read from the segment; a ValueError when no run of the
     plan trains on it."""
-    for attempt in range(2):
-        for variant in list(_PLANNED.values()):
-            if OBJECTIVES[variant.objective].teacher_sequences:
-                setting = variant.teacher_generation
-                if generation_name(setting) == name:
-                    return generation_job(setting)
-        if attempt == 0:
-            _plan_every_run(config)
+    for variant in _planned_runs(config).values():
+        if OBJECTIVES[variant.objective].teacher_sequences:
+            setting = variant.teacher_generation
+            if generation_name(setting) == name:
+                return generation_job(setting)
     raise ValueError(
         f"teacher generation {name!r}: no KD run of this config's plan trains on it (its tables, "
         "figures, sensitivity alternatives or teacher store fidelity)"
