@@ -255,7 +255,7 @@ print("PROBE" + json.dumps({{
     "sft": sft_job("teacher"),
     "kd": drop_runtime_keys(training_slice("student")),
     "store": store_slice("teacher", "full"),
-    "outputs": outputs_slice("teacher", "beam3"),
+    "outputs": outputs_slice("teacher", "beam5"),  # a generation the plan makes (seq_kd)
     "decode": decode_options(),
     "tokenizer": tokenizer_training(),
 }}))
