@@ -95,7 +95,7 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "rounds": args.rounds,
                 "max_new_tokens": args.max_new_tokens,
-                "variants": variants,
+                "variants": {mode: run.name for mode, run in variants.items()},
                 "step_seconds": {m: round(v, 4) for m, v in med.items()},
                 "step_cpu_seconds": {m: round(v, 4) for m, v in med_cpu.items()},
                 "step_time_onpolicy_vs_offpolicy": round(med["onpolicy"] / med["offpolicy"], 3),
