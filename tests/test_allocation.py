@@ -6,7 +6,6 @@ sbatch lines the SLURM plugin writes for them (tools/sbatch_lines.py)."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -14,14 +13,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yte
+from test_slurm import paper_profile  # profiles/slurm as Snakemake renders it
 
 from sekd import allocation, sizing
 from sekd.config import load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-PROFILE = ROOT / "profiles" / "slurm" / "config.v8+.yaml"
 # The paper's study with every model-loading rule in it: the sparse store and its fidelity
 # report add teacher_store and store_fidelity_loss to Tables 1-3, the figures and COMET.
 STORE = "teacher_store={mode: sparse, fidelity: {objectives: [sekd]}}"
@@ -30,16 +28,6 @@ PAPER = ["all", "--config", STORE]
 _spec = importlib.util.spec_from_file_location("sbatch_lines", ROOT / "tools" / "sbatch_lines.py")
 sbatch_lines = sys.modules["sbatch_lines"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sbatch_lines)
-
-
-def rendered_profile() -> dict:
-    """profiles/slurm as Snakemake renders it (YTE), without partition/account variables."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("SEKD_SLURM_")}
-    try:
-        with open(PROFILE) as f:
-            return yte.process_yaml(f, require_use_yte=True)
-    finally:
-        os.environ.update(saved)
 
 
 def paper_config(**overrides) -> dict:
@@ -63,7 +51,7 @@ CLUSTER = allocation.Cluster(gpu_mem_gb=80, gpus_per_node=8, gpu_tflops=312)
 
 
 def test_the_profile_describes_the_cluster_and_sizes_no_model_rule_by_hand():
-    profile = rendered_profile()
+    profile = paper_profile()
     cluster = allocation.Cluster.from_resources(profile["default-resources"])
     assert cluster.gpu_mem_gb == 80 and cluster.gpus_per_node == 8 and cluster.node_mem_gb
     assert profile["software-deployment-method"] == "conda"
@@ -86,7 +74,7 @@ def _all_rules_text() -> str:
 
 def test_every_job_that_loads_a_model_is_sized_from_the_plan(paper_jobs):
     config = paper_config(teacher_store={"mode": "sparse", "fidelity": {"objectives": ["sekd"]}})
-    cluster = allocation.Cluster.from_resources(rendered_profile()["default-resources"])
+    cluster = allocation.Cluster.from_resources(paper_profile()["default-resources"])
     seen = set()
     for job in paper_jobs:
         r = job.resources
