@@ -54,7 +54,7 @@ driver: $(DRIVER_STAMP)  ## .venv-driver alone: what a cluster's login node need
 
 # Re-resolve every lock from its .in (needs PyPI and uv) and rewrite workflow/envs/*.yaml from them.
 locks: $(STAMP)
-	PYTHONPATH=workflow $(VENV)/bin/python -m sekd.locks compile --uv $(UV)
+	$(VENV)/bin/python tools/locks.py compile --uv $(UV)
 
 mini: $(STAMP)  ## the miniature study's results/table1.csv
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) results/table1.csv --configfile config/mini.yaml
@@ -130,4 +130,4 @@ container: $(STAMP)  ## Dockerfile from the env files (snakemake --containerize,
 	mv Dockerfile.tmp Dockerfile
 
 config-docs: $(STAMP)  ## config/README.md from the config schema (tests/test_config_docs.py checks it)
-	PYTHONPATH=workflow $(VENV)/bin/python -m sekd.config_docs > config/README.md
+	PYTHONPATH=workflow $(VENV)/bin/python tools/config_docs.py > config/README.md

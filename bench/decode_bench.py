@@ -1,5 +1,6 @@
-"""Decoding throughput: batched, length-sorted greedy decoding (sekd.decode.translate) against
-one sentence at a time (the same function with batch_size 1), same model and sentences, one run.
+"""Decoding throughput: batched, length-sorted greedy decoding (sekd.evaluate.decode.translate)
+against one sentence at a time (the same function with batch_size 1), same model and sentences, one
+run.
 
     .venv/bin/python bench/decode_bench.py [--sentences 128] [--batch-size 16]
         [--max-new-tokens 48] [--threads 1] [--size student]
@@ -28,8 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from sekd import data, decode, models, prompts  # noqa: E402
-from sekd import tokenizer as tokenizers  # noqa: E402
+from sekd import models  # noqa: E402
+from sekd.data import alma as data  # noqa: E402
+from sekd.data import prompts  # noqa: E402
+from sekd.data import tokenizer as tokenizers  # noqa: E402
+from sekd.evaluate import decode  # noqa: E402
 
 LANGUAGES = {"en": "English", "de": "German"}
 SIZES = {  # config/mini.yaml models.*.init

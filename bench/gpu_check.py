@@ -9,17 +9,18 @@ Parts, each guarded (a failing part records its error and the others still run),
 loss, decode, vllm, train:
 * train: a bf16 ZeRO-3 SFT run of a ~1.1B Llama-architecture student, then KD runs (forward_kd,
   sekd) from a ~2.1B teacher, both built from config with seeded random weights, each through
-  `sekd.train.run` with config/deepspeed/zero3_bf16.json on one GPU (torchrun, NCCL): step times
+  `sekd.train.job.run` with config/deepspeed/zero3_bf16.json on one GPU (torchrun, NCCL): step times
   (the Trainer's StepTimer) and each rank's peak GPU memory (bench/gpu_probe). Dry: tiny models,
   fp32, config/deepspeed/zero3_fp32_cpu.json, gloo.
-* loss: forward + backward of `sekd.losses.distill_loss` (chunked, the default) for forward_kd and
-  sekd against F.cross_entropy on the same logits (upcast to fp32, as transformers' causal-LM
+* loss: forward + backward of `sekd.train.losses.distill_loss` (chunked, the default) for forward_kd
+  and sekd against F.cross_entropy on the same logits (upcast to fp32, as transformers' causal-LM
   loss does), at V = 32000 and 128256 (bf16 on the GPU):
   median time and peak memory above the inputs, and the time of issue 12's bandwidth floor,
   14·V bytes of logits traffic per token, at the device-to-device copy bandwidth measured here.
-* decode: batched greedy decoding with `sekd.decode.translate` of the trained-size student (bf16):
-  generated tokens per second.
-* vllm: the same through `sekd.decode.translate_vllm` when vLLM imports, else skipped with a note.
+* decode: batched greedy decoding with `sekd.evaluate.decode.translate` of the trained-size student
+  (bf16): generated tokens per second.
+* vllm: the same through `sekd.evaluate.decode.translate_vllm` when vLLM imports, else skipped with
+  a note.
 
 The summary, $OUT/gpu_check.json (default ./gpu_check_out), is written after every part with
 "complete": false, and with "complete": true once all parts ran.
@@ -50,10 +51,14 @@ import torch.nn.functional as F  # noqa: E402, N812
 import transformers  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-from sekd import data, decode, models, prompts, train  # noqa: E402
-from sekd import tokenizer as tokenizers  # noqa: E402
-from sekd.losses import distill_loss  # noqa: E402
-from sekd.variants import Variant, make_variant  # noqa: E402
+from sekd import models  # noqa: E402
+from sekd.data import alma as data  # noqa: E402
+from sekd.data import prompts  # noqa: E402
+from sekd.data import tokenizer as tokenizers  # noqa: E402
+from sekd.evaluate import decode  # noqa: E402
+from sekd.plan.variants import Variant, make_variant  # noqa: E402
+from sekd.train import job as train  # noqa: E402
+from sekd.train.losses import distill_loss  # noqa: E402
 
 MIB = 1 << 20
 LANGUAGES = {"de": "German", "en": "English"}

@@ -1,4 +1,4 @@
-"""Loss benchmark, forward + backward: F.cross_entropy vs sekd.losses.distill_loss, reference
+"""Loss benchmark, forward + backward: F.cross_entropy vs sekd.train.losses.distill_loss, reference
 (naive autograd, chunk_size=None) and chunked (the default), for every objective.
 
     .venv/bin/python bench/loss_bench.py [--quick] [--threads 1] [--device cpu|cuda]
@@ -53,7 +53,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
-from sekd.objectives import PAPER_OBJECTIVES  # noqa: E402  (torch-free)
+from sekd.plan.objectives import PAPER_OBJECTIVES  # noqa: E402  (torch-free)
 
 OBJECTIVES = list(PAPER_OBJECTIVES)  # the paper's, each with a chunked kernel
 FULL = [(32000, 4096), (128256, 1024)]
@@ -73,7 +73,7 @@ def worker(spec: dict) -> dict:
     import torch.nn.functional as F  # noqa: N812
 
     sys.path.insert(0, str(ROOT / "workflow"))
-    from sekd.losses import distill_loss
+    from sekd.train.losses import distill_loss
 
     torch.set_num_threads(spec["threads"])
 

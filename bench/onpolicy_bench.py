@@ -1,5 +1,5 @@
 """KD step time on the student's own samples (on-policy) vs on the gold batch (off-policy), at the
-1/8-scale sizes of bench/store_bench.py, through the real training code (sekd.train.run).
+1/8-scale sizes of bench/store_bench.py, through the real training code (sekd.train.job.run).
 
     .venv/bin/python bench/onpolicy_bench.py [--steps 6] [--rounds 2] [--max-new-tokens 64]
 
@@ -7,9 +7,9 @@ Models, tokenizer and data as bench/store_bench.py (imported from it): Llama-1 7
 13B (teacher) shrunk by `--scale` (default 1/8: student 4 layers x 512, teacher 5 x 640, V =
 4000), ALMA de-en pairs of 8-30 words. Two KD jobs on the same examples, teacher online: the
 off-policy `forward_kd` (gold batches) and the on-policy `fd_rkl` (every optimizer step samples
-one continuation per prompt from the current student, seeded; sekd.onpolicy), interleaved for
+one continuation per prompt from the current student, seeded; sekd.train.onpolicy), interleaved for
 `--rounds` rounds. Step time = the median over all rounds of an optimizer step's wall time
-(sekd.checkpoints' StepTimer; two warm-up steps dropped per run); `generation_share` = the
+(sekd.train.checkpoints' StepTimer; two warm-up steps dropped per run); `generation_share` = the
 on-policy runs' seconds spent sampling / seconds of their steps (train_summary.json's
 `onpolicy`). The students are random: their samples rarely stop at EOS, so nearly every sample
 runs to `--max-new-tokens` (the worst case; `truncated_samples` says how many did). Prints one
@@ -28,8 +28,8 @@ from pathlib import Path
 
 from store_bench import kd_job, kd_setup, records, steps
 
-from sekd import train
-from sekd.variants import Variant, make_variant
+from sekd.plan.variants import Variant, make_variant
+from sekd.train import job as train
 
 STUDENT_SAMPLING = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
 

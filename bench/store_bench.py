@@ -1,5 +1,5 @@
-"""KD step time with the teacher online vs read from a teacher store (sekd.teacher_store), at the
-paper's teacher/student size ratio, through the real training code (sekd.train.run).
+"""KD step time with the teacher online vs read from a teacher store (sekd.teacher.store), at the
+paper's teacher/student size ratio, through the real training code (sekd.train.job.run).
 
     .venv/bin/python bench/store_bench.py [--steps 12] [--scale 8] [--threads 1] [--rounds 3]
 
@@ -10,8 +10,8 @@ random weights, a BPE of V tokens trained on ALMA de-en training pairs (the data
 $SEKD_DATA_MIRROR or ../shared/data/alma; synthetic sentences if absent). The same sekd KD job runs
 with the teacher online, from a sparse store (K = 64) and from a full store, on the same
 examples, interleaved for `--rounds` rounds; step time = the median over all rounds of an
-optimizer step's wall time (sekd.checkpoints' StepTimer, two warm-up steps dropped per run), and the
-same for its process CPU time (steadier on a shared machine). Store build times are reported
+optimizer step's wall time (sekd.train.checkpoints' StepTimer, two warm-up steps dropped per run),
+and the same for its process CPU time (steadier on a shared machine). Store build times are reported
 too (paid once per teacher, not per run). Prints one JSON line with
 `step_time_store_vs_online` (the sparse store; the full store's and the CPU-time ratios beside
 it).
@@ -33,10 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from sekd import data, models, prompts, train  # noqa: E402
-from sekd import teacher_store as ts  # noqa: E402
-from sekd import tokenizer as tokenizers  # noqa: E402
-from sekd.variants import Variant, make_variant  # noqa: E402
+from sekd import models  # noqa: E402
+from sekd.data import alma as data  # noqa: E402
+from sekd.data import prompts  # noqa: E402
+from sekd.data import tokenizer as tokenizers  # noqa: E402
+from sekd.plan.variants import Variant, make_variant  # noqa: E402
+from sekd.teacher import store as ts  # noqa: E402
+from sekd.train import job as train  # noqa: E402
 
 LANGUAGES = {"en": "English", "de": "German"}
 # Llama-1 7B and 13B (hidden, MLP, layers, heads; V = 32000), to be divided by --scale

@@ -1,6 +1,6 @@
-"""Teacher-generation throughput over training prompts (sekd.teacher_outputs, rule
+"""Teacher-generation throughput over training prompts (sekd.teacher.outputs, rule
 teacher_outputs): length-sorted batches of `--batch-size` prompts against one prompt at a time,
-for beam search (all `--beams` beams kept) and for seeded sampling (sekd.sampling).
+for beam search (all `--beams` beams kept) and for seeded sampling (sekd.train.sampling).
 
     .venv/bin/python bench/teacher_gen_bench.py [--prompts 24] [--batch-size 16] [--beams 5]
         [--max-new-tokens 20] [--scale 8] [--threads 1]
@@ -9,7 +9,7 @@ The teacher is Llama-1 13B shrunk by `--scale` as in bench/store_bench.py (defau
 x 640, MLP 1728, V = 4000), seeded random weights, so hypotheses mostly run to max_new_tokens;
 the BPE and the de-en training pairs are store_bench's (the data mirror, $SEKD_DATA_MIRROR or
 ../shared/data/alma; synthetic sentences if absent). Prompts are encoded as training encodes them
-(sekd.batches, training.max_length 256). Timed: `sekd.teacher_outputs.generate_all`, the
+(sekd.data.batches, training.max_length 256). Timed: `sekd.teacher.outputs.generate_all`, the
 generation of the rule's job (model loading, BLEU and writing excluded), one run per mode. The
 samples of the two modes must be equal (checked); for beam search the report says whether they
 are. Prints one JSON line with `beam_batched_vs_single` and `sample_batched_vs_single`
@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT / "workflow"))
 
 from store_bench import LANGUAGES, LLAMA_13B, params, records, shrink, tokenizer  # noqa: E402
 
-from sekd import batches, models  # noqa: E402
-from sekd import teacher_outputs as to  # noqa: E402
+from sekd import models  # noqa: E402
+from sekd.data import batches  # noqa: E402
+from sekd.teacher import outputs as to  # noqa: E402
 
 
 def timed(model, prompt_ids: list[list[int]], job: to.GenerationJob, tok) -> tuple[list, float]:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str) -> ModuleType:
+    """The build tool tools/<name>.py as a module (tools/ is a folder of scripts, not a package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 ALMA_MIRROR = Path(os.environ.get("SEKD_DATA_MIRROR") or ROOT.parent / "shared/data/alma")
 
 SENTENCES = [
@@ -85,7 +99,7 @@ def alma_data(alma_mirror: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_records() -> list[dict]:
     """A few German-English training records in both directions."""
-    from sekd.data import build_train_examples
+    from sekd.data.alma import build_train_examples
 
     return build_train_examples({"de-en": SENTENCES})
 
@@ -93,8 +107,8 @@ def tiny_records() -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_records, tmp_path_factory):
     """A byte-level BPE trained on the tiny records, saved and reloaded as the workflow does."""
-    from sekd import prompts
-    from sekd import tokenizer as tokenizers
+    from sekd.data import prompts
+    from sekd.data import tokenizer as tokenizers
 
     texts = [
         prompts.build_prompt(r["source"], r["direction"], LANGUAGES) + r["target"]
@@ -151,8 +165,8 @@ def tiny_job(
 ):
     """A TrainJob on tiny models: the tokenizer next to the base weights unless given (models.save
     writes it there), checkpoints beside `out`, TINY_TRAINING with `training` overrides, seed 1.
-    `variant`: "sft", or a KD run's sekd.variants.Variant (its values: the job's plan)."""
-    from sekd import train
+    `variant`: "sft", or a KD run's sekd.plan.variants.Variant (its values: the job's plan)."""
+    from sekd.train import job as train
 
     return train.TrainJob(
         variant="sft" if variant == "sft" else variant.name,

@@ -1,11 +1,10 @@
-"""Every job that loads a model is sized from the plan (sekd.allocation): GPUs per node, nodes,
+"""Every job that loads a model is sized from the plan (sekd.plan.allocation): GPUs per node, nodes,
 host memory and wall time, on the cluster profiles/slurm describes; walked over every job of the
 paper's plan (Tables 1-3, figures, COMET, the sparse store and its fidelity report), with the
 sbatch lines the SLURM plugin writes for them (tools/sbatch_lines.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -13,10 +12,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import load_tool
 from test_slurm import paper_profile  # profiles/slurm as Snakemake renders it
 
-from sekd import allocation, sizing
-from sekd.config import load_config, validate_config
+from sekd.plan import allocation, sizing
+from sekd.plan.config import load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -25,9 +25,7 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 STORE = "teacher_store={mode: sparse, fidelity: {objectives: [sekd]}}"
 PAPER = ["all", "--config", STORE]
 
-_spec = importlib.util.spec_from_file_location("sbatch_lines", ROOT / "tools" / "sbatch_lines.py")
-sbatch_lines = sys.modules["sbatch_lines"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sbatch_lines)
+sbatch_lines = load_tool("sbatch_lines")
 
 
 def paper_config(**overrides) -> dict:
@@ -198,3 +196,37 @@ def test_the_profile_runs_every_job_in_its_rules_env(planning_env, tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     listed = set(re.findall(r"envs/([\w-]+)\.yaml\s", proc.stdout))
     assert listed == {"train", "comet", "score", "report", "data"}, proc.stdout
+
+
+class _PlanError(Exception):
+    """Stands in for Snakemake's WorkflowError."""
+
+
+class _Wildcards(dict):
+    """Snakemake's wildcards: a mapping whose values are attributes too."""
+
+    __getattr__ = dict.__getitem__
+
+
+def test_the_sizer_sizes_each_job_once_and_announces_each_rule_and_model_once():
+    config = paper_config()
+    lines: list[str] = []
+    sizer = allocation.Sizer(config, CLUSTER, announce=lines.append, error=_PlanError)
+    resources = sizer.resources("decode", mem_mb=1000)
+    assert set(resources) == set(allocation.request_keys("decode"))
+    wc = _Wildcards(run="sft/teacher", seed="1", evalset="wmt22", direction="de-en")
+    values = {key: get(wc) for key, get in resources.items()}
+    assert values == sizer.request("decode", wc).resources()
+    sizer.request(
+        "decode", _Wildcards({**wc, "direction": "cs-en"})
+    )  # same rule and model: no new line
+    assert len(lines) == 1 and lines[0].startswith("GPU sizing: decode teacher")
+    # without a described cluster the rule's CPU defaults stand
+    assert allocation.Sizer(config, None).resources("decode", mem_mb=1000) == {"mem_mb": 1000}
+
+
+def test_a_job_the_sizer_cannot_fit_raises_the_plans_error():
+    small = allocation.Cluster(gpu_mem_gb=24, gpus_per_node=8, max_nodes=1)
+    sizer = allocation.Sizer(paper_config(), small, error=_PlanError)
+    with pytest.raises(_PlanError, match=r"rule sft, model teacher_l"):
+        sizer.request("sft", _Wildcards(model="teacher_l", seed="1"))

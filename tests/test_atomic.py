@@ -159,7 +159,7 @@ def test_the_pattern_finder_finds_each_spelling(tmp_path):
 
 
 def test_no_module_but_sekd_atomic_writes_through_a_temporary_of_its_own():
-    modules = sorted([*WORKFLOW.glob("sekd/*.py"), *WORKFLOW.glob("scripts/*.py")])
+    modules = sorted([*WORKFLOW.glob("sekd/**/*.py"), *WORKFLOW.glob("scripts/*.py")])
     assert len(modules) > 40
     found = [use for path in modules if path.name != "atomic.py" for use in _pattern_uses(path)]
     assert found == [], "write through sekd.atomic.replacing instead"

@@ -1,4 +1,4 @@
-"""The compute budget of the report (sekd.budget): benchmark files, parameter counts from the
+"""The compute budget of the report (sekd.report.budget): benchmark files, parameter counts from the
 safetensors headers, per-row hours, and the report's section."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sekd import budget, report
+from sekd.report import budget
+from sekd.report import html as report
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sekd import comet as sekd_comet
+from sekd.evaluate import comet as sekd_comet
 
 pytestmark = [
     pytest.mark.comet,  # runs in COMET's own venv (.venv-comet): `make test`
@@ -168,7 +168,7 @@ def comet_model(comet_dir):
 
 
 def test_module_imports_without_comet():
-    code = "import sys, sekd.comet; assert 'comet' not in sys.modules, 'comet imported eagerly'"
+    code = "import sys, sekd.evaluate.comet; assert 'comet' not in sys.modules, 'imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

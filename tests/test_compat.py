@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 from conftest import LANGUAGES, TINY_TRAINING, tiny_job
 
-from sekd import comet as sekd_comet
-from sekd import data, models, train
-from sekd import tokenizer as tokenizers
-from sekd.config import load_config, unpinned_warnings
+from sekd import models
+from sekd.data import alma as data
+from sekd.data import tokenizer as tokenizers
 from sekd.errors import ConfigError
-from sekd.variants import make_variant
+from sekd.evaluate import comet as sekd_comet
+from sekd.plan.config import load_config, unpinned_warnings
+from sekd.plan.variants import make_variant
+from sekd.train import job as train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"
@@ -328,7 +330,7 @@ def test_a_tokenizer_extended_with_higher_ids_is_accepted(tiny_model_dir, tiny_t
 def test_decoding_refuses_a_model_smaller_than_its_tokenizer(
     tiny_tokenizer, small_tokenizer, tmp_path
 ):
-    from sekd import decode
+    from sekd.evaluate import decode
 
     model_dir = _model_dir(tmp_path / "small", small_tokenizer, with_tokenizer=False)
     options = {"num_beams": 1, "max_new_tokens": 4, "batch_size": 2}
@@ -388,7 +390,7 @@ def test_the_hub_commit_is_recorded_when_reported(tiny_model_dir):
 def test_a_teacher_store_refuses_a_teacher_with_another_tokenizer(
     files, tiny_model_dir, other_tokenizer, tmp_path
 ):
-    from sekd import teacher_store
+    from sekd.teacher import store as teacher_store
 
     teacher = _model_dir(tmp_path / "teacher", other_tokenizer)
     out = tmp_path / "store"
@@ -429,7 +431,7 @@ def test_comet_records_the_revision_and_the_snapshot_commit(tmp_path):
 def test_a_local_model_smaller_than_a_local_tokenizer_stops_the_plan(
     tiny_model_dir, tiny_tokenizer, tmp_path
 ):
-    from sekd.config import _local_tokenizer_size
+    from sekd.plan.config import _local_tokenizer_size
 
     assert _local_tokenizer_size(Path(tiny_model_dir)) == len(tiny_tokenizer)
     small = tmp_path / "small"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sekd.config import deep_merge, load_config, load_schema, validate_config
 from sekd.errors import ConfigError
+from sekd.plan.config import deep_merge, load_config, load_schema, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"
@@ -88,8 +88,8 @@ def test_every_schema_key_has_a_description_and_a_default():
 def test_the_schema_file_names_no_objective():
     """Objective names reach the schema only through `$defs.objective`, filled from the registry
     (defaults are values, not declarations, and descriptions are prose)."""
-    from sekd.config import SCHEMA_PATH
-    from sekd.objectives import OBJECTIVES
+    from sekd.plan.objectives import OBJECTIVES
+    from sekd.plan.schema import SCHEMA_PATH
 
     raw = yaml.safe_load(SCHEMA_PATH.read_text())
     assert "enum" not in raw["$defs"]["objective"]
@@ -111,7 +111,7 @@ def test_the_schema_file_names_no_objective():
 
 
 def test_the_loaded_objective_enum_is_the_registry():
-    from sekd.objectives import kd_objectives
+    from sekd.plan.objectives import kd_objectives
 
     schema = load_schema()
     assert schema["$defs"]["objective"]["enum"] == kd_objectives()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sekd import config_docs
-from sekd.config import load_schema
+from conftest import load_tool
+
+from sekd.plan.config import load_schema
+
+config_docs = load_tool("config_docs")
 
 ROOT = Path(__file__).resolve().parents[1]
 

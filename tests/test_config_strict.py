@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sekd.config import check_config_file, load_config, typed_cli_overrides, validate_config
 from sekd.errors import ConfigError
-from sekd.variants import Variant, format_number, make_variant
+from sekd.plan.config import check_config_file, load_config, typed_cli_overrides, validate_config
+from sekd.plan.variants import Variant, format_number, make_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from sekd import curves, figures, report, study
-from sekd.config import load_config
 from sekd.errors import ConfigError
+from sekd.plan import study
+from sekd.plan.config import load_config
+from sekd.report import curves, figures
+from sekd.report import html as report
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -24,7 +26,7 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 MINI = ROOT / "config" / "mini.yaml"
 PNG = b"\x89PNG\r\n\x1a\n"
 
-# A Trainer log as sekd.train writes it: logging steps out of order, an evaluation entry, the
+# A Trainer log as sekd.train.job writes it: logging steps out of order, an evaluation entry, the
 # end-of-training summary; β only under a schedule, hard_fraction only for token-splitting KD.
 LOG = [
     {"loss": 0.5, "learning_rate": 0.001, "hard_fraction": 0.25, "epoch": 0.4, "step": 4},

@@ -1,4 +1,4 @@
-"""sekd.data: path conventions, strict readers, fetching with checksums, example building."""
+"""sekd.data.alma: path conventions, strict readers, fetching with checksums, example building."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import json_file as _json
 from conftest import parallel_files as _parallel
 from conftest import write_bytes as _write
 
-from sekd import data
+from sekd.data import alma as data
 from sekd.errors import DataError
 
 # --------------------------------------------------------------------------- keys and paths
@@ -296,7 +296,9 @@ def test_write_jsonl_failure_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_no_heavy_imports() -> None:
-    code = "import sys, sekd.data, sekd.prompts; assert 'torch' not in sys.modules, 'torch'"
+    code = (
+        "import sys, sekd.data.alma, sekd.data.prompts; assert 'torch' not in sys.modules, 'torch'"
+    )
     code += "; assert 'transformers' not in sys.modules, 'transformers'"
     subprocess.run([sys.executable, "-c", code], check=True)
 

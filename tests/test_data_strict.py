@@ -21,9 +21,9 @@ from conftest import json_file as _json
 from conftest import parallel_files as _parallel
 from conftest import write_bytes as _write
 
-from sekd import data
-from sekd.config import load_config
+from sekd.data import alma as data
 from sekd.errors import ConfigError, DataError
+from sekd.plan.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"

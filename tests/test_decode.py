@@ -14,9 +14,10 @@ import torch
 import yaml
 from conftest import LANGUAGES, SENTENCES
 
-from sekd import decode, models
-from sekd.config import validate_config
+from sekd import models
 from sekd.errors import ConfigError
+from sekd.evaluate import decode
+from sekd.plan.config import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [de for de, _ in SENTENCES] + ["Ja.", "Das ist ein sehr langer Satz mit vielen Wörtern."]
@@ -143,7 +144,7 @@ def test_length_sorted_batches():
 
 def test_throughput_is_reported(model, tiny_tokenizer, caplog):
     stats: dict[str, float] = {}
-    with caplog.at_level("INFO", logger="sekd.decode"):
+    with caplog.at_level("INFO", logger="sekd.evaluate.decode"):
         decode.translate(
             model, tiny_tokenizer, SOURCES[:3], "de-en", LANGUAGES, max_new_tokens=5, stats=stats
         )

@@ -23,8 +23,10 @@ import torch
 from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
-from sekd import checkpoints, data, distributed, train
-from sekd.variants import make_variant
+from sekd.data import alma as data
+from sekd.plan.variants import make_variant
+from sekd.train import checkpoints, distributed
+from sekd.train import job as train
 
 pytestmark = [pytest.mark.deepspeed, pytest.mark.slow]
 
@@ -130,7 +132,7 @@ def test_zero3_on_two_ranks_matches_one_process(setup, runs, tiny_model_dir):
 
 def _paper() -> tuple[Path, str, str]:
     """The DeepSpeed config the paper config trains under, and its student's and teacher's dtype."""
-    from sekd.config import load_config
+    from sekd.plan.config import load_config
 
     config = load_config(ROOT / "config" / "config.yaml")
     models = config["models"]
@@ -225,7 +227,7 @@ def test_bf16_on_cpu_only_under_a_deepspeed_config_that_enables_it(tmp_path):
 
 
 def test_transformers_still_refuses_bf16_without_a_gpu(tmp_path):
-    """What sekd.distributed.bf16_without_gpu works around (docs/deepspeed.md): transformers'
+    """What sekd.train.distributed.bf16_without_gpu works around (docs/deepspeed.md): transformers'
     TrainingArguments refuses bf16 on a machine without a GPU unless use_cpu. When this fails,
     transformers accepts it and the shim can go."""
     import transformers.training_args as training_args
@@ -278,7 +280,7 @@ def test_zero3_run_signalled_mid_way_resumes_to_the_same_result(
     step = int(stopped[-1].parent.name.split("-")[1])
     assert 3 <= step < STEPS
 
-    with caplog.at_level(logging.INFO, logger="sekd.train"):
+    with caplog.at_level(logging.INFO, logger="sekd.train.job"):
         resumed = train.run(job)
     assert f"resuming from {job.checkpoint_dir}/checkpoint-{step}" in caplog.messages
     keep = ("loss", "grad_norm", "learning_rate", "epoch", "step", "hard_fraction")
@@ -292,7 +294,7 @@ def test_zero3_run_signalled_mid_way_resumes_to_the_same_result(
 
 
 RUN = (
-    "import json, sys; from sekd.train import TrainJob, run; "
+    "import json, sys; from sekd.train.job import TrainJob, run; "
     "run(TrainJob(**json.load(open(sys.argv[1]))))"
 )
 
@@ -302,7 +304,7 @@ def test_zero3_kd_from_a_teacher_store_matches_one_process(setup, tiny_model_dir
     batches carry their own examples' stored rows."""
     from conftest import LANGUAGES
 
-    from sekd import teacher_store
+    from sekd.teacher import store as teacher_store
 
     root, teacher = setup
     store = root / "store-full"
@@ -336,8 +338,8 @@ def test_zero3_kd_from_a_teacher_store_matches_one_process(setup, tiny_model_dir
 def test_zero3_onpolicy_kd_matches_one_process(setup, tiny_model_dir):
     """On-policy KD on two ZeRO-3 ranks: gkd at onpolicy_fraction 0.5 (gold steps and steps on
     the student's samples). The ranks sample with synced_gpus, each sample seeded by its example
-    and epoch (sekd.onpolicy), and every rank takes the same on-policy steps, so the run matches
-    one process within RTOL: losses, gradient norms (1e-7 relative here), sample counts.
+    and epoch (sekd.train.onpolicy), and every rank takes the same on-policy steps, so the run
+    matches one process within RTOL: losses, gradient norms (1e-7 relative here), sample counts.
 
     The weights too, but for the input embeddings only as a whole (relative norm): the JSD of
     two random tiny models is ~0.002, its gradients small, and Adam's per-entry normalisation
@@ -401,7 +403,7 @@ def test_torchrun_command_for_one_and_several_nodes(monkeypatch):
     assert distributed.slurm_nodes({}) == distributed.Nodes()
     one = distributed.torchrun_argv("job.json", 4, distributed.Nodes())
     assert "--standalone" in one and "--nproc-per-node=4" in one
-    assert one[-3:] == ["-m", "sekd.train", "job.json"]
+    assert one[-3:] == ["-m", "sekd.train.job", "job.json"]
     monkeypatch.setattr(distributed.shutil, "which", lambda name: None)
     env = {
         "SLURM_JOB_ID": "4242",
@@ -430,7 +432,7 @@ def test_torchrun_command_for_one_and_several_nodes(monkeypatch):
         "--kill-on-bad-exit=1",
     ]
     assert "--cpus-per-task=64" in srun and "--mem=0" in srun
-    assert srun[-3:] == ["sekd.distributed", "job.json", "8"]
+    assert srun[-3:] == ["sekd.train.distributed", "job.json", "8"]
 
 
 def test_under_slurm_the_ranks_run_as_a_job_step(monkeypatch):
@@ -445,7 +447,7 @@ def test_under_slurm_the_ranks_run_as_a_job_step(monkeypatch):
 
 
 def test_the_paper_config_trains_under_zero3():
-    from sekd.config import load_config
+    from sekd.plan.config import load_config
 
     training = load_config(ROOT / "config" / "config.yaml")["training"]
     assert training["save_steps"] and training["nproc_per_node"] is None
@@ -472,8 +474,8 @@ def test_processes_per_node_follow_what_slurm_gave(caplog):
 
 def test_zero3_pooled_step_options_match_one_process(setup, tiny_model_dir):
     """sekd_topk with norm=optimizer_batch and pool=optimizer_batch on two ZeRO-3 ranks: N of
-    the step is summed over the ranks and the top-k pool gathered from them (sekd.pool), so the
-    run matches one process with the same global batch (2 x 2 accumulation) within RTOL."""
+    the step is summed over the ranks and the top-k pool gathered from them (sekd.train.pool), so
+    the run matches one process with the same global batch (2 x 2 accumulation) within RTOL."""
     root, teacher = setup
     options = {"norm": "optimizer_batch", "pool": "optimizer_batch"}
     variant = make_variant("sekd_topk", KD, options)

@@ -1,6 +1,6 @@
-"""The environments: every install hash-checked against one lock per env (sekd.locks), the rules'
-conda env files written from those locks, the test venvs at the versions of the envs they stand
-for, and the driver without torch or COMET."""
+"""The environments: every install hash-checked against one lock per env (tools/locks.py), the
+rules' conda env files written from those locks, the test venvs at the versions of the envs they
+stand for, and the driver without torch or COMET."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import load_tool
 
-from sekd import locks
+locks = load_tool("locks")
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCKED = [env.name for env in locks.ENVS if locks.lock_path(env.name).is_file()]
@@ -258,7 +259,7 @@ def test_every_comet_test_runs_in_the_comet_venv():
 
 def test_comet_outside_its_env_names_the_env_to_use():
     """The test venv has no COMET (its own env): the rule's error says where COMET runs."""
-    from sekd import comet
+    from sekd.evaluate import comet
 
     with pytest.raises(ModuleNotFoundError, match=r"envs/comet\.yaml.*--sdm conda"):
         comet._import_comet()

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from sekd import figures
+from sekd.report import figures
 
 DIRECTIONS = ["en-de", "de-en"]
 
@@ -72,7 +72,9 @@ def _assert_valid_images(paths):
 
 
 def test_importing_the_module_is_cheap():
-    code = "import sys, sekd.figures; print(sorted({'pandas', 'matplotlib'} & set(sys.modules)))"
+    code = (
+        "import sys, sekd.report.figures; print(sorted({'pandas', 'matplotlib'} & {*sys.modules}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -222,7 +224,7 @@ def test_points_must_agree_on_seeds_and_be_unique(tmp_path):
 
 def test_the_study_layer_is_importable_without_torch_numpy_pandas():
     code = (
-        "import sys, sekd.study; "
+        "import sys, sekd.plan.study; "
         "print(sorted({'torch', 'numpy', 'pandas', 'matplotlib'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -233,14 +235,14 @@ def test_the_study_layer_is_importable_without_torch_numpy_pandas():
 def mini_config():
     from pathlib import Path
 
-    from sekd.config import load_config
+    from sekd.plan.config import load_config
 
     root = Path(__file__).resolve().parents[1]
     return load_config(root / "config" / "config.yaml", root / "config" / "mini.yaml")
 
 
 def test_declared_figures_give_the_papers_points(mini_config):
-    from sekd import study
+    from sekd.plan import study
 
     fig3 = study.figure_spec(mini_config, "fig3")
     assert fig3["kind"] == "bar" and fig3["xlabel"] == "β strategy"

@@ -1,6 +1,7 @@
-"""sekd.fit (issue 11): a trained model's validation NLL of the references and KL(p||q) of the
-teacher p to the model q, on tiny models: NLL equals a direct per-example computation, the KL of a
-model to itself is 0, and the KL is the true KL (a float64 transcription)."""
+"""sekd.evaluate.validation_fit (issue 11): a trained model's validation NLL of the references and
+KL(p||q) of the teacher p to the model q, on tiny models: NLL equals a direct per-example
+computation, the KL of a model to itself is 0, and the KL is the true KL (a float64
+transcription)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 from conftest import LANGUAGES, SENTENCES
 
-from sekd import batches, fit, models
+from sekd import models
+from sekd.data import batches
+from sekd.evaluate import validation_fit as fit
 
 INIT = {
     "hidden_size": 32,
@@ -113,7 +116,7 @@ def test_fit_names_a_file_without_target_tokens(tiny, tmp_path):
         fit.fit(d0, d0, tiny["root"] / "tokenizer", {"de-en": str(empty)}, LANGUAGES, 256)
 
 
-# The tables' validation-fit columns (sekd.tables), from made-up files
+# The tables' validation-fit columns (sekd.report.tables), from made-up files
 
 
 def _json(path, **values):
@@ -133,7 +136,7 @@ def _row(tmp_path, system, bleu, fits):
 
 
 def test_tables_show_validation_nll_and_kl_after_bleu(tmp_path):
-    from sekd import tables
+    from sekd.report import tables
 
     rows = [
         _row(tmp_path, "Teacher", [30.0, 30.0], [(1.0, 0.0), (1.2, 0.0)]),
@@ -162,7 +165,7 @@ def test_tables_show_validation_nll_and_kl_after_bleu(tmp_path):
 
 
 def test_tables_without_fit_files_leave_the_columns_empty_and_hidden(tmp_path):
-    from sekd import tables
+    from sekd.report import tables
 
     row = _row(tmp_path, "A", [10.0], [(1.0, 0.1)])
     row.pop("fit")
@@ -172,7 +175,7 @@ def test_tables_without_fit_files_leave_the_columns_empty_and_hidden(tmp_path):
 
 
 def test_a_fit_file_without_kl_is_named(tmp_path):
-    from sekd import tables
+    from sekd.report import tables
 
     row = _row(tmp_path, "A", [10.0], [(1.0, 0.1)])
     row["fit"] = [_json(tmp_path / "bad.json", nll=1.0)]
@@ -183,8 +186,8 @@ def test_a_fit_file_without_kl_is_named(tmp_path):
 def test_every_table_row_reads_its_fit_against_the_tables_teacher():
     from pathlib import Path
 
-    from sekd import study
-    from sekd.config import load_config
+    from sekd.plan import study
+    from sekd.plan.config import load_config
 
     config = load_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
     for table in study.table_names(config):

@@ -36,8 +36,8 @@ def test_the_measure_counts_from_def_to_the_last_line(tmp_path):
 
 def test_no_function_in_sekd_is_longer_than_60_lines():
     long = {
-        f"{path.name}:{name} ({n} lines)"
-        for path in sorted(SEKD.glob("*.py"))
+        f"{path.relative_to(SEKD)}:{name} ({n} lines)"
+        for path in sorted(SEKD.rglob("*.py"))
         for name, n in _lengths(path).items()
         if n > MAX_LINES
     }

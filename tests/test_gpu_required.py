@@ -17,10 +17,11 @@ import torch
 from conftest import tiny_job
 from test_workflow import snakemake
 
-from sekd import atomic, gpu_required, train
+from sekd import atomic, gpu_required
 from sekd.errors import SekdError
 from sekd.gpu_required import GpuUnavailableError, gpus_requested, require_gpus
-from sekd.variants import make_variant
+from sekd.plan.variants import make_variant
+from sekd.train import job as train
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {gpu_required.SKIP_VARIABLE: gpu_required.SKIP_VALUE}
@@ -187,7 +188,7 @@ def test_the_escape_hatch_is_read_from_the_environment(monkeypatch, caplog):
 
 
 def test_training_refuses_the_cpu_when_the_job_asked_for_gpus(monkeypatch, tmp_path):
-    """sekd.train's Trainer arguments (in every torchrun rank) never fall back to use_cpu."""
+    """sekd.train.job's Trainer arguments (in every torchrun rank) never fall back to use_cpu."""
     fake_torch(monkeypatch, None, 0)
     monkeypatch.delenv(gpu_required.SKIP_VARIABLE, raising=False)
     job = tiny_job(tmp_path / "out", tmp_path, tmp_path / "train.jsonl", gpus_per_node=4)
@@ -273,7 +274,7 @@ def test_an_sft_job_with_a_gpu_fails_on_a_cpu_node_before_loading(workdir, monke
     assert "Error in rule sft" in output and "GpuUnavailableError" in output
     log = job_log(workdir / "results/logs/sft/student/seed1.log")
     assert_failed_before_loading(log, "sft", "gpu=1, nodes=1")
-    assert "training examples" not in log  # sekd.train never started
+    assert "training examples" not in log  # sekd.train.job never started
     assert not (workdir / "results/models/sft/student/seed1").exists()
     assert not (workdir / "results/checkpoints").exists()
     assert not (workdir / DECODE).exists()
@@ -297,7 +298,7 @@ def test_the_escape_hatch_runs_gpu_jobs_on_the_cpu_with_a_warning(workdir, monke
     snakemake(workdir, target, *MICRO, "--set-resources", "sft:gpu=1")
     log = job_log(workdir / "results/logs/sft/teacher/seed1.log")
     warning = "SEKD_GPU_REQUIRED=skip: rule sft asked for 1 GPU(s) and runs on the CPU instead"
-    # twice: the script's check, then sekd.train's where the Trainer's arguments pick the CPU
+    # twice: the script's check, then sekd.train.job's where the Trainer's arguments pick the CPU
     assert log.count(warning) == 2
     assert "rule sft asked for gpu=1, nodes=1 (at least 1 GPU(s)" in log  # the script's
     assert "rule sft asked for 1 GPU(s) per node (at least 1 GPU(s)" in log  # TrainJob's

@@ -19,7 +19,10 @@ import psutil
 import pytest
 from conftest import LANGUAGES, TINY_TRAINING
 
-from sekd import checkpoints, data, runlock, train
+from sekd.data import alma as data
+from sekd.train import checkpoints
+from sekd.train import job as train
+from sekd.train import run_lock as runlock
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -31,7 +34,7 @@ DELAY_S = 1.0  # added to every optimizer step, so that a test can interrupt the
 DRIVER = """
 import json, logging, os, sys, time
 import transformers
-from sekd import train
+from sekd.train import job as train
 
 logging.basicConfig(level=logging.INFO)
 
@@ -64,7 +67,7 @@ if os.environ.get("SEKD_TEST_STEP_DELAY"):
 SNAKEFILE = """
 import sys
 sys.path.insert(0, {workflow!r})
-from sekd.runlock import forward_interrupts
+from sekd.train.run_lock import forward_interrupts
 
 forward_interrupts()
 
@@ -277,7 +280,7 @@ def test_sigint_to_a_torchrun_job_checkpoints_on_all_ranks_and_is_passed_on_once
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = {**_env(), "SEKD_TEST_STEP_DELAY": str(DELAY_S)}
     env["PYTHONPATH"] = os.pathsep.join((str(site), env["PYTHONPATH"]))
-    run = "import json, sys; from sekd import train; "
+    run = "import json, sys; from sekd.train import job as train; "
     run += "train.run(train.TrainJob(**json.load(open(sys.argv[1]))))"
     with open(run_dir / "launch.log", "w") as out:
         proc = subprocess.Popen(

@@ -1,5 +1,6 @@
-"""The two layers of sekd: what the rules import at parse time is torch-free, the compute modules
-import torch (and transformers) at the top, and no module imports another in a cycle."""
+"""The layers of sekd: the plan (sekd/plan/) and whatever else the rules import at parse time is
+torch-free, the compute modules import torch (and transformers) at the top, and no module imports
+another in a cycle."""
 
 from __future__ import annotations
 
@@ -19,34 +20,49 @@ RULE_FILES = [
     *ROOT.glob("workflow/rules/*.smk"),
 ]
 HEAVY = ("torch", "numpy", "transformers", "tokenizers", "deepspeed", "sacrebleu")
-# The torch-free layer besides what the rules import.
+MODULES = sorted(SEKD.rglob("*.py"))
+# The torch-free layer: the plan, and the shared modules and data readers it imports.
 PARSE_TIME = {
-    "config",
-    "config_docs",
-    "objectives",
-    "variants",
-    "runs",
-    "data",
+    *(f"plan.{p.stem}" for p in (SEKD / "plan").glob("*.py") if p.stem != "__init__"),
     "errors",
-    "study",
-    "sequences",
+    "atomic",
+    "data.alma",
+    "data.prompts",
 }
 
 
+def dotted(path: Path) -> str:
+    """`plan.config` of workflow/sekd/plan/config.py (`plan` of a package's __init__.py)."""
+    return ".".join(path.relative_to(SEKD).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _imported(module: str, names: list[str]) -> set[str]:
+    """The sekd modules that ``from <module> import <names>`` imports (below sekd, dotted)."""
+    base = module.removeprefix("sekd").lstrip(".")
+    found = set()
+    for name in names:
+        inner = f"{base}.{name}" if base else name
+        if (SEKD / f"{inner.replace('.', '/')}.py").exists():
+            found.add(inner)
+        elif base:
+            found.add(base)
+    return found
+
+
 def _rule_imports() -> set[str]:
-    """sekd modules the Snakefile and the rules import (``from sekd.X import``, ``from sekd
-    import X``)."""
+    """sekd modules the Snakefile and the rules import (``from sekd.X import``, ``from sekd.X
+    import Y``)."""
     found = set()
     for path in RULE_FILES:
         for line in path.read_text().splitlines():
-            if m := re.match(r"from sekd(?:\.(\w+) import| import (\w+))", line):
-                found.add(m[1] or m[2])
+            if m := re.match(r"from (sekd(?:\.[\w.]+)?) import ([\w, ]+)", line):
+                found |= _imported(m[1], [n.split(" as ")[0].strip() for n in m[2].split(",")])
     return found
 
 
 def test_parse_time_modules_import_without_torch_or_numpy():
     modules = sorted(PARSE_TIME | _rule_imports())
-    assert "runs" in modules and "config" in modules
+    assert {"plan.run_names", "plan.config", "plan.allocation"} <= set(modules)
     blocker = f"""
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -84,21 +100,25 @@ def _function_level_imports(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(SEKD.glob("*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", MODULES, ids=dotted)
 def test_compute_modules_import_torch_at_the_top(path):
     assert _function_level_imports(path) == []
 
 
 def _sekd_edges() -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {}
-    for path in SEKD.glob("*.py"):
-        targets = edges.setdefault(path.stem, set())
+    for path in MODULES:
+        targets = edges.setdefault(dotted(path), set())
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "sekd":
-                targets.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sekd."):
-                targets.add(node.module.split(".")[1])
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sekd":
+                targets |= _imported(node.module, [alias.name for alias in node.names])
     return edges
+
+
+def test_the_edges_name_modules_and_packages():
+    edges = _sekd_edges()
+    assert {"plan.objectives", "plan.variants"} <= edges["plan.run_names"]
+    assert "train.losses" in edges["train.trainer"]
 
 
 def test_no_import_cycle_in_sekd():

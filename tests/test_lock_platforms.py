@@ -21,16 +21,17 @@ from dataclasses import dataclass
 from functools import cache
 
 import pytest
+from conftest import load_tool
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
-from sekd import locks
+locks = load_tool("locks")
 
 SIMPLE = "https://pypi.org/simple/{}/"
 PYTHON = (3, 11)
 # The oldest glibc assumed on Linux: 2.28 (RHEL 8, Debian 10, Ubuntu 20.04 has 2.31), the cluster's
-# (sekd.locks.CLUSTER_PLATFORM); macOS 14 on Apple silicon.
+# (CLUSTER_PLATFORM of tools/locks.py); macOS 14 on Apple silicon.
 GLIBC = (2, 28)
 MACOS = (14, 0)
 

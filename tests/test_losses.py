@@ -1,4 +1,5 @@
-"""sekd.losses against an independent float64 transcription of the paper's equations (§3, §4)."""
+"""sekd.train.losses against an independent float64 transcription of the paper's equations (§3,
+§4)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 import torch
 from torch.nn.functional import cross_entropy, one_hot
 
-from sekd.losses import distill_loss, progressive_beta, reference_loss, register_objective
-from sekd.objectives import OBJECTIVES, PAPER_OBJECTIVES, Objective, declared
+from sekd.plan.objectives import OBJECTIVES, PAPER_OBJECTIVES, Objective, declared
+from sekd.train.losses import distill_loss, progressive_beta, reference_loss, register_objective
 
 ALL = list(OBJECTIVES)
 # the objectives `reference` below transcribes (the paper's); the seeds' baselines (issue 10)
@@ -404,7 +405,7 @@ def test_registry():
     assert OBJECTIVES["sekd"].hparams == ("lam", "beta", "gamma")
     with pytest.raises(ValueError, match="already registered"):
         register_objective("sekd")(lambda *a, **k: None)
-    with pytest.raises(ValueError, match=r"declare it in sekd\.objectives"):
+    with pytest.raises(ValueError, match=r"declare it in sekd\.plan\.objectives"):
         register_objective("_undeclared")(lambda *a, **k: None)
 
 

@@ -1,4 +1,4 @@
-"""The seeds' baselines of sekd.losses (issue 10: word_kd, seq_kd, seq_inter, fd_kl, fd_rkl,
+"""The seeds' baselines of sekd.train.losses (issue 10: word_kd, seq_kd, seq_inter, fd_kl, fd_rkl,
 fd_js, fd_tvd, gkd) against an independent float64 transcription of their definitions, written
 from probabilities; value and gradient w.r.t. the student logits, on both paths of
 `distill_loss` (chunk_size=None, and the default, which falls back to the reference for
@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch.nn.functional import one_hot
 
-from sekd.chunked import kernel_of
-from sekd.losses import distill_loss
-from sekd.objectives import OBJECTIVES
+from sekd.plan.objectives import OBJECTIVES
+from sekd.train.chunked import kernel_of
+from sekd.train.losses import distill_loss
 
 BASELINES = ["word_kd", "seq_kd", "seq_inter", "fd_kl", "fd_rkl", "fd_js", "fd_tvd", "gkd"]
 NO_TEACHER_LOGITS = ["seq_kd", "seq_inter"]
@@ -64,7 +64,7 @@ def log_of(m, a):
 
 def transcription(s, t, labels, objective, lam=0.5, jsd_beta=0.5, on_policy=False):
     """Mean per-token loss over the non-ignored tokens; s, t float64 [B,T,V] (t may be None for
-    seq_kd, seq_inter); written from each definition, independent of sekd.losses."""
+    seq_kd, seq_inter); written from each definition, independent of sekd.train.losses."""
     mask = labels != -100
     V = s.shape[-1]
     z = s[mask]  # [n, V]

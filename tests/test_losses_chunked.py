@@ -1,5 +1,5 @@
-"""The chunked, analytic-gradient path of sekd.losses (sekd.chunked) against the reference
-autograd path (chunk_size=None), and its gradients against float64 autograd."""
+"""The chunked, analytic-gradient path of sekd.train.losses (sekd.train.chunked) against the
+reference autograd path (chunk_size=None), and its gradients against float64 autograd."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from test_losses import make_batch
 from torch.nn.functional import one_hot
 
-from sekd.chunked import _plan, auto_chunk_size, kernel_of
-from sekd.losses import distill_loss, distill_loss_reference
-from sekd.objectives import OBJECTIVES, PAPER_OBJECTIVES
+from sekd.plan.objectives import OBJECTIVES, PAPER_OBJECTIVES
+from sekd.train.chunked import _plan, auto_chunk_size, kernel_of
+from sekd.train.losses import distill_loss, distill_loss_reference
 
 # the objectives with a chunked kernel (the paper's); the others take the reference path on
 # either setting of chunk_size (test_losses_baselines.py)
@@ -309,7 +309,7 @@ def test_analytic_gradient_against_float64_autograd(objective, lam):
     assert rel(grad, x.grad) <= 1e-5
 
 
-# --- difficulty_offset (a sampled teacher's entropy correction, sekd.teacher_store) ------------
+# --- difficulty_offset (a sampled teacher's entropy correction, sekd.teacher.store) ------------
 
 SELF_EVOLUTION = ["noevo_kd", "skew_kd", "sekd", "sekd_topk"]
 

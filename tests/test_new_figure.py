@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sekd import figures, study
-from sekd.config import load_config
+from sekd.plan import study
+from sekd.plan.config import load_config
+from sekd.report import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"

@@ -1,5 +1,5 @@
-"""Adding a hyper-parameter is one declaration (`sekd.objectives.HParam`), here in this file alone,
-with an objective that reads it (its declaration and one function taking only its own
+"""Adding a hyper-parameter is one declaration (`sekd.plan.objectives.HParam`), here in this file
+alone, with an objective that reads it (its declaration and one function taking only its own
 hyper-parameters): the new key validates in the config's `kd` section (the schema's entry and its
 default come from the declaration), names runs, is swept by a figure (its axis symbol and the
 figure's key of values come from the declaration), reaches the loss as a checked keyword and
@@ -15,13 +15,16 @@ import torch
 import yaml
 from conftest import tiny_job
 
-from sekd import data, study, train, trainer
-from sekd.chunked import Hyper
-from sekd.config import deep_merge, load_schema, validate_config
+from sekd.data import alma as data
 from sekd.errors import ConfigError
-from sekd.losses import distill_loss, register_objective
-from sekd.objectives import HPARAMS, OBJECTIVES, HParam, Objective, declared
-from sekd.variants import make_variant
+from sekd.plan import study
+from sekd.plan.config import deep_merge, load_schema, validate_config
+from sekd.plan.objectives import HPARAMS, OBJECTIVES, HParam, Objective, declared
+from sekd.plan.variants import make_variant
+from sekd.train import job as train
+from sekd.train import trainer
+from sekd.train.chunked import Hyper
+from sekd.train.losses import distill_loss, register_objective
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,12 +14,15 @@ import torch
 import yaml
 from conftest import tiny_job
 
-from sekd import data, study, tables, train
-from sekd.config import deep_merge, load_schema, validate_config
+from sekd.data import alma as data
 from sekd.errors import ConfigError
-from sekd.losses import register_objective
-from sekd.objectives import OBJECTIVES, Objective, declared
-from sekd.variants import Variant, make_variant
+from sekd.plan import study
+from sekd.plan.config import deep_merge, load_schema, validate_config
+from sekd.plan.objectives import OBJECTIVES, Objective, declared
+from sekd.plan.variants import Variant, make_variant
+from sekd.report import tables
+from sekd.train import job as train
+from sekd.train.losses import register_objective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +109,7 @@ def test_it_trains_a_tiny_model(half_kd, tiny_records, tiny_model_dir, tmp_path)
 
 
 def test_it_appears_in_a_table(half_kd, tmp_path, monkeypatch):
-    """Table 1's declared rows (sekd.study, as the rule `table` gets them) read the new row's
+    """Table 1's declared rows (sekd.plan.study, as the rule `table` gets them) read the new row's
     score files like any other."""
     config = validate_config(
         _mini_config_with(half_kd.name), environ={"SEKD_DATA_MIRROR": str(tmp_path)}
@@ -155,7 +158,7 @@ def test_a_bad_declaration_is_a_clear_error(fields, message):
 
 
 def test_names_are_declared_once(half_kd):
-    from sekd.objectives import declare, undeclare
+    from sekd.plan.objectives import declare, undeclare
 
     with pytest.raises(ValueError, match="already declared"):
         declare(half_kd)

@@ -9,9 +9,11 @@ import pytest
 import torch
 from conftest import tiny_job
 
-from sekd import data, models, train
+from sekd import models
+from sekd.data import alma as data
 from sekd.errors import NonFiniteError
-from sekd.variants import make_variant
+from sekd.plan.variants import make_variant
+from sekd.train import job as train
 
 # 6 tiny records, batch 4 = 2 micro-batches of 2: model calls 3 and 4 are optimizer step 2
 BAD_CALL = 3
@@ -110,7 +112,7 @@ def test_finite_runs_are_untouched(train_file, tiny_model_dir, tmp_path):
 @pytest.mark.parametrize("objective", ["sft", "forward_kd", "sekd", "sekd_topk"])
 def test_an_empty_sequence_dimension_is_a_zero_loss_on_both_paths(objective):
     """T = 0 (no position at all) used to raise a storage error on the chunked path."""
-    from sekd.losses import distill_loss
+    from sekd.train.losses import distill_loss
 
     labels = torch.zeros(2, 0, dtype=torch.long)
     for chunk_size in ("auto", None):

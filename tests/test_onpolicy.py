@@ -1,6 +1,6 @@
-"""On-policy training (sekd.onpolicy, sekd.trainer): the student's samples reach the loss with the
-prompt masked and their EOS kept, the on-policy steps follow onpolicy_fraction deterministically,
-gold steps keep the gold batch, and seeded runs are deterministic."""
+"""On-policy training (sekd.train.onpolicy, sekd.train.trainer): the student's samples reach the
+loss with the prompt masked and their EOS kept, the on-policy steps follow onpolicy_fraction
+deterministically, gold steps keep the gold batch, and seeded runs are deterministic."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import torch
 from conftest import LANGUAGES, tiny_job
 from safetensors.torch import load_file
 
-from sekd import data, models, onpolicy, sampling, train, trainer
-from sekd.batches import PadCollator, encode_files, prompt_length
-from sekd.variants import make_variant
+from sekd import models
+from sekd.data import alma as data
+from sekd.data.batches import PadCollator, encode_files, prompt_length
+from sekd.plan.variants import make_variant
+from sekd.train import job as train
+from sekd.train import onpolicy, sampling, trainer
 
 EOS, PAD = 2, 0
 STUDENT = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}
@@ -139,7 +142,7 @@ def _job(setup, base, variant, name, **training):
 
 
 def _capture(monkeypatch) -> tuple[list, list]:
-    """Record what reaches distill_loss (labels, on_policy, loss) and sekd.sampling.sample
+    """Record what reaches distill_loss (labels, on_policy, loss) and sekd.train.sampling.sample
     (prompts, seeds, samples) during training."""
     losses, draws = [], []
     real_loss, real_sample = trainer.distill_loss, onpolicy.sample
@@ -311,8 +314,8 @@ def test_a_resumed_gkd_run_draws_the_same_samples(setup, tiny_model_dir, monkeyp
     uninterrupted run, to the same weights."""
     import signal
 
-    from sekd import checkpoints
-    from sekd.distributed import PreemptedError
+    from sekd.train import checkpoints
+    from sekd.train.distributed import PreemptedError
 
     reference = train.run(_job(setup, tiny_model_dir, GKD, "gkd-whole", epochs=3))
     job = _job(setup, tiny_model_dir, GKD, "gkd-resumed", epochs=3)

@@ -1,11 +1,12 @@
-"""sekd.prompts: the ParroT template, label masking and truncation with a tiny local tokenizer."""
+"""sekd.data.prompts: the ParroT template, label masking and truncation with a tiny local
+tokenizer."""
 
 from __future__ import annotations
 
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
-from sekd import prompts
+from sekd.data import prompts
 
 LANGS = {"en": "English", "de": "German", "cs": "Czech"}
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]

@@ -17,8 +17,10 @@ import torch
 from conftest import TINY_TRAINING
 from safetensors.torch import load_file
 
-from sekd import checkpoints, data, train
-from sekd.variants import make_variant
+from sekd.data import alma as data
+from sekd.plan.variants import make_variant
+from sekd.train import checkpoints
+from sekd.train import job as train
 
 pytestmark = [pytest.mark.resume, pytest.mark.slow]
 
@@ -31,7 +33,7 @@ STEPS = 9  # 12 examples / batch 4 x 3 epochs
 DRIVER = """
 import json, sys, time
 import transformers
-from sekd import train
+from sekd.train import job as train
 
 training_step = transformers.Trainer.training_step
 def slow(self, *args, **kwargs):
@@ -117,7 +119,7 @@ def _same_weights(a, b):
 
 
 def _resume(job, caplog):
-    with caplog.at_level(logging.INFO, logger="sekd.train"):
+    with caplog.at_level(logging.INFO, logger="sekd.train.job"):
         summary = train.run(job)
     resumed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resuming")]
     return summary, resumed

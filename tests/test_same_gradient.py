@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sekd.losses import IGNORE_INDEX, distill_loss
+from sekd.train.losses import IGNORE_INDEX, distill_loss
 
 
 def _inputs(seed: int, B: int = 2, T: int = 5, V: int = 11):

@@ -1,5 +1,5 @@
-"""Seeded sampling (sekd.sampling): exact draws from the warped distribution, independent of the
-batch a sequence shares, with EOS kept and truncation reported."""
+"""Seeded sampling (sekd.train.sampling): exact draws from the warped distribution, independent of
+the batch a sequence shares, with EOS kept and truncation reported."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from sekd import models, sampling
+from sekd import models
+from sekd.train import sampling
 
 
 def test_warp_keeps_the_top_k_and_the_top_p_nucleus():

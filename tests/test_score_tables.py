@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from sekd import score, tables
+from sekd.evaluate import bleu as score
+from sekd.report import tables
 
 
 def test_bleu_matches_sacrebleu_and_keeps_the_signature():
@@ -96,13 +97,13 @@ def test_table_rejects_non_finite_or_missing_scores(tmp_path):
 def paper_config():
     from pathlib import Path
 
-    from sekd.config import load_config
+    from sekd.plan.config import load_config
 
     return load_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
 
 
 def test_declared_tables_give_their_rows_and_comet(paper_config):
-    from sekd import study
+    from sekd.plan import study
 
     assert study.table_names(paper_config) == ["table1", "table2", "table3"]
     rows = study.table_rows(paper_config, "table1")
@@ -218,13 +219,13 @@ def test_latex_text_escapes_and_sets_symbols_in_math():
 
 @pytest.fixture(scope="module")
 def mini_config():
-    from sekd.config import load_config
+    from sekd.plan.config import load_config
 
     return load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "mini.yaml")
 
 
 def test_the_declared_tables_have_a_delta_row(paper_config):
-    from sekd import study
+    from sekd.plan import study
 
     for name in ("table1", "table2", "table3"):
         assert study.table_delta(paper_config, name) == {
@@ -242,7 +243,7 @@ def _validate_with(changes: dict) -> None:
 
     import yaml
 
-    from sekd.config import validate_config
+    from sekd.plan.config import validate_config
 
     raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     raw = copy.deepcopy(raw)
@@ -269,7 +270,7 @@ def test_a_delta_objective_missing_from_the_table_is_a_config_error():
 
 
 def test_rows_that_are_one_run_up_to_a_constant_are_marked(paper_config, tmp_path):
-    from sekd import study
+    from sekd.plan import study
 
     assert study.table_marks(paper_config, "table1") == [
         {"sign": "‡", "systems": ["Forward KD", "NoEvo KD"]}
@@ -302,8 +303,8 @@ def test_rows_that_are_one_run_up_to_a_constant_are_marked(paper_config, tmp_pat
 
 
 def test_same_gradient_declarations_are_checked():
-    from sekd import study
-    from sekd.objectives import OBJECTIVES, Objective, declared
+    from sekd.plan import study
+    from sekd.plan.objectives import OBJECTIVES, Objective, declared
 
     assert OBJECTIVES["noevo_kd"].same_gradient_as == "forward_kd"
     assert OBJECTIVES["word_kd"].same_gradient_as == "forward_kd"
@@ -321,7 +322,7 @@ def test_same_gradient_declarations_are_checked():
 
 
 def test_titles_and_captions_name_the_configured_models(paper_config, mini_config):
-    from sekd import study
+    from sekd.plan import study
 
     title = study.table_title(paper_config, "table1")
     assert "llama-13b teacher" in title and "llama-7b student" in title
@@ -339,7 +340,7 @@ def test_titles_and_captions_name_the_configured_models(paper_config, mini_confi
 
 
 def test_row_labels_take_the_placeholders_too(paper_config):
-    from sekd import study
+    from sekd.plan import study
 
     config = {**paper_config, "tables": {**paper_config["tables"]}}
     sft_rows = [{"label": "Teacher ({teacher})", "role": "teacher"}]

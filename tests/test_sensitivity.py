@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sekd import sensitivity, study
-from sekd.config import load_config, validate_config
 from sekd.errors import ConfigError
+from sekd.plan import study
+from sekd.plan.config import load_config, validate_config
+from sekd.report import sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -181,7 +182,7 @@ def test_a_missing_or_non_finite_score_is_named(tmp_path):
 
 
 def test_the_report_has_a_sensitivity_section(tmp_path, paper_config):
-    from sekd import report
+    from sekd.report import html as report
 
     records = sensitivity.table(_made_up(tmp_path))
     sensitivity.write_csv(records, tmp_path / "sensitivity.csv")

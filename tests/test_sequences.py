@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from test_variants import KD
 
-from sekd.objectives import OBJECTIVES, Objective, declared
-from sekd.runs import serves
-from sekd.sequences import generation_job, generation_name, teacher_outputs_dir
-from sekd.variants import make_variant
+from sekd.plan.objectives import OBJECTIVES, Objective, declared
+from sekd.plan.run_names import serves
+from sekd.plan.sequences import generation_job, generation_name, teacher_outputs_dir
+from sekd.plan.variants import make_variant
 
 
 def test_generation_settings_are_in_the_run_names_of_the_runs_that_read_them():
@@ -73,8 +73,8 @@ def test_generation_names_and_the_jobs_values(setting, name):
 def test_the_plan_gives_a_generation_its_values():
     from pathlib import Path
 
-    from sekd import study
-    from sekd.config import load_config
+    from sekd.plan import study
+    from sekd.plan.config import load_config
 
     root = Path(__file__).resolve().parents[1]
     config = load_config(root / "config" / "config.yaml", root / "config" / "mini.yaml")

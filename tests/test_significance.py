@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sekd.significance import paired_bootstrap, pool_seeds, pooled_paired_bootstrap
+from sekd.evaluate.significance import paired_bootstrap, pool_seeds, pooled_paired_bootstrap
 
 
 def _corpus(n=60, seed=0):

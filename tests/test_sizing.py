@@ -1,4 +1,4 @@
-"""The sizing model (sekd.sizing): the Llama-1 parameter counts, the estimate's terms against
+"""The sizing model (sekd.plan.sizing): the Llama-1 parameter counts, the estimate's terms against
 DeepSpeed's own estimator, and where architectures come from. What the plan asks the cluster for
 from it is tests/test_allocation.py."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sekd import sizing
+from sekd.plan import sizing
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -46,7 +46,7 @@ def test_parameter_counts_equal_the_model_built_on_the_meta_device(name):
 
 
 def test_chunk_elements_follow_the_chunked_loss():
-    chunked = pytest.importorskip("sekd.chunked")
+    chunked = pytest.importorskip("sekd.train.chunked")
     assert chunked.CHUNK_ELEMENTS["cuda"] == sizing.CUDA_CHUNK_ELEMENTS
 
 

@@ -37,8 +37,8 @@ SBATCH_RULES = {"sft", "decode"}  # everything else on the chain is a localrule
 TIMEOUT = 480  # s for the SLURM run (50 s on an idle 2-core machine, 110 s under load)
 
 # The test node (2 CPUs, 2 fake GPUs, 4 GB) described to the plan the way profiles/slurm describes
-# its nodes: the training and decoding jobs are sized from it by the plan (sekd.allocation), as on
-# a real cluster; the rest of the paper's description (GPU memory, FLOP/s) stays.
+# its nodes: the training and decoding jobs are sized from it by the plan (sekd.plan.allocation), as
+# on a real cluster; the rest of the paper's description (GPU memory, FLOP/s) stays.
 TEST_NODE = {
     "gpus_per_node": 2, "node_mem_gb": 4, "process_mem_mb": 500, "cpus_per_gpu": 1,
     "max_runtime": 60, "mem_mb": 500, "runtime": 15,
@@ -189,9 +189,9 @@ def test_training_and_decoding_went_through_sbatch(cluster, slurm_run, capsys):
 
 
 def test_requests_are_sized_by_the_plan(cluster, slurm_run):
-    """What SLURM allocated is what the plan sized for the test node (sekd.allocation): the micro
-    student's SFT on 1 GPU of 1 node (mpi: two tasks, the plugin's minimum, one rank), host memory
-    one process with the model (1 GB, rounded up), the wall time the plan's "GPU sizing" line
+    """What SLURM allocated is what the plan sized for the test node (sekd.plan.allocation): the
+    micro student's SFT on 1 GPU of 1 node (mpi: two tasks, the plugin's minimum, one rank), host
+    memory one process with the model (1 GB, rounded up), the wall time the plan's "GPU sizing" line
     says; decoding on one GPU likewise."""
     workdir, output, _ = slurm_run
     by_rule = {rule_of(r): r for r in cluster.jobs()}

@@ -7,7 +7,7 @@ own hostname and /etc/hosts; Snakemake submits from node1's namespace. The micro
 teacher_l, on 2 nodes as the plan lays out the paper's 30B teacher (--nodes, --gres per node;
 forced here, since a micro model fits one GPU; the test nodes have one fake GPU and one CPU each),
 goes through sbatch;
-in its batch step sekd.train starts one job step of a task per node (srun), each that node's
+in its batch step sekd.train.job starts one job step of a task per node (srun), each that node's
 torchrun agent, which meet at node1's static rendezvous and train on 2 ranks (gloo, CPU).
 
 It must match the same job run in one process by profiles/local: the global batch is the same
@@ -17,8 +17,8 @@ The records prove where it ran: the SLURM job on node[1-2], a task of its job st
 namespace with that node's hostname, the agents' `node 0/2` and `node 1/2` lines and world size 2.
 
 The jobstep plugin (0.6) runs the job's command without SLURM's allocation variables (all SLURM_*
-but the job id); sekd.distributed.restore_allocation reads them back from slurmctld, without which
-this job trained as one node (tested here with a stand-in for scontrol, and for real above).
+but the job id); sekd.train.distributed.restore_allocation reads them back from slurmctld, without
+which this job trained as one node (tested here with a stand-in for scontrol, and for real above).
 
 Needs root, SLURM and iproute2 (installed from Debian when missing; skipped when impossible).
 About 1-2 minutes; `pytest -m slurm` runs it with tests/test_slurm.py.
@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 from test_deepspeed import _steps
 from test_slurm import FAKE_GPUS, PROFILE, ROOT, TIMEOUT, run_snakemake, write_test_profile
 
-from sekd import distributed
+from sekd.train import distributed
 
 MODEL = "teacher_l"  # the model profiles/slurm trains on 2 nodes
 RUN = f"sft/{MODEL}/seed1"
@@ -47,7 +47,7 @@ TARGET = f"results/models/{RUN}"
 LOG = f"results/logs/{RUN}.log"
 # The test nodes (1 CPU, 1 fake GPU, 2 GB each) described to the plan. A micro model needs one
 # GPU, so the sizing would keep it on one node: the test forces the layout the paper's 30B
-# teacher gets (sekd.allocation: --nodes, --gres per node) through set-resources, one GPU per
+# teacher gets (sekd.plan.allocation: --nodes, --gres per node) through set-resources, one GPU per
 # node, one task per GPU (tasks_per_node is the plan's key; with one CPU per node the plugin's
 # mpi minimum of two tasks per node cannot be met, so tasks/tasks_per_gpu ask 1 per GPU).
 # 30 minutes: the profile's warning signal (USR1 900 s before the limit) reaches the job step,

@@ -13,8 +13,12 @@ import torch
 from conftest import LANGUAGES, TINY_TRAINING, tiny_job
 from safetensors.torch import load_file
 
-from sekd import batches, data, decode, prompts, selection, train
-from sekd.teacher_outputs import teacher_example
+from sekd.data import alma as data
+from sekd.data import batches, prompts
+from sekd.evaluate import decode
+from sekd.teacher.outputs import teacher_example
+from sekd.train import job as train
+from sekd.train import sft_checkpoint as selection
 
 # --- 7b: the prompt's ending -------------------------------------------------------------------
 
@@ -118,8 +122,8 @@ def test_sft_selection_reads_the_older_switch():
 
 
 def test_config_rejects_select_best_false_with_valid_bleu():
-    from sekd.config import load_config, validate_config
     from sekd.errors import ConfigError
+    from sekd.plan.config import load_config, validate_config
 
     config = load_config("config/config.yaml")
     config["training"] |= {"select_best_sft": False, "sft_selection": "valid_bleu"}
@@ -251,19 +255,20 @@ def test_the_reversed_wmt21_cs_en_validation_set_is_named():
 PROBE = """
 include: "{snakefile}"
 import json
+from sekd.plan.run_names import drop_runtime_keys
 print("PROBE" + json.dumps({{
-    "sft": sft_job("teacher"),
-    "kd": drop_runtime_keys(training_slice("student")),
-    "store": store_slice("teacher", "full"),
-    "outputs": outputs_slice("teacher", "beam5"),  # a generation the plan makes (seq_kd)
-    "decode": decode_options(),
-    "tokenizer": tokenizer_training(),
+    "sft": JOBS.sft("teacher"),
+    "kd": drop_runtime_keys(JOBS.training_slice("student")),
+    "store": JOBS.store("teacher", JOBS.fidelity()["source"]),  # the plan's sparse store
+    "outputs": JOBS.outputs("teacher", "beam5"),  # a generation the plan makes (seq_kd)
+    "decode": JOBS.decoding(),
+    "tokenizer": JOBS.tokenizer_training(),
 }}))
 """
 
 
 def _job_params(tmp_path, override: str) -> dict:
-    """The params the rules would get (common.smk's slices), from a probe Snakefile that includes
+    """The params the rules would get (sekd.plan.jobs.Jobs), from a probe Snakefile that includes
     the workflow with config/mini.yaml and `override`."""
     import os
     import subprocess

@@ -1,4 +1,4 @@
-"""The loss-side run options of issue 11 (sekd.objectives.RUN_OPTIONS):
+"""The loss-side run options of issue 11 (sekd.plan.objectives.RUN_OPTIONS):
 
 - ``difficulty`` (kd.difficulty, `distill_loss(difficulty=...)`): the d of eq. 5 on which sekd and
   sekd_topk split their tokens, KL(ỹ||q) (default) or CE(ỹ, q) = KL(ỹ||q) + H(ỹ);
@@ -15,9 +15,9 @@ from test_losses import make_batch, ref_kl, rel
 from torch.nn.functional import one_hot
 from torch.special import xlogy
 
-from sekd import teacher_store as ts
-from sekd.losses import distill_loss
-from sekd.variants import Variant, make_variant
+from sekd.plan.variants import Variant, make_variant
+from sekd.teacher import store as ts
+from sekd.train.losses import distill_loss
 
 PATHS = [None, 1, 5, 1000]  # the reference (chunk_size=None) and chunked ones
 KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
@@ -213,7 +213,7 @@ def test_cross_entropy_with_an_offset(path, objective):
 
 
 def test_offset_meaning_with_a_sampled_teacher():
-    """sekd.teacher_store: for a sampled ỹ̂, offset = Σ ỹ log ỹ - Σ ỹ̂ log ỹ̂ makes the KL form's
+    """sekd.teacher.store: for a sampled ỹ̂, offset = Σ ỹ log ỹ - Σ ỹ̂ log ỹ̂ makes the KL form's
     d = KL(ỹ̂||q) + offset = Σ ỹ log ỹ - Σ ỹ̂ log q unbiased. The CE form's d must equal the
     corrected KL plus the exact H(ỹ) (from the store's H(p) and p[label]), which is
     -Σ ỹ̂ log q: linear in ỹ̂, so unbiased too (its mean over samples is the exact teacher's)."""

@@ -1,7 +1,7 @@
-"""Run options that pool the optimizer batch (issue 11, choices 4 and 6; sekd.pool, sekd.trainer):
-``norm=optimizer_batch`` makes a step's loss Σ(per-token losses)/N over the whole step,
-``pool=optimizer_batch`` picks sekd_topk's ⌈K%·N⌉ hard tokens over the whole step; with the
-defaults nothing changes."""
+"""Run options that pool the optimizer batch (issue 11, choices 4 and 6; sekd.train.pool,
+sekd.train.trainer): ``norm=optimizer_batch`` makes a step's loss Σ(per-token losses)/N over the
+whole step, ``pool=optimizer_batch`` picks sekd_topk's ⌈K%·N⌉ hard tokens over the whole step; with
+the defaults nothing changes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from conftest import tiny_job
 from safetensors.torch import load_file
 from transformers import Trainer, TrainingArguments
 
-from sekd import data, models, pool, train, trainer
-from sekd.losses import _topk_count, distill_loss
-from sekd.onpolicy import OnPolicy
-from sekd.study import planned_variant
-from sekd.variants import Variant, make_variant
+from sekd import models
+from sekd.data import alma as data
+from sekd.plan.study import planned_variant
+from sekd.plan.variants import Variant, make_variant
+from sekd.train import job as train
+from sekd.train import pool, trainer
+from sekd.train.losses import _topk_count, distill_loss
+from sekd.train.onpolicy import OnPolicy
 
 LAM = 0.5
 FORWARD = {"lam": LAM}
@@ -193,7 +196,7 @@ def test_norm_optimizer_batch_is_the_step_sum_over_its_tokens(setup, tiny_model_
 def _mini_config() -> dict:
     from pathlib import Path
 
-    from sekd.config import load_config
+    from sekd.plan.config import load_config
 
     root = Path(__file__).resolve().parents[1]
     return load_config(root / "config" / "config.yaml", root / "config" / "mini.yaml")

@@ -1,4 +1,4 @@
-"""The teacher's outputs for the training prompts (sekd.teacher_outputs, rule teacher_outputs):
+"""The teacher's outputs for the training prompts (sekd.teacher.outputs, rule teacher_outputs):
 beams and samples with EOS and finished flags, reproducible and batch-invariant samples, counts,
 atomic output, the examples a run trains on, and the rule in the plan."""
 
@@ -19,11 +19,15 @@ from sacrebleu.metrics import BLEU
 from safetensors.torch import load_file
 from transformers import GenerationConfig
 
-from sekd import batches, data, decode, models, train
-from sekd import teacher_outputs as to
-from sekd import tokenizer as tokenizers
-from sekd.teacher_store import fingerprint
-from sekd.variants import make_variant
+from sekd import models
+from sekd.data import alma as data
+from sekd.data import batches
+from sekd.data import tokenizer as tokenizers
+from sekd.evaluate import decode
+from sekd.plan.variants import make_variant
+from sekd.teacher import outputs as to
+from sekd.teacher.store import fingerprint
+from sekd.train import job as train
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

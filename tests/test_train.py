@@ -9,8 +9,9 @@ import torch
 from conftest import TINY_TRAINING, tiny_job
 from safetensors.torch import load_file
 
-from sekd import data, train
-from sekd.variants import make_variant
+from sekd.data import alma as data
+from sekd.plan.variants import make_variant
+from sekd.train import job as train
 
 TRAINING = TINY_TRAINING
 KD = {"lam": 0.5, "beta": 0.5, "gamma": 0.4, "top_k_percent": 20}
@@ -118,7 +119,7 @@ def test_a_rule_job_takes_the_runtime_keys_from_its_resources(tmp_path, monkeypa
     config path is relative to the repository when not to the working directory."""
     from types import SimpleNamespace
 
-    from sekd.runs import RUNTIME_KEYS, as_resource, drop_runtime_keys
+    from sekd.plan.run_names import RUNTIME_KEYS, as_resource, drop_runtime_keys
 
     training = {"epochs": 1, "deepspeed": "config/deepspeed/zero3_bf16.json"}
     training |= {"nproc_per_node": None, "save_steps": 5}

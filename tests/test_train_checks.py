@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import tiny_job
 
-from sekd import data, train
+from sekd.data import alma as data
+from sekd.train import job as train
 
 
 def _sft_job(tmp_path, records, model_dir, **training):

@@ -8,7 +8,8 @@ import torch
 import transformers
 from transformers import TrainingArguments
 
-from sekd import models, train
+from sekd import models
+from sekd.train import job as train
 
 FIVE = int(transformers.__version__.split(".")[0]) >= 5
 

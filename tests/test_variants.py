@@ -1,5 +1,5 @@
 """Run names: only the hyper-parameters an objective reads, one name per variant (an identifier,
-never read back for a value: the plan hands a job its values, sekd.study.planned_variant)."""
+never read back for a value: the plan hands a job its values, sekd.plan.study.planned_variant)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sekd import study
-from sekd.config import load_config
-from sekd.objectives import OBJECTIVES
-from sekd.variants import NAME_PATTERN, Variant, format_number, make_variant
+from sekd.plan import study
+from sekd.plan.config import load_config
+from sekd.plan.objectives import OBJECTIVES
+from sekd.plan.variants import NAME_PATTERN, Variant, format_number, make_variant
 
 KD = {
     "lam": 0.5,
@@ -52,7 +52,7 @@ def test_names_hold_only_what_the_objective_reads():
 
 
 def test_tags_come_from_the_hyper_parameter_declarations():
-    from sekd.objectives import HPARAMS, hparam_tags
+    from sekd.plan.objectives import HPARAMS, hparam_tags
 
     tags = hparam_tags()
     assert tags == {
@@ -168,8 +168,8 @@ def test_non_canonical_run_names_are_not_runs_of_the_plan(name):
 
 
 def test_run_options_come_from_their_config_keys():
-    from sekd import study
-    from sekd.config import load_config, validate_config
+    from sekd.plan import study
+    from sekd.plan.config import load_config, validate_config
 
     config = validate_config(load_config("config/config.yaml"))
     assert study.kd_run(config, "sekd") == "kd/teacher/sekd-lam0.5-beta0.5-gamma0.4"

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_tool
 
-from sekd import locks
-
+locks = load_tool("locks")
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "requirements"
 ENVS = ROOT / "workflow" / "envs"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sekd import data, score
+from sekd.data import alma as data
+from sekd.evaluate import bleu as score
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -506,7 +507,7 @@ def test_bad_config_stops_before_any_job(tmp_path):
 
 
 def test_sensitivity_has_one_row_per_alternative_with_finite_numbers(study):
-    from sekd.config import load_config
+    from sekd.plan.config import load_config
 
     snakemake(study, "results/sensitivity.csv")
     config = load_config(ROOT / "config" / "config.yaml", *CONFIGS)

@@ -3,7 +3,7 @@
     python tools/sbatch_lines.py [snakemake arguments ...]
 
 plans the study (`snakemake -n --forceall --profile profiles/slurm all` plus the arguments) and
-prints, for the first job of every rule that goes through sbatch (sekd.allocation.MODEL_RULES:
+prints, for the first job of every rule that goes through sbatch (sekd.plan.allocation.MODEL_RULES:
 the others are localrules) and node count, the plugin's own submit command
 (snakemake_executor_plugin_slurm: `get_submit_command` + `set_gres_string`) for that job's
 resources; docs/slurm.md shows its output and tests/test_allocation.py reads the plan with
@@ -102,7 +102,7 @@ def sbatch_line(job: PlannedJob) -> str:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT / "workflow"))
-    from sekd.allocation import MODEL_RULES  # every other rule is a localrule (Snakefile)
+    from sekd.plan.allocation import MODEL_RULES  # every other rule is a localrule (Snakefile)
 
     seen = set()
     for job in plan_jobs(*argv):

@@ -8,7 +8,7 @@ rule fetch_data:
         sha256=lambda wc: config["data"]["sha256"][wc.relpath],
     resources:
         # The source, mirror or URL: resources, which unlike params decide no rerun (the checksum
-        # makes the source irrelevant to the result; sekd.runs.as_resource: unset is "").
+        # makes the source irrelevant to the result; sekd.plan.run_names.as_resource: unset is "").
         data_url=as_resource(config["data"]["url"], str),
         data_mirror=as_resource(config["data"]["mirror"], str),
         download_timeout_s=config["data"]["download_timeout_s"],

@@ -9,18 +9,18 @@ rule decode:
         "results/hyps/{run}/seed{seed}/{evalset}/{direction}.txt",
     params:
         # with prompt.response_newline when not the default
-        decoding=decode_options(),
-        languages=lambda wc: languages_for([wc.direction]),
-        dtype=lambda wc: run_model(wc.run)["dtype"],
+        decoding=JOBS.decoding(),
+        languages=lambda wc: JOBS.languages_for([wc.direction]),
+        dtype=lambda wc: JOBS.run_model(wc.run)["dtype"],
     threads: 1
     resources:
-        **sized("decode"),  # one GPU on a GPU cluster (common.smk)
+        **SIZER.resources("decode"),  # one GPU on a GPU cluster (sekd.plan.allocation)
     log:
         "results/logs/decode/{run}/seed{seed}/{evalset}/{direction}.log",
     benchmark:
         "results/benchmarks/decode/{run}/seed{seed}/{evalset}/{direction}.tsv"
     conda:
-        engine_env("decoding")
+        JOBS.engine_env("decoding")
     script:
         "../scripts/decode.py"
 
@@ -77,7 +77,7 @@ rule comet:
         batch_size=config["scoring"]["comet_batch_size"],
     threads: 1
     resources:
-        **sized("comet"),  # one GPU on a GPU cluster (common.smk)
+        **SIZER.resources("comet"),  # one GPU on a GPU cluster (sekd.plan.allocation)
     log:
         "results/logs/comet/{run}/seed{seed}/{evalset}/{direction}.log",
     benchmark:
@@ -94,7 +94,7 @@ rule significance:
     output:
         "results/significance/{table}.json",
     params:
-        spec=lambda wc: significance_spec(wc.table),
+        spec=lambda wc: study.significance_spec(config, wc.table),
         samples=config["tables"]["bootstrap_samples"],
         seed=config["tables"]["bootstrap_seed"],
         tokenize=config["scoring"]["tokenize"],

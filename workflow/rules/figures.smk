@@ -14,7 +14,7 @@ rule figure:
         pdf="results/figures/{fig}.pdf",
         csv="results/figures/{fig}.csv",
     params:
-        spec=lambda wc: figure_spec(wc.fig),
+        spec=lambda wc: study.figure_spec(config, wc.fig),
         caption=lambda wc: config["figures"][wc.fig]["caption"],
     log:
         "results/logs/figure/{fig}.log",

@@ -8,8 +8,8 @@ rule tokenizer:
         directory("results/tokenizer"),
     params:
         # the from_model's revision, only when pinned (an unpinned plan's params stay as before)
-        **tokenizer_revision(),
-        train=tokenizer_training(),  # with prompt.response_newline when not the default
+        **JOBS.tokenizer_revision(),
+        train=JOBS.tokenizer_training(),  # with prompt.response_newline when not the default
         pretrained=(
             config["models"][config["tokenizer"]["from_model"]]["pretrained"]
             if config["tokenizer"]["from_model"]
@@ -20,13 +20,13 @@ rule tokenizer:
             if config["tokenizer"]["from_model"]
             else False
         ),
-        languages=languages_for(train_directions()),
+        languages=JOBS.languages_for(JOBS.train_directions()),
     log:
         "results/logs/tokenizer.log",
     benchmark:
         "results/benchmarks/tokenizer.tsv"
     conda:
-        gpu_env("../envs/train.yaml")
+        JOBS.gpu_env("../envs/train.yaml")
     script:
         "../scripts/tokenizer.py"
 
@@ -43,6 +43,6 @@ rule init_model:
     benchmark:
         "results/benchmarks/init_model/{model}.tsv"
     conda:
-        gpu_env("../envs/train.yaml")
+        JOBS.gpu_env("../envs/train.yaml")
     script:
         "../scripts/init_model.py"

@@ -3,17 +3,17 @@
 
 rule report:
     input:
-        tables=table_outputs(),
-        figures=figure_outputs(),
+        tables=study.table_outputs(config),
+        figures=study.figure_outputs(config),
         fidelity=fidelity_outputs(),
-        curves=table_curves_outputs(),
+        curves=study.table_curves_outputs(config),
         sensitivity=study.sensitivity_outputs(config),
     output:
         "results/report.html",
     params:
         config=config,
         captions=study.captions(config),
-        # the compute budget per table row (sekd.budget), from the benchmark files
+        # the compute budget per table row (sekd.report.budget), from the benchmark files
         budget_rows={t: study.table_rows(config, t) for t in TABLES},
         seeds=SEEDS,
     log:
@@ -29,8 +29,8 @@ rule report:
 rule artifact:
     input:
         "results/report.html",
-        table_outputs(),
-        figure_outputs(),
+        study.table_outputs(config),
+        study.figure_outputs(config),
     output:
         "results/artifact.tar.gz",
     params:

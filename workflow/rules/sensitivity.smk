@@ -16,22 +16,22 @@ rule fit:
         "results/fit/{run}/seed{seed}/{reference}.json",
     params:
         directions=config["data"]["valid_directions"],
-        languages=languages_for(config["data"]["valid_directions"]),
+        languages=JOBS.languages_for(config["data"]["valid_directions"]),
         max_length=config["training"]["max_length"],
         batch_size=config["training"]["per_device_batch_size"],
-        dtype=lambda wc: run_model(wc.run)["dtype"],
+        dtype=lambda wc: JOBS.run_model(wc.run)["dtype"],
         teacher_dtype=lambda wc: config["models"][wc.reference]["dtype"],
     wildcard_constraints:
         reference=MODEL_NAME,
     threads: 1
     resources:
-        **sized("fit"),  # one GPU on a GPU cluster (common.smk)
+        **SIZER.resources("fit"),  # one GPU on a GPU cluster (sekd.plan.allocation)
     log:
         "results/logs/fit/{run}/seed{seed}/{reference}.log",
     benchmark:
         "results/benchmarks/fit/{run}/seed{seed}/{reference}.tsv"
     conda:
-        gpu_env("../envs/train.yaml")
+        JOBS.gpu_env("../envs/train.yaml")
     script:
         "../scripts/fit.py"
 

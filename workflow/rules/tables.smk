@@ -13,7 +13,7 @@ rule table:
         md="results/{table}.md",
         tex="results/{table}.tex",
     params:
-        rows=lambda wc: table_spec(wc.table),
+        rows=lambda wc: study.table_spec(config, wc.table),
         directions=TEST_DIRECTIONS,
         title=lambda wc: study.table_title(config, wc.table),
         caption=lambda wc: study.table_caption(config, wc.table),

@@ -1,4 +1,4 @@
-# Teacher outputs computed once (sekd.teacher_store): one store per teacher, source and seed, read
+# Teacher outputs computed once (sekd.teacher.store): one store per teacher, source and seed, read
 # by every KD job named kd/<teacher>.<source>/<variant>; and the sparse store's fidelity report.
 
 
@@ -14,13 +14,13 @@ rule teacher_store:
         teacher=MODEL_NAME,
     params:
         student=lambda wc, input: (
-            input.student[0] if input.student else base_model("student")
+            input.student[0] if input.student else JOBS.base_model("student")
         ),
-        job=lambda wc: store_slice(wc.teacher, wc.source),
+        job=lambda wc: JOBS.store(wc.teacher, wc.source),
     threads: 1
     resources:
-        # one GPU on a GPU cluster, sized per teacher (common.smk); else the CPU defaults
-        **sized("teacher_store", tasks=1, nodes=1),
+        # one GPU on a GPU cluster, sized per teacher (sekd.plan.allocation); else the CPU defaults
+        **SIZER.resources("teacher_store", tasks=1, nodes=1),
         # teacher_store.batch_size (speed only): a resource, which unlike params decides no rerun
         store_batch_size=config["teacher_store"]["batch_size"],
     log:
@@ -28,7 +28,7 @@ rule teacher_store:
     benchmark:
         "results/benchmarks/teacher_store/{teacher}/{source}/seed{seed}.tsv"
     conda:
-        gpu_env("../envs/train.yaml")
+        JOBS.gpu_env("../envs/train.yaml")
     script:
         "../scripts/teacher_store.py"
 
@@ -46,7 +46,7 @@ rule store_fidelity_loss:
         teacher=MODEL_NAME,
     params:
         job=lambda wc: {
-            **store_slice(wc.teacher, wc.source),
+            **JOBS.store(wc.teacher, wc.source),
             "kd": config["kd"],
             # every objective a sparse store serves (BLEU only for fidelity.objectives)
             "objectives": [o for o in kd_objectives() if serves(o, "sparse")],
@@ -55,13 +55,13 @@ rule store_fidelity_loss:
         },
     threads: 1
     resources:
-        **sized("store_fidelity_loss"),  # one GPU on a GPU cluster (common.smk)
+        **SIZER.resources("store_fidelity_loss"),  # one GPU on a GPU cluster (sekd.plan.allocation)
     log:
         "results/logs/store_fidelity_loss/{teacher}/{source}/seed{seed}.log",
     benchmark:
         "results/benchmarks/store_fidelity_loss/{teacher}/{source}/seed{seed}.tsv"
     conda:
-        gpu_env("../envs/train.yaml")
+        JOBS.gpu_env("../envs/train.yaml")
     script:
         "../scripts/store_fidelity_loss.py"
 
@@ -77,7 +77,7 @@ rule store_fidelity:
             category="Teacher store",
         ),
     params:
-        spec=fidelity_spec(),
+        spec=JOBS.fidelity(),
     log:
         "results/logs/store_fidelity.log",
     benchmark:

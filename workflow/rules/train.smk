@@ -1,10 +1,10 @@
 # Training (§4.2): SFT of teachers and student; KD of the student from its base model, with the
 # teacher online or read from its store (teacher_store.smk).
 
-from sekd.runlock import forward_interrupts
+from sekd.train.run_lock import forward_interrupts
 
 # SIGINT to Snakemake reaches the running jobs too (as Ctrl-C does): a trainer then checkpoints at
-# the end of its step and stops, instead of Snakemake waiting for it to finish (sekd.runlock).
+# the end of its step and stops, instead of Snakemake waiting for it to finish (sekd.train.run_lock).
 forward_interrupts()
 
 
@@ -20,20 +20,22 @@ rule sft:
     output:
         directory("results/models/sft/{model}/seed{seed}"),
     params:
-        base=lambda wc, input: input.base[0] if input.base else base_model(wc.model),
+        base=lambda wc, input: (
+            input.base[0] if input.base else JOBS.base_model(wc.model)
+        ),
         # without training.deepspeed, nproc_per_node and save_steps (resources below)
         # training.sft_selection (and valid_bleu's decoding) only when not valid_loss
-        job=lambda wc: sft_job(wc.model),
+        job=lambda wc: JOBS.sft(wc.model),
     threads: 1
     resources:
         # On a GPU cluster (profiles/slurm) GPUs per node, nodes, memory and time are sized from
-        # the job (common.smk, sekd.allocation); elsewhere one node and the CPU defaults.
-        **sized("sft", tasks=2, nodes=1),
+        # the job (common.smk, sekd.plan.allocation); elsewhere one node and the CPU defaults.
+        **SIZER.resources("sft", tasks=2, nodes=1),
         # mpi: under SLURM the job runs in its batch step (no nested srun) and launches its own
         # workers, one per GPU of each node; the plugin then needs more than one task.
         mpi="srun",
         # How a run executes, not what it computes: resources, which (unlike params) decide no
-        # rerun, carry them to the script (sekd.runs.as_resource; unset: "" or 0).
+        # rerun, carry them to the script (sekd.plan.run_names.as_resource; unset: "" or 0).
         deepspeed=as_resource(config["training"]["deepspeed"], str),
         nproc_per_node=as_resource(config["training"]["nproc_per_node"]),
         save_steps=as_resource(config["training"]["save_steps"]),
@@ -42,7 +44,7 @@ rule sft:
     benchmark:
         "results/benchmarks/sft/{model}/seed{seed}.tsv"
     conda:
-        gpu_env("../envs/train.yaml")
+        JOBS.gpu_env("../envs/train.yaml")
     script:
         "../scripts/sft.py"
 
@@ -61,13 +63,13 @@ rule kd:
         directory("results/models/kd/{teacher}/{variant}/seed{seed}"),
     params:
         base=kd_base,
-        job=kd_job,  # as sft, with the student's sampling length when it samples
+        job=lambda wc: JOBS.kd(wc.teacher, wc.variant, wc.seed),  # as sft, with the student's sampling length when it samples
         # the run's values (objective, hyper-parameters, run options) from the plan
         run=kd_values,
         teacher_dtype=lambda wc: config["models"][split_teacher(wc.teacher)[0]]["dtype"],
     threads: 1
     resources:
-        **sized("kd", tasks=2, nodes=1),  # as sft
+        **SIZER.resources("kd", tasks=2, nodes=1),  # as sft
         mpi="srun",  # as sft
         deepspeed=as_resource(config["training"]["deepspeed"], str),  # as sft
         nproc_per_node=as_resource(config["training"]["nproc_per_node"]),
@@ -77,6 +79,6 @@ rule kd:
     benchmark:
         "results/benchmarks/kd/{teacher}/{variant}/seed{seed}.tsv"
     conda:
-        gpu_env("../envs/train.yaml")
+        JOBS.gpu_env("../envs/train.yaml")
     script:
         "../scripts/kd.py"

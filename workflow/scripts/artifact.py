@@ -1,11 +1,11 @@
-"""Rule artifact: results/artifact.tar.gz for artifact review (sekd.archive)."""
+"""Rule artifact: results/artifact.tar.gz for artifact review (sekd.report.archive)."""
 
 from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import archive
 from sekd.logs import logged
+from sekd.report import archive
 
 with logged(snakemake.log[0]):
     manifest = archive.build(

@@ -3,7 +3,8 @@ signature."""
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import data, score
+from sekd.data import alma as data
+from sekd.evaluate import bleu as score
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):

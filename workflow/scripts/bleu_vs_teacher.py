@@ -3,7 +3,7 @@ references."""
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import score
+from sekd.evaluate import bleu as score
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import comet, data, score
+from sekd.data import alma as data
+from sekd.evaluate import bleu as score
+from sekd.evaluate import comet
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import atomic, data, decode, models
-from sekd import tokenizer as tokenizers
+from sekd import atomic, models
+from sekd.data import alma as data
+from sekd.data import tokenizer as tokenizers
+from sekd.evaluate import decode
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 

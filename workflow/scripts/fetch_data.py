@@ -2,9 +2,9 @@
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import data
+from sekd.data import alma as data
 from sekd.logs import logged
-from sekd.runs import from_resources
+from sekd.plan.run_names import from_resources
 
 with logged(snakemake.log[0]):
     # The source (mirror or URL) and the download's deadline come as resources, not params, on

@@ -1,8 +1,10 @@
-"""Rule fit: a trained model's validation NLL and KL(p||q) to a teacher (sekd.fit)."""
+"""Rule fit: a trained model's validation NLL and KL(p||q) to a teacher
+(sekd.evaluate.validation_fit)."""
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import fit, models
+from sekd import models
+from sekd.evaluate import validation_fit as fit
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
 

@@ -3,7 +3,7 @@
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd import models
-from sekd import tokenizer as tokenizers
+from sekd.data import tokenizer as tokenizers
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):

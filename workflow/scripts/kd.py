@@ -1,13 +1,13 @@
 """Rule kd: knowledge distillation of the student from an SFT'd teacher, online or read from its
-teacher store (eqs. 3-10; sekd.train). Launching, resuming and preemption as in rule sft."""
+teacher store (eqs. 3-10; sekd.train.job). Launching, resuming and preemption as in rule sft."""
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import train
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
-from sekd.runs import split_teacher
-from sekd.variants import Variant
+from sekd.plan.run_names import split_teacher
+from sekd.plan.variants import Variant
+from sekd.train import job as train
 
 with logged(snakemake.log[0]):
     require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
@@ -20,7 +20,8 @@ with logged(snakemake.log[0]):
             snakemake.params.job,
             snakemake.resources,
             variant=wc.variant,
-            # the run's values from the plan (common.smk kd_values); the name is its identity
+            # the run's values from the plan (sekd.plan.jobs.Jobs.kd_values); the name is its
+            # identity
             plan=Variant.from_values(snakemake.params.run),
             model_key="models.student",
             teacher_key=f"models.{split_teacher(wc.teacher)[0]} (SFT'd)",

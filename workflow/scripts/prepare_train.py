@@ -4,7 +4,7 @@ import logging
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import data
+from sekd.data import alma as data
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):

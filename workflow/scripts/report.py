@@ -4,8 +4,9 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import budget, report
 from sekd.logs import logged
+from sekd.report import budget
+from sekd.report import html as report
 
 with logged(snakemake.log[0]):
     tables = [Path(p) for p in snakemake.input.tables if p.endswith(".csv")]

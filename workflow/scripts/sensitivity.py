@@ -4,8 +4,8 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import sensitivity
 from sekd.logs import logged
+from sekd.report import sensitivity
 
 with logged(snakemake.log[0]):
     records = sensitivity.table(snakemake.params.spec)

@@ -1,14 +1,16 @@
 """Rule significance: paired bootstrap of every KD row against the baseline, per direction, over
-the test sentences of every seed pooled (sekd.significance.pooled_paired_bootstrap)."""
+the test sentences of every seed pooled (sekd.evaluate.significance.pooled_paired_bootstrap)."""
 
 import json
 from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import atomic, data, score
+from sekd import atomic
+from sekd.data import alma as data
+from sekd.evaluate import bleu as score
+from sekd.evaluate.significance import pooled_paired_bootstrap
 from sekd.logs import logged
-from sekd.significance import pooled_paired_bootstrap
 
 with logged(snakemake.log[0]):
     spec = snakemake.params.spec

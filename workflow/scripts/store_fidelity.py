@@ -6,8 +6,8 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import fidelity_report
 from sekd.logs import logged
+from sekd.report import store_fidelity as fidelity_report
 
 with logged(snakemake.log[0]):
     spec = snakemake.params.spec

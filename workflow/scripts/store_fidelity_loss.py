@@ -1,15 +1,16 @@
 """Rule store_fidelity_loss: losses, hard/easy splits and gradients of the SFT'd student with the
-online teacher and with a teacher store, on the same training batches (sekd.store_fidelity)."""
+online teacher and with a teacher store, on the same training batches
+(sekd.teacher.store_fidelity)."""
 
 import json
 from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import store_fidelity
+from sekd.data.prompts import DEFAULT_TRUNCATION, RESPONSE_NEWLINE
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
-from sekd.prompts import DEFAULT_TRUNCATION
+from sekd.teacher import store_fidelity
 
 with logged(snakemake.log[0]):
     require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
@@ -30,7 +31,7 @@ with logged(snakemake.log[0]):
         trust_remote_code=job["trust_remote_code"],
         threads=snakemake.threads,
         # in params only when not the default (common.smk formatting)
-        response_newline=job.get("response_newline", True),
+        response_newline=job.get("response_newline", RESPONSE_NEWLINE),
         truncation=job.get("truncation", DEFAULT_TRUNCATION),
     )
     Path(snakemake.output[0]).write_text(json.dumps(result, indent=1) + "\n")

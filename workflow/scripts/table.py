@@ -6,8 +6,9 @@ from pathlib import Path
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import atomic, tables
+from sekd import atomic
 from sekd.logs import logged
+from sekd.report import tables
 
 
 def write(path: str, text: str) -> None:

@@ -1,12 +1,12 @@
 """Rule teacher_outputs: the SFT'd teacher's outputs for the training prompts, generated once
-(sekd.teacher_outputs)."""
+(sekd.teacher.outputs)."""
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import teacher_outputs
+from sekd.data.prompts import DEFAULT_TRUNCATION, RESPONSE_NEWLINE
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
-from sekd.prompts import DEFAULT_TRUNCATION
+from sekd.teacher import outputs as teacher_outputs
 
 with logged(snakemake.log[0]):
     require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
@@ -31,7 +31,7 @@ with logged(snakemake.log[0]):
             teacher_key=f"models.{snakemake.wildcards.model} (SFT'd)",
             engine=job.get("engine", "hf"),
             # in params only when not the default (common.smk formatting)
-            response_newline=job.get("response_newline", True),
+            response_newline=job.get("response_newline", RESPONSE_NEWLINE),
             truncation=job.get("truncation", DEFAULT_TRUNCATION),
         )
     )

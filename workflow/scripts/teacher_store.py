@@ -1,11 +1,11 @@
-"""Rule teacher_store: run one SFT'd teacher over the training set once (sekd.teacher_store)."""
+"""Rule teacher_store: run one SFT'd teacher over the training set once (sekd.teacher.store)."""
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import teacher_store
+from sekd.data.prompts import DEFAULT_TRUNCATION, RESPONSE_NEWLINE
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
-from sekd.prompts import DEFAULT_TRUNCATION
+from sekd.teacher import store as teacher_store
 
 with logged(snakemake.log[0]):
     require_gpus(snakemake.rule, snakemake.resources)  # before any model is loaded
@@ -31,7 +31,7 @@ with logged(snakemake.log[0]):
             student_revision=job.get("student_revision"),  # only in params when pinned
             teacher_key=f"models.{snakemake.wildcards.teacher} (SFT'd)",
             # in params only when not the default (common.smk formatting)
-            response_newline=job.get("response_newline", True),
+            response_newline=job.get("response_newline", RESPONSE_NEWLINE),
             truncation=job.get("truncation", DEFAULT_TRUNCATION),
         )
     )

@@ -2,8 +2,10 @@
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
-from sekd import data, prompts
-from sekd import tokenizer as tokenizers
+from sekd.data import alma as data
+from sekd.data import prompts
+from sekd.data import tokenizer as tokenizers
+from sekd.data.prompts import RESPONSE_NEWLINE
 from sekd.logs import logged
 
 with logged(snakemake.log[0]):
@@ -14,7 +16,10 @@ with logged(snakemake.log[0]):
         texts = (
             # prompt.response_newline: in spec only when not the default (rule tokenizer)
             prompts.build_prompt(
-                r["source"], r["direction"], languages, spec.get("response_newline", True)
+                r["source"],
+                r["direction"],
+                languages,
+                spec.get("response_newline", RESPONSE_NEWLINE),
             )
             + r["target"]
             for r in records

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sekd import allocation
 from sekd.errors import SekdError
+from sekd.plan import allocation
 
 log = logging.getLogger("sekd.gpu_required")
 
@@ -83,7 +83,7 @@ class TorchFacts:
 
 def gpus_requested(resources: object) -> GpuRequest:
     """The GPUs one node of the job must see, from its `gpu`, `nodes`, `gpus_per_node` and `gres`
-    resources (the module's docstring; sekd.allocation.gpus_per_node); per_node 0 when it asked
+    resources (the module's docstring; sekd.plan.allocation.gpus_per_node); per_node 0 when it asked
     for none."""
     per_node = allocation.gpus_per_node(resources)
     asked = ", ".join(
@@ -222,8 +222,8 @@ def require_gpus(rule: str, resources: object, env: Mapping[str, str] | None = N
 
 
 def refuse_cpu(what: str, gpus: int, env: Mapping[str, str] | None = None) -> None:
-    """For code that would pick the CPU when CUDA is unavailable (sekd.train's Trainer arguments,
-    in every torchrun rank): when the job asked for `gpus` (> 0, GPUs per node), raise
+    """For code that would pick the CPU when CUDA is unavailable (sekd.train.job's Trainer
+    arguments, in every torchrun rank): when the job asked for `gpus` (> 0, GPUs per node), raise
     `GpuUnavailableError` unless torch sees at least one device, the process's own; with
     SEKD_GPU_REQUIRED=skip, log a warning instead."""
     if gpus > 0:

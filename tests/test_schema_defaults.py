@@ -1,0 +1,97 @@
+"""Defaults once (issue 19): each default is written in one place. The schema file declares the
+config's defaults and choices; the code's constants are read from it (sekd.plan.schema), and the
+run options' keys take their values and default from their declaration (RUN_OPTIONS)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from sekd.data import prompts
+from sekd.plan import schema
+from sekd.plan.config import load_schema
+from sekd.plan.objectives import RUN_OPTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_code_constants_are_the_schemas():
+    from sekd.train import sft_checkpoint
+
+    declared = {
+        (prompts.TRUNCATIONS, prompts.DEFAULT_TRUNCATION): "training.truncation",
+        (sft_checkpoint.SELECTIONS, sft_checkpoint.DEFAULT): "training.sft_selection",
+    }
+    for (values, default), key in declared.items():
+        assert (values, default) == (schema.choices(key), schema.default(key))
+    assert schema.default("prompt.response_newline") is prompts.RESPONSE_NEWLINE
+
+
+def test_run_option_keys_take_values_and_default_from_their_declaration():
+    loaded = load_schema()
+    for option in RUN_OPTIONS.values():
+        node, written = loaded, schema.raw()
+        for part in option.key.split("."):
+            node, written = node["properties"][part], written["properties"][part]
+        if "properties" in node:  # student_init.kd / .fdistill
+            assert {c["default"] for c in node["properties"].values()} == {option.default}
+            assert all("default" not in c for c in written["properties"].values())
+        else:
+            assert (node["enum"], node["default"]) == (list(option.values), option.default)
+            assert "enum" not in written and "default" not in written
+
+
+OPEN_CHOICES = ("training.truncation", "training.sft_selection", "prompt.response_newline")
+
+
+def _default_literals(tree: ast.AST) -> list[tuple[int, str, object]]:
+    """(line, name, value) of every literal given as a default: a parameter's default, a class
+    field's value, and the fallback of ``.get(name, fallback)``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            pairs = [
+                *zip(args.args[::-1], args.defaults[::-1], strict=False),
+                *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+            ]
+            found += [(d.lineno, a.arg, d.value) for a, d in pairs if isinstance(d, ast.Constant)]
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.value, ast.Constant):
+                    found.append((item.lineno, ast.unparse(item.target), item.value.value))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and len(node.args) == 2
+            and all(isinstance(a, ast.Constant) for a in node.args)
+        ):
+            found.append((node.lineno, node.args[0].value, node.args[1].value))
+    return found
+
+
+def test_the_finder_sees_each_way_of_writing_a_default():
+    tree = ast.parse(
+        "def f(truncation='target_tail', *, b=1): pass\n"
+        "class C:\n    response_newline: bool = True\n"
+        "x = job.get('sft_selection', 'valid_loss')\n"
+    )
+    assert sorted(_default_literals(tree)) == [
+        (1, "b", 1),
+        (1, "truncation", "target_tail"),
+        (3, "response_newline", True),
+        (4, "sft_selection", "valid_loss"),
+    ]
+
+
+def test_no_module_writes_the_default_of_an_open_choice():
+    """The defaults of the keys jobs receive only when changed are read, never retyped."""
+    names = {key.rsplit(".", 1)[1]: schema.default(key) for key in OPEN_CHOICES}
+    found = [
+        f"{path.relative_to(ROOT)}:{line} {name}={value!r}"
+        for path in sorted((ROOT / "workflow").rglob("*.py"))
+        for line, name, value in _default_literals(ast.parse(path.read_text(encoding="utf-8")))
+        if name in names and value == names[name]
+    ]
+    assert found == []
