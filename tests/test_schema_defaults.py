@@ -41,9 +41,6 @@ def test_run_option_keys_take_values_and_default_from_their_declaration():
             assert "enum" not in written and "default" not in written
 
 
-OPEN_CHOICES = ("training.truncation", "training.sft_selection", "prompt.response_newline")
-
-
 def _default_literals(tree: ast.AST) -> list[tuple[int, str, object]]:
     """(line, name, value) of every literal given as a default: a parameter's default, a class
     field's value, and the fallback of ``.get(name, fallback)``."""
@@ -85,13 +82,41 @@ def test_the_finder_sees_each_way_of_writing_a_default():
     ]
 
 
-def test_no_module_writes_the_default_of_an_open_choice():
-    """The defaults of the keys jobs receive only when changed are read, never retyped."""
-    names = {key.rsplit(".", 1)[1]: schema.default(key) for key in OPEN_CHOICES}
+def _schema_defaults() -> dict[str, list[tuple[str, object]]]:
+    """{leaf name: [(dotted key, default)]} of every scalar default of the loaded schema."""
+    leaves: dict[str, list[tuple[str, object]]] = {}
+
+    def walk(node: dict, path: str) -> None:
+        for name, entry in node.get("properties", {}).items():
+            key = f"{path}.{name}" if path else name
+            if entry.get("default") is not None and not isinstance(entry["default"], dict | list):
+                leaves.setdefault(name, []).append((key, entry["default"]))
+            walk(entry, key)
+
+    walk(load_schema(), "")
+    return leaves
+
+
+# Parameters that share a name and a value with a config key but are not that key's default.
+NOT_THE_KEY = {
+    ("validation_fit.py", "batch_size"),  # the fit batches by training.per_device_batch_size
+    ("study.py", "in_all"),  # sensitivity_outputs(in_all=): rule all's question, not the key
+    ("allocation.py", "num_beams"),  # a sampled generation (no num_beams) is one sequence
+}
+
+
+def test_no_module_writes_the_literal_of_a_config_default():
+    """A parameter or field named like a config key defaults to the schema's value by reading it
+    (`sekd.plan.schema.default`, RUN_OPTIONS), never by writing it again."""
+    leaves = _schema_defaults()
+    assert {"max_new_tokens", "tokenize", "truncation", "response_newline"} <= set(leaves)
     found = [
-        f"{path.relative_to(ROOT)}:{line} {name}={value!r}"
+        f"{path.relative_to(ROOT)}:{line} {name}={value!r} ({key})"
         for path in sorted((ROOT / "workflow").rglob("*.py"))
         for line, name, value in _default_literals(ast.parse(path.read_text(encoding="utf-8")))
-        if name in names and value == names[name]
+        for key, written in leaves.get(name, [])
+        if (path.name, name) not in NOT_THE_KEY
+        and type(value) is type(written)
+        and value == written
     ]
     assert found == []

@@ -6,6 +6,7 @@ import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 from sekd.data.prompts import DEFAULT_TRUNCATION, RESPONSE_NEWLINE
 from sekd.gpu_required import require_gpus
 from sekd.logs import logged
+from sekd.plan.schema import default
 from sekd.teacher import outputs as teacher_outputs
 
 with logged(snakemake.log[0]):
@@ -29,7 +30,7 @@ with logged(snakemake.log[0]):
             threads=snakemake.threads,
             tokenize=job["tokenize"],
             teacher_key=f"models.{snakemake.wildcards.model} (SFT'd)",
-            engine=job.get("engine", "hf"),
+            engine=job.get("engine", default("sequences.engine")),
             # in params only when not the default (common.smk formatting)
             response_newline=job.get("response_newline", RESPONSE_NEWLINE),
             truncation=job.get("truncation", DEFAULT_TRUNCATION),

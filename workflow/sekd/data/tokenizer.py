@@ -9,6 +9,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from sekd.plan.schema import default
+
 SPECIAL_TOKENS = {
     "bos_token": "<s>",
     "eos_token": "</s>",
@@ -18,7 +20,9 @@ SPECIAL_TOKENS = {
 
 
 def train_bpe(
-    texts: Iterable[str], vocab_size: int, min_frequency: int = 2
+    texts: Iterable[str],
+    vocab_size: int,
+    min_frequency: int = default("tokenizer.train.min_frequency"),
 ) -> PreTrainedTokenizerFast:
     """Byte-level BPE over `texts` (deterministic for the same texts in the same order)."""
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))

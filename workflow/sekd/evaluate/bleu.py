@@ -7,13 +7,17 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU
 
+from sekd.plan.schema import default
+
 
 def read_lines(path: str | Path) -> list[str]:
     text = Path(path).read_text(encoding="utf-8")
     return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n") if text else []
 
 
-def bleu(hypotheses: list[str], references: list[str], tokenize: str = "13a") -> dict:
+def bleu(
+    hypotheses: list[str], references: list[str], tokenize: str = default("scoring.tokenize")
+) -> dict:
     """Corpus BLEU of one system on one test set; raises if the line counts differ."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from sekd.plan.schema import default
+
 DEFAULT_MODEL = "Unbabel/wmt22-comet-da"
 CHECKPOINT = Path("checkpoints") / "model.ckpt"
 
@@ -138,7 +140,7 @@ def score(
     sources: list[str],
     hypotheses: list[str],
     references: list[str],
-    batch_size: int = 16,
+    batch_size: int = default("scoring.comet_batch_size"),
     gpus: int | None = None,
     progress_bar: bool = True,
 ) -> dict:

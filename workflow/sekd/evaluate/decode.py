@@ -23,6 +23,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from sekd import models
 from sekd.data import prompts
+from sekd.plan.schema import default
 
 log = logging.getLogger("sekd.evaluate.decode")
 
@@ -75,7 +76,7 @@ def translate_with_engine(
 ) -> list[str]:
     """Translate with the engine the `decoding` config section names (`engine`, default hf);
     `options` carries prompt.response_newline too when it is not the default (rule decode)."""
-    engine = options.get("engine", "hf")
+    engine = options.get("engine", default("decoding.engine"))
     if engine not in ENGINES:
         raise ValueError(f"decoding.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     common = {
@@ -109,9 +110,9 @@ def translate(
     direction: str,
     languages: Mapping[str, str],
     *,
-    num_beams: int = 1,
-    max_new_tokens: int = 256,
-    batch_size: int = 16,
+    num_beams: int = default("decoding.num_beams"),
+    max_new_tokens: int = default("decoding.max_new_tokens"),
+    batch_size: int = default("decoding.batch_size"),
     stats: dict[str, float] | None = None,
     response_newline: bool = prompts.RESPONSE_NEWLINE,
 ) -> list[str]:
@@ -221,8 +222,8 @@ def translate_vllm(
     direction: str,
     languages: Mapping[str, str],
     *,
-    num_beams: int = 1,
-    max_new_tokens: int = 256,
+    num_beams: int = default("decoding.num_beams"),
+    max_new_tokens: int = default("decoding.max_new_tokens"),
     dtype: str = "auto",
     response_newline: bool = prompts.RESPONSE_NEWLINE,
 ) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from sekd.plan.schema import default
+
 
 def paired_bootstrap(
     baseline: tuple[str, list[str]],
@@ -17,7 +19,7 @@ def paired_bootstrap(
     *,
     n_samples: int = 1000,
     seed: int = 12345,
-    tokenize: str = "13a",
+    tokenize: str = default("scoring.tokenize"),
 ) -> dict[str, dict]:
     """{system: {"bleu", "p_value"}} for each system against `baseline` (seeded, reproducible)."""
     from sacrebleu.metrics import BLEU

@@ -44,6 +44,7 @@ from sekd.data import batches
 from sekd.data import tokenizer as tokenizers
 from sekd.data.prompts import DEFAULT_TRUNCATION, IGNORE_INDEX, RESPONSE_NEWLINE
 from sekd.evaluate import decode
+from sekd.plan.schema import default
 from sekd.teacher.store import fingerprint
 from sekd.train import sampling
 
@@ -74,10 +75,11 @@ class GenerationJob:
     seed: int  # of the samples (row_seed(seed, example index)); beam search reads none
     dtype: str = "float32"  # the teacher's
     trust_remote_code: bool = False
-    batch_size: int = 16  # prompts per batch (speed only)
+    batch_size: int = default("sequences.batch_size")  # prompts per batch (speed only)
     threads: int = 1
-    engine: str = "hf"  # hf | vllm
-    tokenize: str = "13a"  # sacrebleu tokenizer of the sentence BLEU (scoring.tokenize)
+    engine: str = default("sequences.engine")  # hf | vllm
+    # the sacrebleu tokenizer of the sentence BLEU (scoring.tokenize)
+    tokenize: str = default("scoring.tokenize")
     teacher_key: str = "the teacher"  # its config key, for errors (models.<name>)
     # the open choices of the prompts' encoding (prompt.response_newline, training.truncation)
     response_newline: bool = RESPONSE_NEWLINE

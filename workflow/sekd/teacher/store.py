@@ -54,6 +54,7 @@ from sekd import atomic, models
 from sekd.data import tokenizer as tokenizers
 from sekd.data.batches import PadCollator, encode_files
 from sekd.data.prompts import DEFAULT_TRUNCATION, RESPONSE_NEWLINE
+from sekd.plan.schema import default
 
 log = logging.getLogger("sekd.teacher.store")
 
@@ -89,7 +90,9 @@ def fingerprint(examples: list[dict]) -> str:
 # --- sampling and the entropy correction --------------------------------------------------------
 
 
-def sample_sparse(log_p, samples: int, temperature: float = 1.0, generator=None):
+def sample_sparse(
+    log_p, samples: int, temperature: float = default("teacher_store.temperature"), generator=None
+):
     """(ids int64 [n, K], weights fp32 [n, K]) of Random-Sampling KD from log p [n, V]: K draws
     with replacement from r ∝ p^(1/τ), weight_v = (count_v/K)·(p_v/r_v), normalised per row
     (τ = 1: count_v/K, an unbiased estimate of p). The distinct drawn ids come first, by
@@ -152,10 +155,10 @@ class StoreJob:
     max_length: int
     out_dir: str
     mode: str  # full | sparse
-    samples: int = 64
-    temperature: float = 1.0
-    seed: int = 1234
-    batch_size: int = 8
+    samples: int = default("teacher_store.samples")
+    temperature: float = default("teacher_store.temperature")
+    seed: int = default("teacher_store.seed")
+    batch_size: int = default("teacher_store.batch_size")
     dtype: str = "float32"  # the teacher's
     trust_remote_code: bool = False
     threads: int = 1

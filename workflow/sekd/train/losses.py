@@ -91,7 +91,7 @@ from sekd.plan.objectives import Objective, get_objective
 from sekd.train.chunked import ChunkedObjective, auto_chunk_size, chunked_distill, kernel_of
 
 IGNORE_INDEX = -100
-DIFFICULTY_FORMS = ("kl", "cross_entropy")  # d of eq. 5 (`distill_loss(difficulty=...)`)
+DIFFICULTY_FORMS = objectives.RUN_OPTIONS["difficulty"].values  # d of eq. 5 (values[0]: default)
 HARD_TOKENS = ("selected", "all")  # sekd's hard tokens (`distill_loss(hard_tokens=...)`)
 
 # A reference loss: fn(log_q [n,V], log_p [n,V] | None, labels [n], *, <its keywords>) ->
@@ -244,7 +244,7 @@ def _self_evolution(
     beta: float,
     select: Callable,
     d_offset: Tensor | None = None,
-    difficulty: str = "kl",
+    difficulty: str = objectives.RUN_OPTIONS["difficulty"].default,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Eqs. 4-9: d = KL(ỹ||q) without gradient, hard = select(d); hard tokens get
     KL(ỹ||βq + (1-β)ỹ) (eq. 7), easy ones KL(ỹ||q) (eq. 8) -- written as the skewed KL with a

@@ -44,7 +44,7 @@ def sft_selection(training: Mapping[str, Any]) -> str:
         raise ValueError(
             f"training.sft_selection must be one of {', '.join(SELECTIONS)}, got {selection!r}"
         )
-    if training.get("select_best_sft", True):
+    if training.get("select_best_sft", default("training.select_best_sft")):
         return selection
     if selection == "valid_bleu":
         raise ValueError(
