@@ -23,7 +23,7 @@ from snakemake.deployment import conda
 from snakemake.deployment import containerize as containerizing
 
 IMAGE_PLATFORM = "linux-64"
-# The engines whose conda env is not the train env (rules/common.smk engine_env): set to vllm so
+# The engines whose conda env is not the train env (sekd.plan.jobs.Jobs.engine_env): set to vllm so
 # that the recipe builds that env too.
 ARGS = [
     "--containerize",
@@ -53,7 +53,7 @@ def image_conda() -> conda.Conda:
     return front
 
 
-# The env files the other value of environment.cuda gives the rules (rules/common.smk gpu_env).
+# The env files the other value of environment.cuda gives the rules (sekd.plan.jobs.Jobs.gpu_env).
 CUDA12_ENVS = ("../envs/train-cu12.yaml", "../envs/vllm-cu12.yaml")
 
 

@@ -29,7 +29,7 @@ rule sft:
     threads: 1
     resources:
         # On a GPU cluster (profiles/slurm) GPUs per node, nodes, memory and time are sized from
-        # the job (common.smk, sekd.plan.allocation); elsewhere one node and the CPU defaults.
+        # the job (sekd.plan.allocation.Sizer); elsewhere one node and the CPU defaults.
         **SIZER.resources("sft", tasks=2, nodes=1),
         # mpi: under SLURM the job runs in its batch step (no nested srun) and launches its own
         # workers, one per GPU of each node; the plugin then needs more than one task.

@@ -30,7 +30,7 @@ with logged(snakemake.log[0]):
         teacher_dtype=job["dtype"],
         trust_remote_code=job["trust_remote_code"],
         threads=snakemake.threads,
-        # in params only when not the default (common.smk formatting)
+        # in params only when not the default (sekd.plan.jobs.Jobs.formatting)
         response_newline=job.get("response_newline", RESPONSE_NEWLINE),
         truncation=job.get("truncation", DEFAULT_TRUNCATION),
     )

@@ -31,7 +31,7 @@ with logged(snakemake.log[0]):
             tokenize=job["tokenize"],
             teacher_key=f"models.{snakemake.wildcards.model} (SFT'd)",
             engine=job.get("engine", default("sequences.engine")),
-            # in params only when not the default (common.smk formatting)
+            # in params only when not the default (sekd.plan.jobs.Jobs.formatting)
             response_newline=job.get("response_newline", RESPONSE_NEWLINE),
             truncation=job.get("truncation", DEFAULT_TRUNCATION),
         )

@@ -30,7 +30,7 @@ with logged(snakemake.log[0]):
             threads=snakemake.threads,
             student_revision=job.get("student_revision"),  # only in params when pinned
             teacher_key=f"models.{snakemake.wildcards.teacher} (SFT'd)",
-            # in params only when not the default (common.smk formatting)
+            # in params only when not the default (sekd.plan.jobs.Jobs.formatting)
             response_newline=job.get("response_newline", RESPONSE_NEWLINE),
             truncation=job.get("truncation", DEFAULT_TRUNCATION),
         )

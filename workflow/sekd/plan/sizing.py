@@ -1,7 +1,7 @@
 """Plan-time GPU memory and FLOPs estimates of the jobs that load a model (torch-free).
 
 sekd.plan.allocation turns them into each job's request (GPUs per node, nodes, host memory, wall
-time) on the cluster the profile describes; workflow/rules/common.smk calls it at plan time.
+time) on the cluster the profile describes, at plan time (its Sizer, from the rules).
 
 Estimates are upper-bound style, in bytes per GPU; each term's source is given where it is made.
 """

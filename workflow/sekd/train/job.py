@@ -232,7 +232,7 @@ def _valid_bleu(job: TrainJob, tok) -> selection.ValidBleu:
     if job.valid_bleu is None:
         raise ValueError(
             "training.sft_selection is valid_bleu but the job has no decoding settings "
-            "(TrainJob.valid_bleu: tokenize, max_new_tokens, batch_size; common.smk sft_job)"
+            "(TrainJob.valid_bleu: tokenize, max_new_tokens, batch_size; sekd.plan.jobs.Jobs.sft)"
         )
     options = {**job.valid_bleu, "response_newline": job.response_newline}
     return selection.ValidBleu(tok, read_records(job.valid_files), job.languages, options)
