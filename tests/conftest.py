@@ -11,6 +11,11 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# This working tree's sekd first, whatever an installed one points at (as scripts do: sekd_path).
+sys.path.insert(0, str(ROOT / "workflow"))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT / "workflow"), os.environ.get("PYTHONPATH")) if p
+)  # and in the processes tests start
 
 
 def load_tool(name: str) -> ModuleType:
