@@ -270,6 +270,85 @@ def test_not_a_store(tmp_path):
         ts.TeacherStore(tmp_path)
 
 
+# --- a broken teacher (issue 23, item 5) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nan_teacher(setup, tiny_model_dir, tmp_path_factory):
+    """The store tests' teacher with NaN output weights: every logit is NaN."""
+    _, teacher = setup
+    model = models.load_causal_lm(teacher)
+    with torch.no_grad():
+        model.lm_head.weight.fill_(math.nan)
+    path = tmp_path_factory.mktemp("nan_teacher")
+    models.save(model, tokenizers.load(tiny_model_dir), path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["full", "sparse"])
+def test_a_nan_teacher_stops_the_store_naming_teacher_batch_and_store(
+    setup, tiny_model_dir, nan_teacher, tmp_path, mode
+):
+    """Sparse mode used to fail in torch.multinomial ("invalid multinomial distribution"); full
+    mode wrote NaN into the store."""
+    from sekd.errors import NonFiniteError
+
+    job = _store_job(setup, tiny_model_dir, tmp_path / mode, mode, teacher_key="models.t (SFT'd)")
+    job.teacher_model = str(nan_teacher)
+    with pytest.raises(NonFiniteError) as caught:
+        ts.build(job)
+    message = str(caught.value)
+    assert message.startswith(
+        f"teacher store {tmp_path / mode}: models.t (SFT'd) ({nan_teacher}): the teacher's "
+        "logits hold NaN or inf ("
+    )
+    assert re.search(r"\d+ NaN, 0 inf entries\) at \d+ target token\(s\)", message)
+    assert re.search(r"training example\(s\) \[\d+, \d+, \d+\] \(batch 1 of \d+\)", message)
+    assert not (tmp_path / mode).exists()
+
+
+def _poison_first_call(model, position: int, value: float):
+    """A forward hook: `value` in one logit of the first call's first row at `position`."""
+    calls = {"n": 0}
+
+    def hook(module, args, output):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            output.logits[0, position, 5] = value
+        return output
+
+    model.register_forward_hook(hook)
+    return model
+
+
+def test_an_inf_logit_names_its_example(monkeypatch, setup, tiny_model_dir, tmp_path):
+    """One inf at the last target token of the first batch's first row: the longest example."""
+    from sekd.errors import NonFiniteError
+
+    load = models.load_teacher
+    monkeypatch.setattr(
+        models, "load_teacher", lambda *a, **k: _poison_first_call(load(*a, **k), -2, math.inf)
+    )
+    examples = _examples(setup, tiny_model_dir)
+    longest = max(range(len(examples)), key=lambda e: len(examples[e]["input_ids"]))
+    with pytest.raises(NonFiniteError, match=re.escape(
+        f"(0 NaN, 1 inf entries) at 1 target token(s) of training example(s) [{longest}] "
+        "(batch 1 of"
+    )):  # fmt: skip
+        ts.build(_store_job(setup, tiny_model_dir, tmp_path / "sparse", "sparse"))
+
+
+def test_nan_at_a_prompt_position_is_not_read(monkeypatch, setup, tiny_model_dir, tmp_path):
+    """Logits at positions whose next token is not a target (the prompt) are never stored."""
+    load = models.load_teacher
+    monkeypatch.setattr(
+        models, "load_teacher", lambda *a, **k: _poison_first_call(load(*a, **k), 0, math.nan)
+    )
+    meta = ts.build(_store_job(setup, tiny_model_dir, tmp_path / "sparse", "sparse"))
+    assert np.isfinite(np.load(tmp_path / "sparse" / "weights.npy")).all()
+    assert meta["num_tokens"] > 0
+
+
 # --- training from a store ----------------------------------------------------------------------
 
 

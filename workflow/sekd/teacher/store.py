@@ -54,6 +54,7 @@ from sekd import atomic, models
 from sekd.data import tokenizer as tokenizers
 from sekd.data.batches import PadCollator, encode_files
 from sekd.data.prompts import DEFAULT_TRUNCATION, RESPONSE_NEWLINE
+from sekd.errors import NonFiniteError
 from sekd.plan.schema import default
 
 log = logging.getLogger("sekd.teacher.store")
@@ -296,7 +297,7 @@ def _fill(
     device = next(teacher.parameters()).device
     order = sorted(range(len(examples)), key=lambda e: -len(examples[e]["input_ids"]))
     batches = [order[i : i + job.batch_size] for i in range(0, len(order), job.batch_size)]
-    for batch in tqdm(batches, desc="teacher store", mininterval=5):
+    for number, batch in enumerate(tqdm(batches, desc="teacher store", mininterval=5), 1):
         inputs = collate([examples[e] for e in batch])
         logits = teacher(
             input_ids=inputs["input_ids"].to(device),
@@ -304,6 +305,7 @@ def _fill(
             use_cache=False,  # a forward pass: no KV cache held beside the logits
         ).logits[:, :-1, :vocab]  # [B, T-1, V]
         labels = inputs["labels"][:, 1:].to(device)  # [B, T-1]
+        _check_finite(logits, labels, batch, f"batch {number} of {len(batches)}", job)
         for row, e in enumerate(batch):
             a, b = int(offsets[e]), int(offsets[e + 1])
             if a == b:
@@ -315,6 +317,26 @@ def _fill(
             else:
                 g = torch.Generator(device=device).manual_seed(job.seed * 1_000_003 + e)
                 _write_sparse(arrays, a, b, log_p, labels[row][keep], k, job.temperature, g)
+
+
+def _check_finite(
+    logits: torch.Tensor, labels: torch.Tensor, batch: list[int], where: str, job: StoreJob
+) -> None:
+    """Stop with NonFiniteError if the teacher's logits [B, T-1, V] hold NaN or inf at a target
+    position (labels [B, T-1] not -100) of the batch's examples `batch` (training-set indices):
+    sampling would fail without naming the cause, and a full store would hold NaN."""
+    bad = ~torch.isfinite(logits).all(-1) & (labels != -100)  # [B, T-1]
+    if not bad.any():
+        return
+    rows = bad.any(-1).nonzero()[:, 0].tolist()
+    values = logits[bad]  # [n, V]
+    raise NonFiniteError(
+        f"teacher store {job.out_dir}: {job.teacher_key} ({job.teacher_model}): the teacher's "
+        f"logits hold NaN or inf ({int(values.isnan().sum())} NaN, {int(values.isinf().sum())} "
+        f"inf entries) at {int(bad.sum())} target token(s) of training example(s) "
+        f"{[batch[r] for r in rows]} ({where}); stopped, the store is not written (the partial "
+        f"{atomic.temporary(job.out_dir)} is left)"
+    )
 
 
 _FP16_MIN = float(np.finfo(np.float16).min)
