@@ -450,3 +450,22 @@ def test_the_report_shows_chrf_intervals_counts_and_chrf_daggers(tmp_path):
     assert "<td>22.00 [9.29, 34.71]</td>" in page and "<td>3</td>" in page
     md = tables.to_markdown(table, ["en-de"], "T")
     assert "Of the 40 validation examples, 3 dropped (prompt alone longer than" in md
+
+
+def test_a_table_may_have_its_own_seeds(paper_config, mini_config):
+    from sekd.plan import study
+
+    # the miniature: Table 1 over three seeds, the other tables over the config's
+    assert study.table_seeds(mini_config, "table1") == [1, 2, 3]
+    assert study.table_seeds(mini_config, "table2") == mini_config["seeds"] == [1]
+    row = study.table_spec(mini_config, "table1")[2]
+    assert [f.split("/")[-3] for f in row["scores"]["en-de"]] == ["seed1", "seed2", "seed3"]
+    assert [f.split("/")[-2] for f in row["fit"]] == ["seed1", "seed2", "seed3"]
+    test = study.significance_spec(mini_config, "table1")
+    assert test["seeds"] == [1, 2, 3] and len(test["systems"]["Forward KD"]["en-de"]) == 3
+    curves = study.table_curves_spec(mini_config, "table1")["lines"][0]["curves"]
+    assert len(curves) == 3
+    assert len(study.table_spec(mini_config, "table2")[0]["scores"]["en-de"]) == 1
+    # the paper's config: no table overrides the config's seeds
+    for table in study.table_names(paper_config):
+        assert study.table_seeds(paper_config, table) == paper_config["seeds"]
