@@ -8,6 +8,7 @@ import re
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +274,48 @@ def test_draw_takes_kind_title_and_labels_from_the_spec(tmp_path):
     paths = figures.draw(spec, tmp_path / "fig")
     _assert_valid_images(paths)
     assert _read_csv(paths["csv"])[0]["x"] == "static 0.5"
+
+
+def _with_chrf(point, offset=30.0):
+    """`point` with a chrF (its BLEU + `offset`) in every score file, as rule bleu writes them."""
+    for paths in point["scores"].values():
+        for path in paths:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data["chrf"] = data["bleu"] + offset
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+    return point
+
+
+def test_line_and_bar_figures_draw_chrf_beside_bleu(tmp_path):
+    from PIL import Image
+
+    points = [_with_chrf(p) for p in _fig5_points(tmp_path)]
+    assert figures.metrics_of(points) == ["bleu", "chrf"]
+    paths = figures.line_figure(points, tmp_path / "both", "λ", "λ")
+    _assert_valid_images(paths)
+    rows = _read_csv(paths["csv"])
+    assert float(rows[0]["mean"]) == pytest.approx(25.95)
+    assert float(rows[0]["chrf_mean"]) == pytest.approx(55.95)
+    assert float(rows[0]["chrf_std"]) == pytest.approx(float(rows[0]["std"]))
+    assert float(rows[4]["chrf_en-de"]) == pytest.approx(56.8)  # the reference's mean
+    (tmp_path / "plain").mkdir()
+    bleu_only = figures.line_figure(_fig5_points(tmp_path / "plain"), tmp_path / "one", "λ", "λ")
+    assert "chrf_mean" not in _read_csv(bleu_only["csv"])[0]
+    two, one = Image.open(paths["png"]), Image.open(bleu_only["png"])
+    assert two.width > 1.4 * one.width  # a second panel
+    bars = figures.bar_figure(
+        [_with_chrf(_point(tmp_path, "SE-KD", x, [{"en-de": v}])) for x, v in (("a", 1), ("b", 2))],
+        tmp_path / "bars",
+        "Bars",
+        "x",
+        "SacreBLEU vs. teacher outputs",
+    )
+    assert [float(r["chrf_mean"]) for r in _read_csv(bars["csv"])] == [31.0, 32.0]
+    assert figures._ylabel("SacreBLEU vs. teacher outputs", "chrf") == "chrF vs. teacher outputs"
+
+
+def test_a_score_file_without_chrf_leaves_the_figure_to_bleu(tmp_path):
+    points = [_with_chrf(p) for p in _fig5_points(tmp_path)]
+    points.append(_point(tmp_path, "old", 2.0, [{"en-de": 1.0, "de-en": 1.0}]))
+    assert figures.metrics_of(points) == ["bleu"]

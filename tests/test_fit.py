@@ -12,7 +12,7 @@ import torch
 from conftest import LANGUAGES, SENTENCES
 
 from sekd import models
-from sekd.data import batches
+from sekd.data import batches, prompts
 from sekd.evaluate import validation_fit as fit
 
 INIT = {
@@ -108,6 +108,28 @@ def test_fit_writes_token_means_per_direction_and_overall(tiny, tmp_path):
     assert json.loads(out.read_text())["nll"] == result["nll"]
 
 
+def test_fit_counts_the_validation_examples_it_drops_and_truncates(tiny, tmp_path):
+    files = _valid_files(tmp_path)
+    tok, d0 = tiny["tok"], tiny["dirs"][0]
+    records = batches.read_records([files["de-en"]])
+    prompt_lengths = sorted(
+        len(prompts.encode_prompt(tok, prompts.build_prompt(r["source"], "de-en", LANGUAGES)))
+        for r in records
+    )
+    # a length that the shortest prompt fits and the longest does not
+    max_length = prompt_lengths[-1]
+    dropped = sum(n >= max_length for n in prompt_lengths)
+    assert 0 < dropped < len(records)
+    result = fit.fit(d0, d0, tiny["root"] / "tokenizer", {"de-en": files["de-en"]}, LANGUAGES,
+                     max_length)  # fmt: skip
+    per = result["directions"]["de-en"]
+    assert (per["examples"], per["dropped"]) == (len(records), dropped)
+    assert per["truncated"] == len(records) - dropped  # every kept target is cut
+    assert (result["examples"], result["dropped"]) == (len(records), dropped)
+    full = fit.fit(d0, d0, tiny["root"] / "tokenizer", files, LANGUAGES, 256)
+    assert full["dropped"] == full["truncated"] == 0 and full["examples"] == 2 * len(records)
+
+
 def test_fit_names_a_file_without_target_tokens(tiny, tmp_path):
     empty = tmp_path / "de-en.jsonl"
     empty.write_text("")
@@ -126,10 +148,14 @@ def _json(path, **values):
 
 def _row(tmp_path, system, bleu, fits):
     scores = {
-        "en-de": [_json(tmp_path / f"{system}-b{i}.json", bleu=b) for i, b in enumerate(bleu)]
+        "en-de": [
+            _json(tmp_path / f"{system}-b{i}.json", bleu=b, chrf=b + 30) for i, b in enumerate(bleu)
+        ]
     }
+    counts = {"examples": 40, "dropped": 0, "truncated": 0}
     fit_files = [
-        _json(tmp_path / f"{system}-f{i}.json", nll=nll, kl=kl) for i, (nll, kl) in enumerate(fits)
+        _json(tmp_path / f"{system}-f{i}.json", nll=nll, kl=kl, **counts)
+        for i, (nll, kl) in enumerate(fits)
     ]
     return {"system": system, "run": f"kd/t/{system}", "scores": scores, "comet": None,
             "fit": fit_files}  # fmt: skip
@@ -156,9 +182,14 @@ def test_tables_show_validation_nll_and_kl_after_bleu(tmp_path):
     assert header.index("valid_nll") > header.index("bleu_avg") and "valid_kl" in header
     md = tables.to_markdown(table, ["en-de"], "T", delta={"system": "SE", "baseline": "FKD"})
     head = next(line for line in md.splitlines() if line.startswith("| System"))
-    assert head.endswith("| Avg. BLEU | Valid NLL | Valid KL |")
-    assert "| Forward KD | 21.00 ± 1.41 | 21.00 ± 1.41 | 2.100 ± 0.141 | 0.600 ± 0.141 |" in md
-    assert "| Δ | +1.00 | +1.00 | -0.100 | -0.200 |" in md
+    assert head.endswith("| Avg. BLEU | Avg. chrF | Valid NLL | Valid KL |")
+    # 95% intervals over 2 seeds: mean ± 12.7062 · s / √2 (s = 1.4142 for BLEU, 0.1414 for NLL)
+    assert (
+        "| Forward KD | 21.00 [8.29, 33.71] | 51.00 [38.29, 63.71] | 21.00 [8.29, 33.71] | "
+        "51.00 [38.29, 63.71] | 2.100 [0.829, 3.371] | 0.600 [-0.671, 1.871] |"
+    ) in md
+    assert "| Δ | +1.00 | +1.00 | +1.00 | +1.00 | -0.100 | -0.200 |" in md
+    assert "Of the 40 validation examples, 0 dropped" in md
     assert "Valid KL: mean KL(p||q)" in md
     tex = tables.to_latex(table, ["en-de"], "T", "tab:t")
     assert "Valid NLL & Valid KL" in tex

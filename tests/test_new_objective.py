@@ -120,10 +120,11 @@ def test_it_appears_in_a_table(half_kd, tmp_path, monkeypatch):
         for files in row["scores"].values():
             for path in files:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(json.dumps({"bleu": 10.0 + i}))
+                Path(path).write_text(json.dumps({"bleu": 10.0 + i, "chrf": 40.0 + i}))
         for path in row["fit"]:  # its validation NLL and KL to the teacher (rule fit)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps({"nll": 2.0 + i, "kl": 0.1 * i}))
+            fit = {"nll": 2.0 + i, "kl": 0.1 * i, "examples": 80, "dropped": 0, "truncated": 0}
+            Path(path).write_text(json.dumps(fit))
     directions = config["data"]["test_directions"]
     table = tables.results_table(copy.deepcopy(rows), directions)
     (record,) = [r for r in table if r["system"] == half_kd.label]

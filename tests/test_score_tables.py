@@ -20,6 +20,31 @@ def test_bleu_matches_sacrebleu_and_keeps_the_signature():
     assert "tok:13a" in result["signature"] and result["n_sentences"] == 2
 
 
+def test_chrf_matches_sacrebleu_and_keeps_its_signature():
+    import sacrebleu
+
+    hyps = ["The cat sat on the mat.", "A dog barked loudly at night."]
+    refs = ["The cat sat on the mat.", "The dog barked loudly in the night."]
+    result = score.chrf(hyps, refs)
+    assert result["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+    assert 0 < result["chrf"] < 100 and "nc:6|nw:0" in result["chrf_signature"]
+    with pytest.raises(ValueError, match="2 hypotheses for 1 references"):
+        score.chrf(hyps, refs[:1])
+
+
+def test_the_score_file_has_bleu_and_chrf_with_their_signatures(tmp_path):
+    hyps = tmp_path / "h.txt"
+    hyps.write_text("das ist gut\nvoellig falsch\n")
+    refs = ["das ist gut", "ganz richtig"]
+    out = tmp_path / "s.json"
+    score.write_bleu(str(hyps), refs, "13a", str(out))
+    written = json.loads(out.read_text())
+    lines = ["das ist gut", "voellig falsch"]
+    assert written["bleu"] == pytest.approx(score.bleu(lines, refs)["bleu"])
+    assert written["chrf"] == pytest.approx(score.chrf(lines, refs)["chrf"])
+    assert written["signature"].startswith("nrefs:1") and "nc:6" in written["chrf_signature"]
+
+
 def test_bleu_rejects_a_length_mismatch():
     with pytest.raises(ValueError, match="2 hypotheses for 1 references"):
         score.bleu(["a", "b"], ["a"])
@@ -31,9 +56,10 @@ def test_read_lines_keeps_empty_hypotheses(tmp_path):
     assert score.read_lines(path) == ["one", "", "three"]
 
 
-def _score(tmp_path, name, value):
+def _score(tmp_path, name, value, chrf=None):
+    """A score file (rule bleu) with BLEU `value` and chrF `chrf` (default: BLEU + 30)."""
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({"bleu": value}))
+    path.write_text(json.dumps({"bleu": value, "chrf": value + 30 if chrf is None else chrf}))
     return str(path)
 
 
@@ -54,12 +80,50 @@ def test_table_averages_seeds_then_directions(tmp_path):
     assert rec["bleu_en-de_std"] == pytest.approx(1.4142, abs=1e-4)
     assert rec["bleu_avg_std"] == pytest.approx(0.7071, abs=1e-4)  # std of per-seed averages
     assert rec["comet_avg"] == "" and rec["n_seeds"] == 2
+    # chrF from the same files; 95% t-intervals over the 2 seeds: mean ± t(0.975, 1)·s/√2
+    assert rec["chrf_en-de"] == 41.0 and rec["chrf_avg"] == 45.5
+    t1 = 12.706204736  # t(0.975, 1), from tables of Student's t
+    assert rec["bleu_en-de_lo"] == pytest.approx(11.0 - t1, abs=1e-4)
+    assert rec["bleu_en-de_hi"] == pytest.approx(11.0 + t1, abs=1e-4)
+    assert rec["bleu_de-en_lo"] == rec["bleu_de-en_hi"] == 20.0
+    assert rec["chrf_avg_hi"] == pytest.approx(45.5 + t1 * 0.70710678 / 2**0.5, abs=1e-4)
+    assert rec["comet_avg_lo"] == ""
     md = tables.to_markdown([rec], ["en-de", "de-en"], "T")
-    assert "| A | 11.00 ± 1.41 | 20.00 ± 0.00 | 15.50 ± 0.71 |" in md
+    assert (
+        "| A | 11.00 [-1.71, 23.71] | 41.00 [28.29, 53.71] | 20.00 [20.00, 20.00] | "
+        "50.00 [50.00, 50.00] | 15.50 [9.15, 21.85] | 45.50 [39.15, 51.85] |"
+    ) in md
     assert "COMET: not computed" in md
+    assert "Cells: mean over 2 seeds [95% interval over seeds: mean ± t(0.975, n-1)·s/√n" in md
     tables.write_csv([rec], tmp_path / "t.csv")
     header = (tmp_path / "t.csv").read_text().splitlines()[0]
-    assert header.startswith("system,run,bleu_en-de,bleu_de-en,bleu_avg,comet_en-de")
+    assert header.startswith(
+        "system,run,bleu_en-de,bleu_de-en,bleu_avg,chrf_en-de,chrf_de-en,chrf_avg,comet_en-de"
+    )
+    assert ",bleu_avg_lo,bleu_avg_hi," in header and header.endswith("valid_kl_lo,valid_kl_hi")
+
+
+def test_t_quantiles_and_the_interval_by_hand():
+    # two-sided 95% quantiles of Student's t (t(0.975, df)), from any table
+    expected = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 9: 2.2622, 30: 2.0423}
+    for df, t in expected.items():
+        assert tables.t_quantile(df) == pytest.approx(t, abs=5e-5)
+    assert tables.t_quantile(1, 0.5) == pytest.approx(1.0)  # Cauchy: P(|T| <= 1) = 1/2
+    # three seeds: mean 21, s = 1, half-width t(0.975, 2)·1/√3
+    low, high = tables.t_interval([20.0, 21.0, 22.0])
+    assert (low, high) == pytest.approx((21 - 4.302653 / 3**0.5, 21 + 4.302653 / 3**0.5))
+    assert tables.t_interval([5.0]) is None
+    with pytest.raises(ValueError, match="df 0"):
+        tables.t_quantile(0)
+
+
+def test_one_seed_has_no_interval(tmp_path):
+    rows = [{"system": "A", "run": "r", "scores": {"en-de": [_score(tmp_path, "a", 9.5)]}}]
+    (rec,) = tables.results_table(rows, ["en-de"])
+    assert rec["bleu_avg_lo"] == rec["bleu_avg_hi"] == rec["bleu_avg_std"] == ""
+    md = tables.to_markdown([rec], ["en-de"], "T")
+    assert "| A | 9.50 | 39.50 | 9.50 | 39.50 |" in md
+    assert "Cells: one seed (no interval over seeds)." in md
 
 
 def _comet(tmp_path, name, value):
@@ -75,13 +139,20 @@ def test_table_with_comet_and_daggers(tmp_path):
         for s, b, c in (("Forward KD", 20.0, 80.0), ("Self-Evolution KD", 22.0, 81.0))
     ]  # fmt: skip
     significance = {"Self-Evolution KD": {"en-de": 0.01}, "Forward KD": {}}
-    table = tables.results_table(rows, ["en-de"], significance)
+    chrf = {"Self-Evolution KD": {"en-de": 0.2}}
+    table = tables.results_table(rows, ["en-de"], significance, chrf)
     assert table[1]["p_en-de"] == 0.01 and table[0]["p_en-de"] == ""
+    assert table[1]["p_chrf_en-de"] == 0.2 and table[0]["p_chrf_en-de"] == ""
     md = tables.to_markdown(table, ["en-de"], "T")
-    assert "| Self-Evolution KD | 22.00† | 81.00 | 22.00 | 81.00 |" in md
+    assert "| Self-Evolution KD | 22.00† | 52.00 | 81.00 | 22.00 | 52.00 | 81.00 |" in md
     assert "† p < 0.05" in md
+    # a chrF p below 0.05 marks the chrF cell alone
+    table = tables.results_table(rows, ["en-de"], {}, {"Self-Evolution KD": {"en-de": 0.03}})
+    assert "| Self-Evolution KD | 22.00 | 52.00† | 81.00 |" in tables.to_markdown(
+        table, ["en-de"], "T"
+    )
     tex = tables.to_latex(table, ["en-de"], "Caption", "tab:t")
-    assert r"\toprule" in tex and r"22.00$^\dagger$" in tex and r"En$\rightarrow$De" in tex
+    assert r"\toprule" in tex and r"52.00$^\dagger$" in tex and r"En$\rightarrow$De" in tex
 
 
 def test_table_rejects_non_finite_or_missing_scores(tmp_path):
@@ -156,13 +227,14 @@ def test_delta_row_is_the_system_minus_the_baseline_from_the_tables_means(tmp_pa
     assert delta["p_en-de"] == "" and delta["bleu_en-de_std"] == "" and delta["comet_avg"] == ""
     tables.write_csv(table, tmp_path / "t.csv")
     last = (tmp_path / "t.csv").read_text().splitlines()[-1]
-    assert last.startswith("Δ,,1.69,1.69,,,")
+    assert last.startswith("Δ,,1.69,1.69,1.69,1.69,,,")  # BLEU, chrF, no COMET
     md = tables.to_markdown(
         table, ["en-de"], "T", delta={"system": "Self-Evolution KD", "baseline": "Forward KD"}
     )
     assert "| Δ | +1.69 | +1.69 |" in md and "Δ: Self-Evolution KD minus Forward KD." in md
     tex = tables.to_latex(table, ["en-de"], "T", "tab:t")
-    assert r"$\Delta$ & +1.69 & +1.69 \\" in tex
+    assert r"$\Delta$ & +1.69 & +1.69 & +1.69 & +1.69 \\" in tex
+    assert r"t(0.975, n-1)$\cdot$s/$\surd$n" in tex  # the interval's formula, in math
     # a negative Δ keeps its sign, a zero one is +0.00
     worse = tables.add_delta(table[:-1], "NoEvo KD", "Forward KD")
     assert worse[-1]["bleu_avg"] == 0.0
@@ -180,7 +252,7 @@ def test_delta_row_with_comet(tmp_path):
     )
     assert table[-1]["bleu_avg"] == 1.44 and table[-1]["comet_avg"] == 0.28
     md = tables.to_markdown(table, ["en-de"], "T")
-    assert "| Δ | +1.44 | +0.28 | +1.44 | +0.28 |" in md
+    assert "| Δ | +1.44 | +1.44 | +0.28 | +1.44 | +1.44 | +0.28 |" in md
 
 
 def test_delta_row_needs_both_rows(tmp_path):
@@ -195,14 +267,14 @@ def test_notes_and_caption_say_which_test(tmp_path):
     test = {"method": "paired_bootstrap", "pooled_seeds": [1, 2], "n_samples": 1000, "seed": 12345}
     md = tables.to_markdown(table, ["en-de"], "T", test=test, baseline="Forward KD")
     expected = (
-        "† p < 0.05 against Forward KD (paired bootstrap resampling (Koehn, 2004), 1000 "
-        "resamples, seed 12345, over the test sentences of 2 seeds pooled, each sentence paired "
-        "with the baseline's of the same seed)."
+        "† p < 0.05 against Forward KD, in that cell's metric (paired bootstrap resampling "
+        "(Koehn, 2004), 1000 resamples, seed 12345, over the test sentences of 2 seeds pooled, "
+        "each sentence paired with the baseline's of the same seed)."
     )
     assert expected in md
     tex = tables.to_latex(table, ["en-de"], "T", "tab:t", test=test, baseline="Forward KD")
     caption = next(line for line in tex.splitlines() if line.startswith(r"\caption"))
-    assert r"$^\dagger$ p $<$ 0.05 against Forward KD (paired bootstrap resampling" in caption
+    assert r"$^\dagger$ p $<$ 0.05 against Forward KD, in that cell's metric (paired" in caption
     assert "2 seeds pooled" in caption
     one = {**test, "pooled_seeds": [1]}
     assert "over the test sentences of seed 1)" in tables.to_markdown(
@@ -357,3 +429,43 @@ def test_an_unknown_placeholder_is_a_config_error():
         _validate_with({"tables.table1.title": "Table 1 ({model})"})
     with pytest.raises(ConfigError, match=r"'tables\.table1\.sft_rows\.0\.label'"):
         _validate_with({"tables.table1.sft_rows": [{"label": "T {paper}", "role": "teacher"}]})
+
+
+def test_the_report_shows_chrf_intervals_counts_and_chrf_daggers(tmp_path):
+    from sekd.report import html
+
+    rows = _rows(tmp_path, {"Forward KD": [20.0, 22.0], "Self-Evolution KD": [21.0, 23.0]})
+    fit = tmp_path / "fit.json"
+    fit.write_text(
+        json.dumps({"nll": 2.0, "kl": 0.5, "examples": 40, "dropped": 3, "truncated": 1})
+    )
+    for row in rows:
+        row["fit"] = [str(fit), str(fit)]
+    table = tables.results_table(rows, ["en-de"], {}, {"Self-Evolution KD": {"en-de": 0.01}})
+    assert table[1]["valid_dropped"] == 3 and table[1]["valid_examples"] == 40
+    tables.write_csv(table, tmp_path / "t.csv")
+    page = html._csv_table(tmp_path / "t.csv")
+    assert "<th>chrf_en-de</th>" in page and "_lo</th>" not in page and "_std</th>" not in page
+    assert "<td>52.00 [39.29, 64.71]†</td>" in page  # chrF's † from p_chrf_en-de
+    assert "<td>22.00 [9.29, 34.71]</td>" in page and "<td>3</td>" in page
+    md = tables.to_markdown(table, ["en-de"], "T")
+    assert "Of the 40 validation examples, 3 dropped (prompt alone longer than" in md
+
+
+def test_a_table_may_have_its_own_seeds(paper_config, mini_config):
+    from sekd.plan import study
+
+    # the miniature: Table 1 over three seeds, the other tables over the config's
+    assert study.table_seeds(mini_config, "table1") == [1, 2, 3]
+    assert study.table_seeds(mini_config, "table2") == mini_config["seeds"] == [1]
+    row = study.table_spec(mini_config, "table1")[2]
+    assert [f.split("/")[-3] for f in row["scores"]["en-de"]] == ["seed1", "seed2", "seed3"]
+    assert [f.split("/")[-2] for f in row["fit"]] == ["seed1", "seed2", "seed3"]
+    test = study.significance_spec(mini_config, "table1")
+    assert test["seeds"] == [1, 2, 3] and len(test["systems"]["Forward KD"]["en-de"]) == 3
+    curves = study.table_curves_spec(mini_config, "table1")["lines"][0]["curves"]
+    assert len(curves) == 3
+    assert len(study.table_spec(mini_config, "table2")[0]["scores"]["en-de"]) == 1
+    # the paper's config: no table overrides the config's seeds
+    for table in study.table_names(paper_config):
+        assert study.table_seeds(paper_config, table) == paper_config["seeds"]

@@ -69,6 +69,41 @@ def test_a_copy_of_the_baseline_is_not_significant():
     assert result["copy"]["p_value"] == 1.0
 
 
+def test_chrf_is_tested_beside_bleu_on_the_same_resamples():
+    import os
+
+    import sacrebleu
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    refs = _corpus(n=120, seed=4)
+    base, better = _noisy(refs, 0.5, 1), _noisy(refs, 0.2, 2)
+    result = paired_bootstrap(("base", base), [("better", better)], refs, n_samples=200, seed=5)
+    assert result["better"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(better, [refs]).score)
+    assert result["base"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(base, [refs]).score)
+    assert result["better"]["chrf_p_value"] < 0.05 and result["base"]["chrf_p_value"] is None
+    assert "nc:6" in result["_chrf_signature"] and "bs:200" in result["_chrf_signature"]
+    # each metric alone, through sacrebleu directly at the same seed: the same p-values
+    os.environ["SACREBLEU_SEED"] = "5"
+    try:
+        for metric, key in ((BLEU(), "p_value"), (CHRF(), "chrf_p_value")):
+            test = PairedTest(
+                [("base", base), ("better", better)], {"m": metric}, [refs], "bs", n_samples=200
+            )
+            _, scores = test()
+            (name,) = [k for k in scores if k != "System"]  # sacrebleu's: BLEU, chrF2
+            assert scores[name][1].p_value == result["better"][key]
+    finally:
+        del os.environ["SACREBLEU_SEED"]
+
+
+def test_a_copy_of_the_baseline_is_not_significant_in_chrf_either():
+    refs = _corpus(n=50)
+    base = _noisy(refs, 0.5, 1)
+    result = paired_bootstrap(("base", base), [("copy", list(base))], refs, n_samples=100)
+    assert result["copy"]["chrf_p_value"] == 1.0
+
+
 # Every seed counts: the test sentences of all seeds pooled, paired seed-wise
 
 

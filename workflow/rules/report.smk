@@ -15,7 +15,7 @@ rule report:
         captions=study.captions(config),
         # the compute budget per table row (sekd.report.budget), from the benchmark files
         budget_rows={t: study.table_rows(config, t) for t in TABLES},
-        seeds=SEEDS,
+        seeds={t: study.table_seeds(config, t) for t in TABLES},  # each table's own
     log:
         "results/logs/report.log",
     benchmark:

@@ -1,5 +1,5 @@
-"""Rule bleu: SacreBLEU of one direction's hypotheses against the references, with the
-signature."""
+"""Rule bleu: SacreBLEU and chrF of one direction's hypotheses against the references, each with
+its signature (one score file)."""
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 

@@ -1,5 +1,5 @@
-"""Rule bleu_vs_teacher (Fig. 4): SacreBLEU of a student against its teacher's own outputs as
-references."""
+"""Rule bleu_vs_teacher (Fig. 4): SacreBLEU and chrF of a student against its teacher's own outputs
+as references."""
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 

@@ -25,3 +25,7 @@ with logged(snakemake.log[0]):
     )
     fit.write(result, snakemake.output[0])
     print(f"NLL {result['nll']:.4f}, KL {result['kl']:.4f} over {result['tokens']} tokens")
+    print(
+        f"{result['examples']} validation examples, {result['dropped']} dropped (prompt too long), "
+        f"{result['truncated']} truncated"
+    )

@@ -26,7 +26,8 @@ with logged(snakemake.log[0]):
         budget={
             "tables": {
                 name: [
-                    budget.row_budget(system, run, snakemake.params.seeds) for system, run in rows
+                    budget.row_budget(system, run, snakemake.params.seeds[name])
+                    for system, run in rows
                 ]
                 for name, rows in snakemake.params.budget_rows.items()
             },

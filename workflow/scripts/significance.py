@@ -1,5 +1,6 @@
-"""Rule significance: paired bootstrap of every KD row against the baseline, per direction, over
-the test sentences of every seed pooled (sekd.evaluate.significance.pooled_paired_bootstrap)."""
+"""Rule significance: paired bootstrap of every KD row against the baseline, per direction, in
+BLEU and in chrF, over the test sentences of every seed pooled
+(sekd.evaluate.significance.pooled_paired_bootstrap)."""
 
 import json
 from pathlib import Path
@@ -40,7 +41,7 @@ with logged(snakemake.log[0]):
             seed=snakemake.params.seed,
             tokenize=snakemake.params.tokenize,
         )
-        print(direction, {k: v for k, v in results[direction].items() if k != "_signature"})
+        print(direction, {k: v for k, v in results[direction].items() if not k.startswith("_")})
     out = Path(snakemake.output[0])
     with atomic.replacing(out) as tmp:  # complete or absent
         tmp.write_text(json.dumps(results, indent=1) + "\n")

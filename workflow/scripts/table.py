@@ -1,5 +1,6 @@
 """Rule table: one declared table (config/paper.yaml) as CSV, Markdown and LaTeX, with its Δ row
-and its footnotes (the † test, the ‡ rows)."""
+and its footnotes (the metrics' signatures, the interval over seeds, the † test of BLEU and chrF,
+the ‡ rows, the validation examples dropped)."""
 
 import json
 from pathlib import Path
@@ -22,12 +23,16 @@ with logged(snakemake.log[0]):
     title = snakemake.params.title
     delta = snakemake.params.delta
     tests = json.loads(Path(snakemake.input.significance).read_text())
-    significance = {}
+    significance, chrf_significance = {}, {}  # {system: {direction: p}} of BLEU and chrF
     for d in directions:
         for system, result in tests[d].items():
-            if not system.startswith("_") and result["p_value"] is not None:
-                significance.setdefault(system, {})[d] = result["p_value"]
-    table = tables.results_table(snakemake.params.rows, directions, significance)
+            if system.startswith("_"):
+                continue
+            for key, found in (("p_value", significance), ("chrf_p_value", chrf_significance)):
+                if result[key] is not None:
+                    found.setdefault(system, {})[d] = result[key]
+    rows = snakemake.params.rows
+    table = tables.results_table(rows, directions, significance, chrf_significance)
     if delta is not None:
         table = tables.add_delta(table, delta["system"], delta["baseline"])
     notes = {
@@ -35,6 +40,7 @@ with logged(snakemake.log[0]):
         "baseline": tests["baseline"],
         "marks": snakemake.params.marks,
         "delta": delta,
+        "signatures": tables.signatures(rows),
     }
     tables.write_csv(table, snakemake.output.csv)
     markdown = tables.to_markdown(table, directions, title, **notes)

@@ -29,11 +29,14 @@ def encode_records(
     *,
     response_newline: bool = prompts.RESPONSE_NEWLINE,
     truncation: str = DEFAULT_TRUNCATION,
+    counts: dict | None = None,
 ) -> list[dict]:
     """Tokenize {direction, source, target} records into masked examples (prompt labels = -100).
     `kept`, when given, receives the position in `records` of each example returned (records
     whose prompt alone fills `max_length` are dropped). `response_newline` (prompt.*) and
-    `truncation` (training.*): the open choices of sekd.data.prompts, defaults as first built."""
+    `truncation` (training.*): the open choices of sekd.data.prompts, defaults as first built.
+    `counts`, when given, receives {"examples": records read, "dropped", "truncated"}: what the
+    log line says, for a caller that must not drop examples silently."""
     examples, truncated, dropped = [], 0, 0
     for position, rec in enumerate(tqdm(records, desc="tokenize", mininterval=5)):
         prompt = prompts.build_prompt(rec["source"], rec["direction"], languages, response_newline)
@@ -45,6 +48,8 @@ def encode_records(
         examples.append(ex)
         if kept is not None:
             kept.append(position)
+    if counts is not None:
+        counts.update(examples=len(records), dropped=dropped, truncated=truncated)
     log.info(
         "%d examples (%d truncated to %d tokens, %d dropped: prompt too long)",
         len(examples),

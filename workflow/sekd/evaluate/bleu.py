@@ -1,11 +1,12 @@
-"""SacreBLEU (Post, 2018), with its signature saved next to the score (§4.3)."""
+"""SacreBLEU (Post, 2018) and chrF (Popović, 2015; SacreBLEU's chrF2), each with its signature
+saved next to the score (§4.3): chrF still moves where BLEU is near zero."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from sacrebleu.metrics import BLEU
+from sacrebleu.metrics import BLEU, CHRF
 
 from sekd.plan.schema import default
 
@@ -34,11 +35,23 @@ def bleu(
     }
 
 
+def chrf(hypotheses: list[str], references: list[str]) -> dict:
+    """Corpus chrF (SacreBLEU's defaults: chrF2, character 6-grams, no word n-grams) of one system
+    on one test set, with its signature; raises if the line counts differ."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    metric = CHRF()
+    result = metric.corpus_score(hypotheses, [references])
+    return {"chrf": result.score, "chrf_signature": str(metric.get_signature())}
+
+
 def write_bleu(hypotheses_file: str, references: list[str], tokenize: str, out: str) -> dict:
-    """BLEU of the hypotheses in `hypotheses_file` against `references`, written to `out` as
-    JSON (with the signature and the hypotheses' path); printed to the job's log."""
-    result = bleu(read_lines(hypotheses_file), references, tokenize)
+    """BLEU and chrF of the hypotheses in `hypotheses_file` against `references`, written to
+    `out` as JSON (with both signatures and the hypotheses' path); printed to the job's log."""
+    hypotheses = read_lines(hypotheses_file)
+    result = {**bleu(hypotheses, references, tokenize), **chrf(hypotheses, references)}
     result["hypotheses"] = hypotheses_file
     Path(out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"BLEU {result['bleu']:.2f}  {result['signature']}")
+    print(f"chrF {result['chrf']:.2f}  {result['chrf_signature']}")
     return result

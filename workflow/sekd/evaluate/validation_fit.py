@@ -52,6 +52,11 @@ def token_stats(
     return {"nll_sum": nll_sum, "kl_sum": kl_sum, "tokens": tokens}
 
 
+COUNTS = ("examples", "dropped", "truncated")
+"""The validation examples read, dropped (prompt alone longer than max_length: not in the means)
+and truncated (target cut at max_length), per direction and summed (sekd.data.batches)."""
+
+
 def _mean(total: float, tokens: int, what: str) -> float:
     if tokens == 0:
         raise ValueError(f"{what}: no target tokens to average over")
@@ -72,11 +77,12 @@ def fit(
     dtype: str = "float32",
     teacher_dtype: str = "float32",
 ) -> dict:
-    """{"nll", "kl", "tokens", "directions": {direction: {"nll", "kl", "tokens"}}} of the model in
-    `model_dir` against the teacher in `teacher_dir` on `valid_files` ({direction: JSONL}); the
-    overall means are token means over every direction. Both models load as sekd.train.job loads
-    them (safetensors; tokenizer and vocabulary checked against results/tokenizer), on the GPU
-    when there is one."""
+    """{"nll", "kl", "tokens", "examples", "dropped", "truncated", "directions": {direction:
+    {the same}}} of the model in `model_dir` against the teacher in `teacher_dir` on
+    `valid_files` ({direction: JSONL}); the overall means are token means over every direction,
+    the counts (COUNTS) sums: no validation example is left out silently. Both models load as
+    sekd.train.job loads them (safetensors; tokenizer and vocabulary checked against
+    results/tokenizer), on the GPU when there is one."""
     tok = tokenizers.load(tokenizer_dir)
     same = Path(model_dir).resolve() == Path(teacher_dir).resolve()
     loaded = {}
@@ -96,9 +102,11 @@ def fit(
                 f"model's ({vocab}, {model_dir})"
             )
     out: dict = {"model": str(model_dir), "teacher": str(teacher_dir), "directions": {}}
-    totals = {"nll_sum": 0.0, "kl_sum": 0.0, "tokens": 0}
+    totals = dict.fromkeys(("nll_sum", "kl_sum", "tokens", *COUNTS), 0)
     for direction, path in valid_files.items():
-        examples = batches.encode_files([path], tok, languages, max_length)
+        counts: dict = {}
+        records = batches.read_records([path])
+        examples = batches.encode_records(records, tok, languages, max_length, counts=counts)
         stats = token_stats(
             loaded["model"], loaded["teacher"], examples, tok.pad_token_id, batch_size
         )
@@ -106,12 +114,13 @@ def fit(
             "nll": _mean(stats["nll_sum"], stats["tokens"], f"{path} NLL"),
             "kl": _mean(stats["kl_sum"], stats["tokens"], f"{path} KL"),
             "tokens": stats["tokens"],
+            **counts,
         }
         for key in totals:
-            totals[key] += stats[key]
+            totals[key] += {**stats, **counts}[key]
     out["nll"] = _mean(totals["nll_sum"], totals["tokens"], f"{model_dir} NLL")
     out["kl"] = _mean(totals["kl_sum"], totals["tokens"], f"{model_dir} KL")
-    out["tokens"] = totals["tokens"]
+    out.update({key: totals[key] for key in ("tokens", *COUNTS)})
     return out
 
 

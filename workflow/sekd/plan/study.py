@@ -49,16 +49,24 @@ def evalset_directions(config: dict, evalset: str) -> list[str]:
     return data["valid_directions"] if evalset == "valid" else data["test_directions"]
 
 
+def table_seeds(config: dict, table: str) -> list[int]:
+    """The training seeds of a table's rows: its own `seeds` (config/mini.yaml: Table 1 over three
+    seeds, for an interval over seeds), else the config's `seeds`."""
+    return list(config["tables"][table].get("seeds") or config["seeds"])
+
+
 def score_files(
     config: dict,
     run: str,
     evalset: str = "wmt22",
     directions: list[str] | None = None,
     kind: str = "scores",
+    seeds: list[int] | None = None,
 ) -> dict[str, list[str]]:
-    """{direction: [score file per seed]}; kind: scores (BLEU), comet, scores_vs_teacher."""
+    """{direction: [score file per seed]}; kind: scores (BLEU and chrF), comet, scores_vs_teacher;
+    `seeds`: a table's (`table_seeds`), default the config's."""
     return {
-        d: [f"results/{kind}/{run}/seed{s}/{evalset}/{d}.json" for s in config["seeds"]]
+        d: [f"results/{kind}/{run}/seed{s}/{evalset}/{d}.json" for s in seeds or config["seeds"]]
         for d in (directions or evalset_directions(config, evalset))
     }
 
@@ -279,26 +287,27 @@ def table_marks(config: dict, table: str) -> list[dict]:
     ]
 
 
-def fit_files(config: dict, run: str, teacher: str) -> list[str]:
+def fit_files(config: dict, run: str, teacher: str, seeds: list[int] | None = None) -> list[str]:
     """The validation fit of a trained run against teacher model `teacher`
     (sekd.evaluate.validation_fit: mean NLL of the WMT21 references, mean KL(p||q) of the teacher p
-    to the run's model q), one per seed (rule fit). The teacher is in the path: a model may sit in
-    tables of different teachers."""
-    return [f"results/fit/{run}/seed{s}/{teacher}.json" for s in config["seeds"]]
+    to the run's model q), one per seed (`seeds`, default the config's; rule fit). The teacher is
+    in the path: a model may sit in tables of different teachers."""
+    return [f"results/fit/{run}/seed{s}/{teacher}.json" for s in seeds or config["seeds"]]
 
 
 def table_spec(config: dict, table: str) -> list[dict]:
     """Everything a table job reads, i.e. its rows with their score files (COMET if declared)
-    and their validation fit against the table's teacher."""
+    and their validation fit against the table's teacher, one per seed of the table."""
     with_comet = config["tables"][table]["comet"] and config["scoring"]["comet_model"] is not None
     teacher = config["tables"][table]["teacher"]
+    seeds = table_seeds(config, table)
     return [
         {
             "system": label,
             "run": run,
-            "scores": score_files(config, run),
-            "comet": score_files(config, run, kind="comet") if with_comet else None,
-            "fit": fit_files(config, run, teacher),
+            "scores": score_files(config, run, seeds=seeds),
+            "comet": score_files(config, run, kind="comet", seeds=seeds) if with_comet else None,
+            "fit": fit_files(config, run, teacher, seeds),
         }
         for label, run in table_rows(config, table)
     ]
@@ -323,7 +332,7 @@ def significance_spec(config: dict, table: str) -> dict:
     "systems": {label: {direction: [hypotheses file per seed]}}, "references": {direction: file}}.
     The test pools the seeds (sekd.evaluate.significance.pooled_paired_bootstrap)."""
     directions = config["data"]["test_directions"]
-    seeds = list(config["seeds"])
+    seeds = table_seeds(config, table)
 
     def hyps(run: str) -> dict[str, list[str]]:
         return {d: [f"results/hyps/{run}/seed{s}/wmt22/{d}.txt" for s in seeds] for d in directions}
@@ -379,9 +388,10 @@ def _x_label(value: Any) -> str:
     return f"{value:g}"
 
 
-def curve_files(config: dict, run: str) -> list[str]:
-    """The curves CSV of a training run, one per seed (rule curves)."""
-    return [f"results/curves/{run}/seed{s}.csv" for s in config["seeds"]]
+def curve_files(config: dict, run: str, seeds: list[int] | None = None) -> list[str]:
+    """The curves CSV of a training run, one per seed (`seeds`, default the config's; rule
+    curves)."""
+    return [f"results/curves/{run}/seed{s}.csv" for s in seeds or config["seeds"]]
 
 
 def _swept_runs(config: dict, fig: str) -> list[tuple[str, str]]:
@@ -421,11 +431,12 @@ def curve_figure_spec(config: dict, fig: str) -> dict:
 
 def table_curves_spec(config: dict, table: str) -> dict:
     """The training curves of every trained run of a table (its KD rows and the SFT'd models),
-    one panel per logged value (rule table_curves)."""
+    one panel per logged value (rule table_curves), over the table's seeds."""
+    seeds = table_seeds(config, table)
     return {
         "title": f"Training curves: {table}",
         "lines": [
-            {"series": label, "run": run, "curves": curve_files(config, run)}
+            {"series": label, "run": run, "curves": curve_files(config, run, seeds)}
             for label, run in table_rows(config, table)
         ],
     }

@@ -6,9 +6,11 @@ Input: ``points``, a list of dicts, one per plotted point::
      "scores": {"en-de": [seed0.json, seed1.json], "de-en": [...]},
      "reference": False}   # optional; True draws the series as a horizontal dashed line
 
-A score file is JSON with a finite number under ``"bleu"``. ``bleu_avg`` of one seed is the mean
-over the point's directions; the figures plot the mean over seeds of ``bleu_avg`` with the standard
-deviation over seeds (sample std, ddof=1) as error bars when a point has more than one seed.
+A score file is JSON with a finite number under ``"bleu"`` (and under ``"chrf"``: rule bleu writes
+both). ``bleu_avg`` of one seed is the mean over the point's directions; the figures plot the mean
+over seeds of ``bleu_avg`` with the standard deviation over seeds (sample std, ddof=1) as error bars
+when a point has more than one seed; beside it, in a second panel, the same of ``chrf_avg`` when
+every score file has a chrF (the CSV: chrf_mean, chrf_std, chrf_<direction>).
 
 Heavy imports (pandas, matplotlib, seaborn) happen inside the functions, so importing this module
 is cheap. Output is drawn with the non-interactive Agg backend on a private ``Figure`` (no pyplot
@@ -39,7 +41,11 @@ _PNG_METADATA: dict[str, Any] = {"Software": None}
 _PDF_METADATA: dict[str, Any] = {"CreationDate": None, "ModDate": None}
 
 
-def _read_bleu(path: str | Path, where: str) -> float:
+METRICS = {"bleu": "SacreBLEU", "chrf": "chrF"}
+"""The metrics a line or bar figure draws, one panel each, and their name in the y label."""
+
+
+def _read_score(path: str | Path, where: str, metric: str = "bleu") -> float:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -47,14 +53,29 @@ def _read_bleu(path: str | Path, where: str) -> float:
         raise ValueError(f"{where}: score file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{where}: score file {path} is not valid JSON ({exc})") from None
-    value = data.get("bleu") if isinstance(data, dict) else None
+    value = data.get(metric) if isinstance(data, dict) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: score file {path} has no finite number under 'bleu'")
+        raise ValueError(f"{where}: score file {path} has no finite number under {metric!r}")
     return float(value)
 
 
-def collect(points: list[dict]) -> pd.DataFrame:
-    """One row per point and seed: series, x, run, reference, seed_index, bleu_<dir>…, bleu_avg.
+def metrics_of(points: list[dict]) -> list[str]:
+    """["bleu", "chrf"] when every score file of `points` has a chrF (rule bleu writes both), else
+    ["bleu"]: the panels of a line or bar figure."""
+    files = [f for point in points for paths in (point.get("scores") or {}).values() for f in paths]
+    for path in files:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return ["bleu"]  # collect names the file
+        if not isinstance(data, dict) or "chrf" not in data:
+            return ["bleu"]
+    return ["bleu", "chrf"] if files else ["bleu"]
+
+
+def collect(points: list[dict], metric: str = "bleu") -> pd.DataFrame:
+    """One row per point and seed: series, x, run, reference, seed_index, <metric>_<dir>…,
+    <metric>_avg (metric: bleu or chrf).
 
     Raises ValueError naming the file when a score file is missing or invalid, and naming the point
     when it has no scores, when its directions have different numbers of seeds, or when two points
@@ -90,7 +111,10 @@ def collect(points: list[dict]) -> pd.DataFrame:
         for direction in scores:
             if direction not in directions:
                 directions.append(direction)
-        values = {d: [_read_bleu(p, f"{where} {d}") for p in paths] for d, paths in scores.items()}
+        values = {
+            d: [_read_score(path, f"{where} {d}", metric) for path in paths]
+            for d, paths in scores.items()
+        }
         for seed in range(n_seeds.pop()):
             record = {
                 "series": series,
@@ -99,25 +123,27 @@ def collect(points: list[dict]) -> pd.DataFrame:
                 "reference": reference,
                 "seed_index": seed,
             }
-            per_direction = {f"bleu_{d}": values[d][seed] for d in scores}
+            per_direction = {f"{metric}_{d}": values[d][seed] for d in scores}
             record.update(per_direction)
-            record["bleu_avg"] = statistics.fmean(per_direction.values())
+            record[f"{metric}_avg"] = statistics.fmean(per_direction.values())
             records.append(record)
     columns = ["series", "x", "run", "reference", "seed_index"]
-    columns += [f"bleu_{d}" for d in directions] + ["bleu_avg"]
+    columns += [f"{metric}_{d}" for d in directions] + [f"{metric}_avg"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (series, x), in order of appearance: mean, std (0 for one seed), n_seeds of bleu_avg,
-    and the mean of each ``bleu_<direction>`` column (empty where the point lacks the direction).
+def summarize(df: pd.DataFrame, metric: str = "bleu") -> pd.DataFrame:
+    """Per (series, x), in order of appearance: mean, std (0 for one seed), n_seeds of
+    <metric>_avg, and the mean of each ``<metric>_<direction>`` column (empty where the point lacks
+    the direction).
     """
     import pandas as pd
 
-    direction_columns = [c for c in df.columns if c.startswith("bleu_") and c != "bleu_avg"]
+    average = f"{metric}_avg"
+    direction_columns = [c for c in df.columns if c.startswith(f"{metric}_") and c != average]
     rows = []
     for (series, x), group in df.groupby(["series", "x"], sort=False, dropna=False):
-        values = group["bleu_avg"]
+        values = group[average]
         row = {
             "series": series,
             "x": None if _is_missing(x) else x,
@@ -138,8 +164,27 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def combined(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The BLEU summary with, when drawn, chrF's beside it: chrf_mean, chrf_std, chrf_<d> (the
+    same points in the same order)."""
+    out = summaries["bleu"].copy()
+    chrf = summaries.get("chrf")
+    if chrf is not None:
+        out["chrf_mean"], out["chrf_std"] = chrf["mean"].to_numpy(), chrf["std"].to_numpy()
+        for column in [c for c in chrf.columns if c.startswith("chrf_")]:
+            out[column] = chrf[column].to_numpy()
+    return out
+
+
+def _ylabel(ylabel: str, metric: str) -> str:
+    """The y label of a metric's panel: the figure's, with chrF for SacreBLEU in chrF's."""
+    if metric == "bleu":
+        return ylabel
+    return ylabel.replace("SacreBLEU", METRICS[metric]) if "SacreBLEU" in ylabel else metric
+
+
 def _write_csv(summary: pd.DataFrame, path: Path) -> None:
-    numeric = ["mean", "std", *[c for c in summary.columns if c.startswith("bleu_")]]
+    numeric = ["mean", "std", *[c for c in summary.columns if c.startswith(("bleu_", "chrf_"))]]
     table = summary.copy()
     table[numeric] = table[numeric].round(4)
     with atomic.replacing(path) as tmp:
@@ -161,6 +206,20 @@ def _new_figure(width: float, height: float) -> tuple[Figure, Axes]:
 
     fig = Figure(figsize=(width, height), dpi=DPI)
     return fig, fig.add_subplot()
+
+
+def _new_panels(width: float, height: float, n: int, title: str) -> tuple[Figure, list[Axes]]:
+    """A figure of `n` panels side by side, each `width` wide, under `title` (one panel: its
+    title; more: the figure's)."""
+    fig, ax = _new_figure(width * n, height)
+    if n == 1:
+        ax.set_title(title)
+        return fig, [ax]
+    fig.clear()
+    axes = list(fig.subplots(1, n, squeeze=False)[0])
+    fig.subplots_adjust(wspace=0.3)
+    fig.suptitle(title)
+    return fig, axes
 
 
 @contextmanager
@@ -253,13 +312,15 @@ def _legend(ax: Axes, handles: list, title: str | None = None) -> None:
         )
 
 
-def _seaborn_data(data: pd.DataFrame, series: list[str], palette: dict, ax: Axes) -> dict:
-    """What a line and a bar plot share: bleu_avg against x, one hue per series in `series`'
+def _seaborn_data(
+    data: pd.DataFrame, series: list[str], palette: dict, ax: Axes, metric: str = "bleu"
+) -> dict:
+    """What a line and a bar plot share: <metric>_avg against x, one hue per series in `series`'
     order, error bars = std over seeds, no automatic legend (`_legend` draws it)."""
     return {
         "data": data,
         "x": "x",
-        "y": "bleu_avg",
+        "y": f"{metric}_avg",
         "hue": "series",
         "hue_order": series,
         "palette": {s: palette[s] for s in series},
@@ -277,46 +338,49 @@ def line_figure(
     ylabel: str = DEFAULT_YLABEL,
 ) -> dict[str, Path]:
     """bleu_avg against numeric x, one line with markers per series (error bars = std over seeds);
-    reference series as horizontal dashed lines. Writes <out_prefix>.png/.pdf/.csv (the
-    summarize() table) and returns their paths by extension.
+    reference series as horizontal dashed lines; beside it chrf_avg the same way when the score
+    files have chrF (`metrics_of`). Writes <out_prefix>.png/.pdf/.csv (the summarize() tables,
+    `combined`) and returns their paths by extension.
     """
-    df = collect(points)
-    lines = df[~df["reference"]].copy()
-    for value in lines["x"].unique():
+    metrics = metrics_of(points)
+    frames = {m: collect(points, m) for m in metrics}
+    summaries = {m: summarize(df, m) for m, df in frames.items()}
+    for value in frames["bleu"][~frames["bleu"]["reference"]]["x"].unique():
         try:
             float(value)
         except (TypeError, ValueError):
             raise ValueError(f"line_figure: x={value!r} is not a number") from None
-    lines["x"] = lines["x"].astype(float)
-    summary = summarize(df)
-    order = list(dict.fromkeys(summary["series"]))
-    palette = _palette(order)
+    palette = _palette(list(dict.fromkeys(summaries["bleu"]["series"])))
 
     with _theme():
-        fig, ax = _new_figure(5.2, 3.4)
-        handles = _draw_lines(ax, lines, palette) if not lines.empty else []
-        handles += _draw_references(ax, summary, palette)
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.margins(y=0.15)
-        _legend(ax, handles)
-        return _save(fig, summary, out_prefix)
+        fig, axes = _new_panels(5.2, 3.4, len(metrics), title)
+        for ax, metric in zip(axes, metrics, strict=True):
+            lines = frames[metric][~frames[metric]["reference"]].copy()
+            lines["x"] = lines["x"].astype(float)
+            handles = _draw_lines(ax, lines, palette, metric) if not lines.empty else []
+            handles += _draw_references(ax, summaries[metric], palette)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(_ylabel(ylabel, metric))
+            ax.margins(y=0.15)
+        _legend(axes[-1], handles)
+        return _save(fig, combined(summaries), out_prefix)
 
 
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
-def _draw_lines(ax: Axes, lines: pd.DataFrame, palette: dict[str, Any]) -> list:
-    """One line with markers and error bars per series of `lines` (numeric x), each x a tick;
-    their legend handles."""
+def _draw_lines(
+    ax: Axes, lines: pd.DataFrame, palette: dict[str, Any], metric: str = "bleu"
+) -> list:
+    """One line with markers and error bars per series of `lines` (numeric x, <metric>_avg), each
+    x a tick; their legend handles."""
     import seaborn as sns
     from matplotlib.lines import Line2D
 
     line_series = list(dict.fromkeys(lines["series"]))
     markers = [_MARKERS[i % len(_MARKERS)] for i in range(len(line_series))]
     sns.lineplot(
-        **_seaborn_data(lines, line_series, palette, ax),
+        **_seaborn_data(lines, line_series, palette, ax, metric),
         style="series",
         style_order=line_series,
         markers=markers,
@@ -348,48 +412,60 @@ def bar_figure(
 ) -> dict[str, Path]:
     """Grouped bars: categories x (in order of appearance), hue = series, error bars = std over
     seeds, each bar labelled with its mean. The y axis starts near the lowest bar so differences of
-    a few tenths of BLEU stay visible. Reference points, if any, are drawn as dashed lines.
-    Writes <out_prefix>.png/.pdf/.csv and returns their paths by extension.
+    a few tenths of BLEU stay visible. Reference points, if any, are drawn as dashed lines. Beside
+    BLEU's panel, chrF's when the score files have chrF (`metrics_of`). Writes
+    <out_prefix>.png/.pdf/.csv and returns their paths by extension.
     """
-    import seaborn as sns
-    from matplotlib.patches import Patch
-
-    df = collect(points)
-    bars = df[~df["reference"]].copy()
-    bars["x"] = bars["x"].astype(str)
-    summary = summarize(df)
-    order = list(dict.fromkeys(summary["series"]))
-    palette = _palette(order)
-    categories = list(dict.fromkeys(bars["x"]))
+    metrics = metrics_of(points)
+    frames = {m: collect(points, m) for m in metrics}
+    summaries = {m: summarize(df, m) for m, df in frames.items()}
+    palette = _palette(list(dict.fromkeys(summaries["bleu"]["series"])))
+    bars = frames["bleu"][~frames["bleu"]["reference"]]
+    categories = list(dict.fromkeys(bars["x"].astype(str)))
     bar_series = list(dict.fromkeys(bars["series"]))
 
     with _theme():
         width = max(4.5, 1.0 + 0.32 * len(categories) * max(len(bar_series), 1) + 0.5)
-        fig, ax = _new_figure(min(width, 12.0), 3.6)
-        rotate = len(categories) * len(bar_series) > 6
-        handles = []
-        if not bars.empty:
-            sns.barplot(
-                **_seaborn_data(bars, bar_series, palette, ax),
-                order=categories,
-                capsize=0.15,
-                err_kws={"linewidth": 1.0},
-            )
-            _label_bars(ax, summary, categories, bar_series, rotate=rotate)
-            handles = [Patch(color=palette[s], label=s) for s in bar_series]
-        handles += _draw_references(ax, summary, palette)
-        stats = summary[~summary["reference"]] if not bars.empty else summary
-        low = float((stats["mean"] - stats["std"]).min())
-        high = float((stats["mean"] + stats["std"]).max())
-        pad = max(0.5, 0.35 * (high - low))
-        ax.set_ylim(max(0.0, low - pad), high + (1.3 if rotate else 0.8) * pad)
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+        fig, axes = _new_panels(min(width, 12.0), 3.6, len(metrics), title)
+        for ax, metric in zip(axes, metrics, strict=True):
+            handles = _bar_panel(ax, frames[metric], summaries[metric], palette, metric)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(_ylabel(ylabel, metric))
         # One series needs no legend: the categories already name the bars.
         if len(bar_series) > 1 or len(handles) > len(bar_series):
-            _legend(ax, handles)
-        return _save(fig, summary, out_prefix)
+            _legend(axes[-1], handles)
+        return _save(fig, combined(summaries), out_prefix)
+
+
+def _bar_panel(
+    ax: Axes, df: pd.DataFrame, summary: pd.DataFrame, palette: dict, metric: str
+) -> list:
+    """One metric's grouped bars (and reference lines) of `bar_figure` on `ax`; their handles."""
+    import seaborn as sns
+    from matplotlib.patches import Patch
+
+    bars = df[~df["reference"]].copy()
+    bars["x"] = bars["x"].astype(str)
+    categories = list(dict.fromkeys(bars["x"]))
+    bar_series = list(dict.fromkeys(bars["series"]))
+    rotate = len(categories) * len(bar_series) > 6
+    handles = []
+    if not bars.empty:
+        sns.barplot(
+            **_seaborn_data(bars, bar_series, palette, ax, metric),
+            order=categories,
+            capsize=0.15,
+            err_kws={"linewidth": 1.0},
+        )
+        _label_bars(ax, summary, categories, bar_series, rotate=rotate)
+        handles = [Patch(color=palette[s], label=s) for s in bar_series]
+    handles += _draw_references(ax, summary, palette)
+    stats = summary[~summary["reference"]] if not bars.empty else summary
+    low = float((stats["mean"] - stats["std"]).min())
+    high = float((stats["mean"] + stats["std"]).max())
+    pad = max(0.5, 0.35 * (high - low))
+    ax.set_ylim(max(0.0, low - pad), high + (1.3 if rotate else 0.8) * pad)
+    return handles
 
 
 # Curves over training (sekd.report.curves' CSVs): one line per run, mean over its seeds.

@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 
 from sekd import atomic
+from sekd.report.tables import COUNT_COLUMNS as COUNTS
+from sekd.report.tables import SPREAD
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -23,34 +25,41 @@ pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:85%}
 """
 
 
+def _csv_cell(row: dict, k: str) -> str:
+    """One cell of `_csv_table`: the mean with its 95% interval over seeds when the CSV has one
+    (<k>_lo, <k>_hi), else its ± std; a count as an integer; † where its metric's p < 0.05."""
+    value = row[k]
+    if k in {column for column, _ in COUNTS}:
+        return str(int(float(value))) if value else "–"
+    digits = 3 if k.startswith(("valid_", "hard_", "default_hard")) else 2
+    text = f"{float(value):.{digits}f}" if value else ("n/c" if k.startswith("comet_") else "–")
+    low, high, std = (row.get(f"{k}{suffix}", "") for suffix in ("_lo", "_hi", "_std"))
+    if low and high:
+        text += f" [{float(low):.{digits}f}, {float(high):.{digits}f}]"
+    elif std:
+        text += f" ± {float(std):.{digits}f}"
+    metric, _, direction = k.partition("_")
+    p = row.get({"bleu": f"p_{direction}", "chrf": f"p_chrf_{direction}"}.get(metric, ""), "")
+    if p and float(p) < 0.05:
+        text += "†"
+    return text
+
+
 def _csv_table(
     path: Path,
     name: str = "system",
-    prefixes: tuple[str, ...] = ("bleu_", "comet_", "valid_"),
+    prefixes: tuple[str, ...] = ("bleu_", "chrf_", "comet_", "valid_"),
 ) -> str:
     """A results CSV as an HTML table: its `name` column, then the columns starting with
-    `prefixes` that have a value (no *_std: shown as ± in the cell)."""
+    `prefixes` that have a value (no *_std, *_lo, *_hi: shown in the cell)."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    keep = [k for k in rows[0] if k.startswith(prefixes) and not k.endswith("_std")]
+    keep = [k for k in rows[0] if k.startswith(prefixes) and not k.endswith(SPREAD)]
     keep = [k for k in keep if any(r[k] != "" for r in rows)]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in [name, *keep])
     body = []
     for row in rows:
-        cells = [html.escape(row[name])]
-        for k in keep:
-            value = row[k]
-            std = row.get(f"{k}_std", "")
-            digits = 3 if k.startswith(("valid_", "hard_", "default_hard")) else 2
-            empty = "n/c" if k.startswith("comet_") else "–"
-            text = f"{float(value):.{digits}f}" if value else empty
-            if std:
-                text += f" ± {float(std):.{digits}f}"
-            direction = k.split("_", 1)[1]
-            p = row.get(f"p_{direction}", "")
-            if k.startswith("bleu_") and p and float(p) < 0.05:
-                text += "†"
-            cells.append(text)
+        cells = [html.escape(row[name]), *(_csv_cell(row, k) for k in keep)]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
