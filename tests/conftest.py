@@ -203,3 +203,54 @@ def parallel_files(root: Path, src: bytes | str, tgt: bytes | str) -> tuple[Path
 def json_file(root: Path, content: bytes | str) -> Path:
     """An evaluation file test.de-en.json holding `content`."""
     return write_bytes(root / "test.de-en.json", content)
+
+
+class SmallFilesystems:
+    """tmpfs mounts of a few KiB or MiB made by a test, to run out of space on (issue 23)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.mounted: list[Path] = []
+
+    def mount(self, name: str, size: str) -> Path:
+        """A fresh tmpfs of `size` ("700k", "4m") at <tmp>/<name>; skips the test when this
+        machine does not let it mount one (not root, or no CAP_SYS_ADMIN in a container)."""
+        import subprocess
+
+        path = self.root / name
+        path.mkdir()
+        argv = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        except OSError as error:
+            pytest.skip(f"cannot mount a {size} tmpfs to fill up: {error}")
+        if done.returncode:
+            pytest.skip(
+                f"cannot mount a {size} tmpfs to fill up (needs root with CAP_SYS_ADMIN): "
+                f"{done.stderr.strip()}"
+            )
+        self.mounted.append(path)
+        return path
+
+    def resize(self, path: Path, size: str) -> None:
+        """Give the tmpfs at `path` `size` (freeing space without touching its files)."""
+        import subprocess
+
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
+
+    def unmount(self) -> None:
+        import subprocess
+
+        for path in reversed(self.mounted):
+            subprocess.run(["umount", "-l", str(path)], check=False)  # lazy: files may be open
+        self.mounted = []
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """`SmallFilesystems` under tmp_path, unmounted after the test."""
+    filesystems = SmallFilesystems(tmp_path)
+    try:
+        yield filesystems
+    finally:
+        filesystems.unmount()

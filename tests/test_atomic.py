@@ -4,11 +4,15 @@ and a rename of its own."""
 from __future__ import annotations
 
 import ast
+import errno
+import os
+import re
 from pathlib import Path
 
 import pytest
 
 from sekd import atomic
+from sekd.errors import DiskFullError, SekdError
 
 WORKFLOW = Path(__file__).resolve().parent.parent / "workflow"
 
@@ -88,17 +92,152 @@ def test_a_failed_directory_block_leaves_the_directory_and_its_partial_temporary
     assert sorted(p.name for p in atomic.temporary(dest).iterdir()) == ["half.npy"]
 
 
-def test_sekd_atomic_imports_only_the_standard_library():
-    tree = ast.parse((WORKFLOW / "sekd" / "atomic.py").read_text())
-    imported = {
-        name.split(".")[0]
+# --- out of space (issue 23, item 1) -------------------------------------------------------------
+
+
+def _fill(path: Path, code: int = errno.ENOSPC) -> None:
+    """Write part of `path`, then fail as a write out of space does."""
+    path.write_bytes(b"x" * 100)
+    raise OSError(code, os.strerror(code))
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_file_out_of_space_is_a_named_error_and_leaves_the_previous_file(tmp_path, code):
+    dest = tmp_path / "hyps.txt"
+    dest.write_text("previous\n")
+    with pytest.raises(DiskFullError) as raised, atomic.replacing(dest) as tmp:
+        _fill(tmp, code)
+    error = raised.value
+    message = str(error)
+    assert message.startswith(f"{dest}: ")
+    assert atomic.FULL[code] in message and "free on its file system" in message
+    assert error.errno == code and error.path == str(dest) and error.free is not None
+    assert isinstance(error, OSError) and isinstance(error, SekdError)
+    assert isinstance(error.__cause__, OSError) and error.__cause__.errno == code
+    assert dest.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hyps.txt"]
+
+
+def test_a_directory_out_of_space_is_a_named_error_and_its_partial_temporary_goes(tmp_path):
+    dest = tmp_path / "store"
+    dest.mkdir()
+    (dest / "old.json").write_text("{}")
+    with (
+        pytest.raises(DiskFullError, match=f"^{re.escape(str(dest))}: no space left"),
+        atomic.replacing(dest, directory=True) as tmp,
+    ):
+        (tmp / "a.npy").write_bytes(b"complete")
+        _fill(tmp / "b.npy")
+    assert sorted(p.name for p in dest.iterdir()) == ["old.json"]
+    assert not atomic.temporary(dest).exists()  # unlike other failures: it holds the space
+
+
+TORCH_SAVE_FAILURE = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
+
+
+@pytest.mark.parametrize(("free", "full"), [(0, True), (4096, True), (10 << 30, False)])
+def test_a_writer_that_hides_the_cause_counts_as_out_of_space_when_space_is_short(
+    tmp_path, monkeypatch, free, full
+):
+    """torch.save says "unexpected pos" on a full disk, numpy "N requested and M written": a
+    disk full only if the file system is left (nearly) without space."""
+    monkeypatch.setattr(atomic, "free_bytes", lambda path: free)
+    dest = tmp_path / "optimizer.pt"
+    expected = DiskFullError if full else RuntimeError
+    with pytest.raises(expected), atomic.replacing(dest) as tmp:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError(TORCH_SAVE_FAILURE)
+    assert not atomic.temporary(dest).exists()
+    error = OSError("1000000 requested and 262112 written")
+    assert (atomic.disk_full(error, dest) is not None) == full
+    assert atomic.disk_full(ValueError("unexpected pos"), dest) is None  # not a writer's error
+
+
+def test_a_message_that_says_so_is_out_of_space_whatever_the_free_space(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "free_bytes", lambda path: 10 << 30)
+    said = Exception("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert atomic.disk_full(said, tmp_path / "model.safetensors").errno == errno.ENOSPC
+    wrapped = RuntimeError("save failed")
+    wrapped.__cause__ = OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert atomic.disk_full(wrapped, tmp_path / "x").errno == errno.EDQUOT
+
+
+def test_sizes_read_as_bytes_and_binary_units():
+    assert atomic._size(0) == "0 bytes"
+    assert atomic._size(4128768) == "3.9 MiB (4128768 bytes)"
+    assert atomic._size(3 << 40) == "3.0 TiB (3298534883328 bytes)"
+
+
+def test_reserve_refuses_a_file_that_would_not_fit(tmp_path, monkeypatch):
+    path = tmp_path / "logprobs.npy"
+    with open(path, "wb") as f:
+        f.truncate(3 << 20)  # sparse, as a new memory-mapped .npy
+    atomic.reserve(path)  # fits here
+
+    def quota(path, size):
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), str(path))
+
+    monkeypatch.setattr(atomic, "_fallocate", quota)
+    with pytest.raises(DiskFullError, match=r"disk quota exceeded.*it needs 3.0 MiB"):
+        atomic.reserve(path)
+    monkeypatch.setattr(atomic, "_fallocate", lambda path, size: False)  # no fallocate there
+    monkeypatch.setattr(atomic, "free_bytes", lambda path: 1 << 20)
+    with pytest.raises(DiskFullError, match=r"no space left.*it needs 3.0 MiB.*1.0 MiB"):
+        atomic.reserve(path)
+
+
+def test_out_of_space_on_a_small_file_system_then_a_rerun_after_freeing_space(small_fs):
+    fs = small_fs.mount("small", "1m")
+    dest, store = fs / "hyps.txt", fs / "store"
+    dest.write_text("previous\n")
+    big = "x" * (2 << 20)
+    with pytest.raises(DiskFullError) as raised, atomic.replacing(dest) as tmp:
+        tmp.write_text(big)
+    assert str(raised.value).startswith(f"{dest}: no space left on the device while writing it")
+    assert f"free on its file system ({fs})" in str(raised.value)
+    with pytest.raises(DiskFullError), atomic.replacing(store, directory=True) as tmp:
+        (tmp / "part.txt").write_text(big)
+    sparse = fs / "big.npy"
+    with open(sparse, "wb") as f:
+        f.truncate(2 << 20)
+    with pytest.raises(DiskFullError, match=r"it needs 2\.0 MiB"):
+        atomic.reserve(sparse)
+    sparse.unlink()
+    assert dest.read_text() == "previous\n"
+    assert sorted(p.name for p in fs.iterdir()) == ["hyps.txt"]  # no temporary left
+    small_fs.resize(fs, "8m")  # space freed: the same writes now complete
+    with atomic.replacing(dest) as tmp:
+        tmp.write_text(big)
+    with atomic.replacing(store, directory=True) as tmp:
+        (tmp / "part.txt").write_text(big)
+    assert dest.read_text() == big and (store / "part.txt").read_text() == big
+
+
+def _imports(module: str) -> set[str]:
+    tree = ast.parse((WORKFLOW / "sekd" / module).read_text())
+    return {
+        name
         for node in ast.walk(tree)
         if isinstance(node, (ast.Import, ast.ImportFrom))
         for name in (
             [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
         )
     }
-    assert imported <= {"__future__", "os", "shutil", "collections", "contextlib", "pathlib"}
+
+
+def test_sekd_atomic_imports_only_the_standard_library():
+    imported = {name.split(".")[0] for name in _imports("atomic.py") - {"sekd.errors"}}
+    assert imported <= {
+        "__future__",
+        "ctypes",
+        "errno",
+        "os",
+        "shutil",
+        "collections",
+        "contextlib",
+        "pathlib",
+    }
+    assert _imports("errors.py") == set()  # and so does sekd.errors, the one it imports
 
 
 # --- nobody else spells the pattern -------------------------------------------------------------

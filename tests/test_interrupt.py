@@ -62,6 +62,14 @@ if os.environ.get("SEKD_TEST_STEP_DELAY"):
         time.sleep(float(os.environ["SEKD_TEST_STEP_DELAY"]))
         return training_step(self, *args, **kwargs)
     transformers.Trainer.training_step = slow
+if os.environ.get("SEKD_TEST_LOADING_S"):  # the ranks take this long to load, having said so
+    import transformers
+    train = transformers.Trainer.train
+    def loading(self, *args, **kwargs):
+        open(os.environ["SEKD_TEST_LOADING_MARK"] + os.environ.get("RANK", "0"), "w").close()
+        time.sleep(float(os.environ["SEKD_TEST_LOADING_S"]))
+        return train(self, *args, **kwargs)
+    transformers.Trainer.train = loading
 """
 # A one-rule workflow around the driver; it installs the SIGINT forwarding as rules/train.smk does.
 SNAKEFILE = """
@@ -273,23 +281,7 @@ def test_sigint_to_a_torchrun_job_checkpoints_on_all_ranks_and_is_passed_on_once
     Snakemake's forwarding gives, is not: torchrun would stop waiting for the checkpoint), and
     torchrun's own session keeps a terminal's Ctrl-C from reaching the ranks twice."""
     job = _job(run_dir, tiny_model_dir)
-    job.training["nproc_per_node"] = 2
-    (run_dir / "job.json").write_text(json.dumps(asdict(job)))
-    site = run_dir / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {**_env(), "SEKD_TEST_STEP_DELAY": str(DELAY_S)}
-    env["PYTHONPATH"] = os.pathsep.join((str(site), env["PYTHONPATH"]))
-    run = "import json, sys; from sekd.train import job as train; "
-    run += "train.run(train.TrainJob(**json.load(open(sys.argv[1]))))"
-    with open(run_dir / "launch.log", "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", run, str(run_dir / "job.json")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _launch(run_dir, job, {"SEKD_TEST_STEP_DELAY": str(DELAY_S)})
     _wait("checkpoint 2", lambda: _complete(job, 2), proc)
     start = time.time()
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to the launching process's group
@@ -306,6 +298,50 @@ def test_sigint_to_a_torchrun_job_checkpoints_on_all_ranks_and_is_passed_on_once
     assert "checkpointed" in (Path(job.checkpoint_dir) / checkpoints.PREEMPTED).read_text()
     stopped_at = max(s for s in range(2, STEPS + 1) if _complete(job, s))
     assert stopped_at < STEPS and not runlock.lock_path(job.checkpoint_dir).exists()
+
+
+def _launch(run_dir: Path, job: train.TrainJob, env: dict) -> subprocess.Popen:
+    """`train.run(job)` in a process of its own session, with the test's sitecustomize, 2 ranks;
+    its output in launch.log."""
+    job.training["nproc_per_node"] = 2
+    (run_dir / "job.json").write_text(json.dumps(asdict(job)))
+    site = run_dir / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {**_env(), **env}
+    env["PYTHONPATH"] = os.pathsep.join((str(site), env["PYTHONPATH"]))
+    run = "import json, sys; from sekd.train import job as train; "
+    run += "train.run(train.TrainJob(**json.load(open(sys.argv[1]))))"
+    with open(run_dir / "launch.log", "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", run, str(run_dir / "job.json")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@pytest.mark.slow
+def test_sigusr1_while_the_ranks_load_stops_a_torchrun_job_with_preempted_error(
+    run_dir, tiny_model_dir
+):
+    """Issue 23, item 4: a job that starts within `--signal=USR1@900` of its time limit gets the
+    signal before any checkpoint, while its ranks load the models. They catch it, stop together at
+    the start of training and the job ends with PreemptedError (it used to be a RuntimeError: the
+    ranks died of the signal), so that SLURM and Snakemake retry it."""
+    job = _job(run_dir, tiny_model_dir)
+    mark = run_dir / "loading-rank"
+    proc = _launch(run_dir, job, {"SEKD_TEST_LOADING_S": "4", "SEKD_TEST_LOADING_MARK": str(mark)})
+    _wait("ranks loading", lambda: all(Path(f"{mark}{r}").exists() for r in (0, 1)), proc)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=90) != 0
+    output = (run_dir / "launch.log").read_text()
+    expected = "SIGUSR1 before the first step: nothing new to checkpoint; a rerun starts over"
+    assert f"PreemptedError: {expected}" in output, output[-3000:]
+    assert (Path(job.checkpoint_dir) / checkpoints.PREEMPTED).read_text() == expected
+    assert not list(Path(job.checkpoint_dir).glob("checkpoint-*"))
+    assert not runlock.lock_path(job.checkpoint_dir).exists()
 
 
 def test_the_lock_is_exclusive_records_its_holder_and_goes_with_it(tmp_path):

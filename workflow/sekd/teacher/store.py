@@ -172,7 +172,11 @@ class StoreJob:
 
 
 def _open_array(path: Path, dtype: str, shape: tuple[int, ...]) -> np.memmap:
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    """A new .npy of `shape` at `path`, memory-mapped, its space allocated: a store that does not
+    fit stops here (sekd.errors.DiskFullError), not with SIGBUS at a write to the map."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    atomic.reserve(path)
+    return array
 
 
 def _open_arrays(tmp: Path, mode: str, n_tokens: int, vocab: int, k: int) -> dict[str, np.memmap]:

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -253,12 +254,20 @@ class PreemptedError(RuntimeError):
     resumes from it."""
 
 
-def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
+def launch(
+    job,
+    nproc: int,
+    job_path: Path,
+    preempt_marker: Path,
+    earlier: Callable[[], int | None] | None = None,
+) -> None:
     """Run `job` (a sekd.train.job.TrainJob) on `nproc` ranks per node; raise when it fails.
 
     The first SIGUSR1 sent to this process is passed on to torchrun (or srun), a SIGTERM or SIGINT
-    as SIGTERM (later ones are not: the ranks are stopping); torchrun passes it to the workers,
-    which checkpoint and stop, and `PreemptedError` is raised here.
+    as SIGTERM (later ones are not: the ranks are stopping); so is one that `earlier` (the signal
+    this process caught before, if any) reports once the handlers are in place. torchrun passes it
+    to the workers, which checkpoint and stop, and `PreemptedError` is raised here; also when the
+    ranks died of it before they could catch it (still importing: nothing to checkpoint).
     """
     nodes = slurm_nodes()
     job_path.parent.mkdir(parents=True, exist_ok=True)
@@ -280,11 +289,18 @@ def launch(job, nproc: int, job_path: Path, preempt_marker: Path) -> None:
         stdin=subprocess.DEVNULL,
         **streams,
     )
-    rc, signalled = _wait_passing_signals_on(proc)
+    rc, signalled = _wait_passing_signals_on(proc, earlier)
     if rc == 0:
         return
     if preempt_marker.exists():
         raise PreemptedError(preempt_marker.read_text().strip())
+    if signalled:
+        raise PreemptedError(
+            f"{signal.Signals(signalled[0]).name} passed on to the ranks, which exited (torchrun: "
+            f"status {rc}) without noting a checkpoint: nothing new was checkpointed; a rerun "
+            "resumes from the last complete checkpoint, if any (each rank's output is in the log "
+            "above)"
+        )
     raise RuntimeError(
         f"torchrun exited with status {rc}"
         + (f" after {signal.Signals(signalled[0]).name}" if signalled else "")
@@ -308,10 +324,13 @@ def _launcher_argv(job_path: Path, nproc: int, nodes: Nodes, env: dict) -> list[
     return torchrun_argv(job_path, nproc, nodes)
 
 
-def _wait_passing_signals_on(proc: subprocess.Popen) -> tuple[int, list[int]]:
+def _wait_passing_signals_on(
+    proc: subprocess.Popen, earlier: Callable[[], int | None] | None = None
+) -> tuple[int, list[int]]:
     """Wait for `proc`, passing the first SIGUSR1 on to it as SIGUSR1 and the first SIGTERM or
-    SIGINT as SIGTERM (the handlers are this process's while it waits, in the main thread);
-    return its exit status and the signals received."""
+    SIGINT as SIGTERM (the handlers are this process's while it waits, in the main thread), or
+    the one `earlier` reports once they are in place (caught before `proc` started); return its
+    exit status and the signals received."""
     signalled = []
 
     def forward(signum, frame):
@@ -329,6 +348,9 @@ def _wait_passing_signals_on(proc: subprocess.Popen) -> tuple[int, list[int]]:
             previous[sig] = signal.signal(sig, forward)
     except ValueError:  # not the main thread: torchrun still gets signals sent to the job step
         pass
+    caught = earlier() if earlier is not None else None
+    if caught is not None and not signalled:
+        forward(caught, None)
     try:
         return proc.wait(), signalled
     finally:

@@ -54,9 +54,12 @@ from sekd.train.checkpoints import (
     EXIT_PREEMPTED,
     PREEMPTED,
     CheckpointCallback,
+    Signals,
     StepTimer,
     barrier,
+    completed,
     prepare_checkpoints,
+    stop_if_signalled,
 )
 from sekd.train.distributed import PreemptedError
 from sekd.train.onpolicy import OnPolicy
@@ -142,14 +145,17 @@ def run(job: TrainJob) -> dict:
     (sekd.train.distributed.launch). The job owns its run while it trains (sekd.train.run_lock):
     raises `sekd.train.run_lock.RunLockedError`, before writing anything, when another live trainer
     does. Raises `sekd.train.distributed.PreemptedError` when a signal (SIGINT, SIGTERM, SIGUSR1, or
-    the Snakemake process that started the job going away) stopped the run after a checkpoint.
+    the Snakemake process that started the job going away) stopped the run after a checkpoint, or
+    before any step (from the start: the signals are caught for the whole run), and
+    `sekd.errors.DiskFullError` when a checkpoint or the model ran out of space (the previous
+    checkpoint is left: a rerun resumes from it).
     """
-    with runlock.hold(job.checkpoint_dir), runlock.stop_with_snakemake():
-        return _run(job)
+    with runlock.hold(job.checkpoint_dir), runlock.stop_with_snakemake(), Signals() as signals:
+        return _run(job, signals)
 
 
-def _run(job: TrainJob) -> dict:
-    """`run` once the run is owned."""
+def _run(job: TrainJob, signals: Signals) -> dict:
+    """`run` once the run is owned; `signals`: those received since it started."""
     t = job.training
     distributed.restore_allocation()  # a SLURM batch step that lost its allocation's variables
     nodes = distributed.slurm_nodes()
@@ -162,19 +168,37 @@ def _run(job: TrainJob) -> dict:
         t = {**t, "deepspeed": str(path.resolve())}
     world_size = nproc * nodes.count
     job = replace(job, training=t)
-    job = replace(job, resume_from_checkpoint=prepare_checkpoints(job, world_size))
+    job = replace(job, resume_from_checkpoint=prepare_checkpoints(job, world_size, signals))
+    resume = job.resume_from_checkpoint
+    stop_if_signalled(signals, job.checkpoint_dir, resume, "before training started")
     if world_size == 1 and not deepspeed:
-        return _train(job)
+        return _train(job, signals)
     # CPU threads per rank: the node's CPUs (the SLURM allocation's, else the rule's threads) shared
     cpus = int(os.environ.get("SLURM_CPUS_ON_NODE") or job.threads)
     job = replace(job, threads=max(1, cpus // nproc))
     checkpoint_dir = Path(job.checkpoint_dir)
-    distributed.launch(job, nproc, checkpoint_dir / "job.json", checkpoint_dir / PREEMPTED)
+    distributed.launch(
+        job,
+        nproc,
+        checkpoint_dir / "job.json",
+        checkpoint_dir / PREEMPTED,
+        earlier=lambda: signals.received,
+    )
     return json.loads((Path(job.out_dir) / "train_summary.json").read_text())
 
 
-def _train(job: TrainJob) -> dict:
-    """One rank's training (the only rank when not launched by torchrun)."""
+def _train(job: TrainJob, signals: Signals | None = None) -> dict:
+    """One rank's training (the only rank when not launched by torchrun); `signals`: those caught
+    since the job started (a torchrun rank catches them from here)."""
+    if signals is not None:
+        return _train_catching(job, signals)
+    with Signals() as caught:
+        return _train_catching(job, caught)
+
+
+def _train_catching(job: TrainJob, signals: Signals) -> dict:
+    """`_train` with the signals caught: one arriving while the models load stops the run at
+    the first step (CheckpointCallback.on_train_begin)."""
     models.configure_torch_threads(job.threads)
     variant = _variant(job)
     t = job.training
@@ -200,7 +224,8 @@ def _train(job: TrainJob) -> dict:
     if variant.objective != "sft":
         sources["teacher"] = _teacher_source(job)
     _log_start(job, len(train_set), store)
-    checkpoints, timer = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir), StepTimer()
+    checkpoints = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir, signals)
+    timer = StepTimer()
     sampling = _onpolicy(job, variant, tok)
     callbacks = [checkpoints, timer]
     if select_best and chosen == "valid_bleu":
@@ -217,11 +242,7 @@ def _train(job: TrainJob) -> dict:
         step_timer=timer,
         callbacks=callbacks,
     )
-    checkpoints.install()
-    try:
-        trainer.train(resume_from_checkpoint=job.resume_from_checkpoint)
-    finally:
-        checkpoints.restore()
+    trainer.train(resume_from_checkpoint=job.resume_from_checkpoint)
     summary = _summary(job, variant, trainer, timer, sources, chosen)
     _save(trainer, tok, job, summary)
     return summary
@@ -578,7 +599,12 @@ def _save(trainer: DistillTrainer, tok, job: TrainJob, summary: dict) -> None:
         if main_process
         else contextlib.nullcontext(atomic.temporary(job.out_dir))
     )
-    with writing as tmp_dir:
+    last = completed(Path(job.checkpoint_dir))
+    kept = "Nothing of it was kept; free some space and rerun: it " + (
+        f"resumes from {last[-1]}, kept," if last else "trains again (no checkpoint kept)"
+    )
+    kept += " and saves the model."
+    with atomic.naming_full_disk(job.out_dir, note=kept), writing as tmp_dir:
         if _world_size() == 1 and not job.training.get("deepspeed"):
             models.save(trainer.model, tok, tmp_dir)
         else:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 
 import torch
 from transformers import Trainer
@@ -37,7 +38,7 @@ from sekd.plan.objectives import get_objective
 from sekd.plan.variants import Variant
 from sekd.teacher.store import teacher_inputs
 from sekd.train import onpolicy, pool
-from sekd.train.checkpoints import StepTimer
+from sekd.train.checkpoints import StepTimer, writing
 from sekd.train.losses import distill_loss, progressive_beta
 from sekd.train.onpolicy import OnPolicy, OnPolicyStats
 
@@ -309,6 +310,13 @@ class DistillTrainer(Trainer):
             f"{self.variant.name}: {culprit} at optimizer step {self.state.global_step + 1} "
             f"({phase}); stopped at the first bad step, nothing of it is saved"
         )
+
+    def _save_checkpoint(self, model, trial, *args, **kwargs) -> None:
+        """The Trainer's checkpoint; out of space, `sekd.errors.DiskFullError` naming it and the
+        free space, the partial checkpoint removed, the previous one left (checkpoints.writing)."""
+        checkpoint = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        with writing(checkpoint):
+            super()._save_checkpoint(model, trial, *args, **kwargs)
 
     def log(self, logs: dict, start_time=None) -> None:
         if self._tokens and "loss" in logs:
