@@ -11,6 +11,11 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# This working tree's sekd first, whatever an installed one points at (as scripts do: sekd_path).
+sys.path.insert(0, str(ROOT / "workflow"))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT / "workflow"), os.environ.get("PYTHONPATH")) if p
+)  # and in the processes tests start
 
 
 def load_tool(name: str) -> ModuleType:
@@ -198,3 +203,13 @@ def parallel_files(root: Path, src: bytes | str, tgt: bytes | str) -> tuple[Path
 def json_file(root: Path, content: bytes | str) -> Path:
     """An evaluation file test.de-en.json holding `content`."""
     return write_bytes(root / "test.de-en.json", content)
+
+
+def fake_mirror(root: Path, relpaths) -> Path:
+    """A data mirror at `root` with an empty file at each path below human_written_data/ (what a
+    plan-time check of the mirror looks for; nothing reads them)."""
+    for relpath in relpaths:
+        path = root / "human_written_data" / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    return root
