@@ -254,3 +254,13 @@ def small_fs(tmp_path):
         yield filesystems
     finally:
         filesystems.unmount()
+
+
+def fake_mirror(root: Path, relpaths) -> Path:
+    """A data mirror at `root` with an empty file at each path below human_written_data/ (what a
+    plan-time check of the mirror looks for; nothing reads them)."""
+    for relpath in relpaths:
+        path = root / "human_written_data" / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    return root

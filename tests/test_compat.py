@@ -327,6 +327,37 @@ def test_a_tokenizer_extended_with_higher_ids_is_accepted(tiny_model_dir, tiny_t
     models.check_tokenizer(tmp_path, tiny_tokenizer, "models.teacher")
 
 
+def test_the_plan_compares_the_saved_tokenizers_the_jobs_compare(
+    tiny_model_dir, tiny_teacher_dir, tiny_tokenizer, other_tokenizer, tmp_path
+):
+    """The plan's reading of tokenizer.json (no transformers) agrees with the jobs' check on what
+    models.save writes: the same tokenizer and one extended after it pass, another one stops the
+    plan naming the key and the file."""
+
+    def plan(teacher: Path) -> dict:
+        text = (
+            f"models: {{student: {{pretrained: {tiny_model_dir}}}, "
+            f"teacher: {{pretrained: {teacher}}}}}\n"
+        )
+        return load_config(PAPER, write(tmp_path, text), environ={})
+
+    assert plan(tiny_teacher_dir)["models"]["teacher"]["pretrained"] == str(tiny_teacher_dir)
+    padded = tokenizers.load(tiny_model_dir)
+    padded.add_tokens(["<extra_0>", "<extra_1>"])
+    padded.save_pretrained(tmp_path / "padded")
+    models.check_tokenizer(tmp_path / "padded", tiny_tokenizer, "models.teacher")
+    assert plan(tmp_path / "padded")
+    other = _model_dir(tmp_path / "other", other_tokenizer)
+    with pytest.raises(ValueError, match=r"its tokenizer"):
+        models.check_tokenizer(other, tiny_tokenizer, "models.teacher")
+    with pytest.raises(
+        ConfigError,
+        match=rf"config key 'models.teacher.pretrained': {other}/tokenizer.json gives \d+ of the "
+        rf"workflow's tokens other ids or none .* than {tiny_model_dir}/tokenizer.json",
+    ):
+        plan(other)
+
+
 def test_decoding_refuses_a_model_smaller_than_its_tokenizer(
     tiny_tokenizer, small_tokenizer, tmp_path
 ):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import fake_mirror
 
 from sekd.errors import ConfigError
 from sekd.plan.config import deep_merge, load_config, load_schema, validate_config
@@ -121,6 +122,7 @@ def test_the_loaded_objective_enum_is_the_registry():
 
 
 def test_mirror_from_the_environment(paper, tmp_path):
+    fake_mirror(tmp_path, paper["data"]["sha256"])
     config = validate_config(paper, environ={"SEKD_DATA_MIRROR": str(tmp_path)})
     assert config["data"]["mirror"] == str(tmp_path)
 

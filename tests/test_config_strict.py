@@ -202,3 +202,304 @@ def test_invalid_yaml_in_the_workflow_config_names_file_and_line(tmp_path):
     lines = len(paper.read_text().splitlines())
     assert f"{paper}: not valid YAML" in output
     assert f'in "{paper}", line {lines + 1}' in output
+
+
+# --- issue 23, item 6: numbers as people write them ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "section", "key", "value"),
+    [
+        ("training: {learning_rate: 2e-5}\n", "training", "learning_rate", 2e-5),
+        ("training: {learning_rate: 1E-3}\n", "training", "learning_rate", 1e-3),
+        ("training: {learning_rate: 2.0e5}\n", "training", "learning_rate", 2e5),
+        ("training: {learning_rate: .5e-3}\n", "training", "learning_rate", 5e-4),
+        ("kd: {gamma: 4e-1}\n", "kd", "gamma", 0.4),
+        ("kd: {top_k_percent: 2E1}\n", "kd", "top_k_percent", 20),
+    ],
+)
+def test_exponent_numbers_are_numbers_in_config_files(tmp_path, text, section, key, value):
+    """`2e-5` (YAML 1.2, every HF recipe) used to be the string '2e-5' (YAML 1.1) and refused."""
+    path = write(tmp_path, text)
+    check_config_file(path)
+    planned = load_config(PAPER, path)[section][key]
+    assert planned == value and isinstance(planned, float)
+
+
+@pytest.mark.parametrize("text", ["1e", "e5", "1.2.3", "7e10abc", "2e-5x", "1e5.0", "1_e5"])
+def test_only_numbers_become_numbers(text):
+    from sekd.plan.yaml_loader import parse_yaml
+
+    assert parse_yaml(f"v: {text}\n", "t.yaml") == {"v": text}
+    assert typed_cli_overrides({"v": text}) == {"v": text}
+
+
+def test_the_loader_leaves_pyyaml_itself_alone():
+    import yaml
+
+    from sekd.plan.yaml_loader import parse_yaml
+
+    assert parse_yaml("v: 2e-5\n", "t.yaml") == {"v": 2e-5}
+    assert yaml.safe_load("v: 2e-5\n") == {"v": "2e-5"}  # yaml.SafeLoader unchanged
+
+
+def test_a_hash_like_revision_stays_a_string(tmp_path):
+    text = "models: {teacher: {pretrained: org/m, revision: 7e10abc}}\n"
+    assert load_config(PAPER, write(tmp_path, text))["models"]["teacher"]["revision"] == "7e10abc"
+
+
+def test_exponent_numbers_are_numbers_in_cli_overrides():
+    typed = typed_cli_overrides({"training": {"learning_rate": "2e-5"}, "kd": {"gamma": "4E-1"}})
+    assert typed == {"training": {"learning_rate": 2e-5}, "kd": {"gamma": 0.4}}
+    config = validate_config({**load_config(PAPER), **typed}, environ={})
+    assert config["training"]["learning_rate"] == 2e-5
+
+
+def test_snakemake_plans_exponent_numbers_from_files_and_the_command_line(tmp_path):
+    """Snakemake reads config files as YAML 1.1 (`2e-5` a string): the plan reads them again with
+    the workflow's loader, and the --config values too. An error names the source of its key."""
+    mine = write(tmp_path, "kd: {gamma: 4e-1}\ntraining: {weight_decay: 1e-2}\n")
+    cmd = [str(SNAKEMAKE), "-n", "-s", str(ROOT / "workflow" / "Snakefile"), "-d", str(tmp_path),
+           "results/table1.csv", "--configfile", str(MINI), str(mine)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "SEKD_DATA_MIRROR"}
+    proc = subprocess.run(
+        [*cmd, "--config", "training={learning_rate: 2e-5}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sekd-lam0.5-beta0.5-gamma0.4/" in proc.stdout
+    proc = subprocess.run(
+        [*cmd, "--config", "figures={fig2b: {top_k_percent: [150]}}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode != 0
+    assert (
+        "config key 'figures.fig2b.top_k_percent.0': top_k_percent must be in [0, 100], got 150 "
+        "(the range of kd.top_k_percent) (set in --config)"
+    ) in proc.stdout + proc.stderr
+
+
+# --- issue 23, item 7: at plan time, not in a job ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("figures: {fig2b: {top_k_percent: [10, 150]}}\n",
+         r"'figures.fig2b.top_k_percent.1': top_k_percent must be in \[0, 100\], got 150"),
+        ("figures: {fig2c: {beta: [0, 0.5]}}\n",
+         r"'figures.fig2c.beta.0': beta must be in \(0, 1\], got 0"),
+        ("figures: {fig3: {beta_schedules: [[0.5, 1.5]]}}\n",
+         r"'figures.fig3.beta_schedules.0': beta must be in \[0, 1\], got 1.5"),
+        ("figures: {fig2a: {series: [{objective: sekd, fixed: {lam: 2}}]}}\n",
+         r"'figures.fig2a.series.0.fixed.lam': lam must be in \[0, 1\], got 2"),
+        ("sensitivity: {alternatives: [{option: norm, value: optimizer_batch, "
+         "fixed: {gamma: -1}}]}\n",
+         r"'sensitivity.alternatives.0.fixed.gamma': gamma must be in \[0, inf\), got -1"),
+    ],
+)  # fmt: skip
+def test_a_figure_value_outside_its_range_stops_the_plan(tmp_path, text, message):
+    """Checked against the range the hyper-parameter declares (sekd.plan.objectives.HPARAMS), as
+    `kd` is; the error names the key and the file that set it."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(PAPER, path, environ={})
+    assert f"(set in {path})" in str(info.value)
+
+
+def test_the_shipped_figures_are_in_range():
+    """fig3's schedule ends at β = 0: the loss's range (a schedule's end), not the config's."""
+    assert load_config(PAPER, environ={})["figures"]["fig3"]["beta_schedules"] == [
+        [0.5, 0.0],
+        [0.9, 0.5],
+    ]
+    load_config(PAPER, MINI, environ={})
+    load_config(PAPER, MINI, ROOT / "tests" / "micro.yaml", environ={})
+
+
+def test_a_tokenizer_vocabulary_below_its_alphabet_stops_the_plan(tmp_path):
+    path = write(tmp_path, "tokenizer: {train: {vocab_size: 200}}\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"config key 'tokenizer.train.vocab_size': 200 is less than the minimum of 260",
+    ):
+        load_config(PAPER, MINI, path, environ={})
+
+
+def test_the_minimum_vocabulary_is_what_the_tokenizer_starts_with():
+    """Below 260 entries (256 bytes, 4 special tokens) train_bpe ignores vocab_size."""
+    pytest.importorskip("tokenizers")
+    from sekd.data.tokenizer import train_bpe
+    from sekd.plan.schema import entry
+
+    minimum = entry("tokenizer")["properties"]["train"]["properties"]["vocab_size"]["minimum"]
+    texts = ["Das Haus ist klein. The house is small."] * 20
+    assert len(train_bpe(texts, vocab_size=minimum - 100)) == minimum
+    assert len(train_bpe(texts, vocab_size=minimum + 5)) == minimum + 5
+
+
+def test_a_built_model_with_fewer_positions_than_max_length_stops_the_plan(tmp_path):
+    path = write(tmp_path, "models: {teacher: {init: {max_position_embeddings: 64}}}\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"config key 'models.teacher.init.max_position_embeddings': 64, fewer positions "
+        r"than training.max_length \(128\)",
+    ) as info:
+        load_config(PAPER, MINI, path, environ={})
+    assert f"(set in {path})" in str(info.value)
+    ok = write(tmp_path, "models: {teacher: {init: {max_position_embeddings: 128}}}\n", "ok.yaml")
+    assert load_config(PAPER, MINI, ok, environ={})
+
+
+# A tokenizer.json as the tokenizers library writes it, reduced to what the plan reads
+TOKENS = {"<unk>": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4, "ab": 5}
+
+
+def local_model(root: Path, tokens: dict | None = TOKENS, **config) -> Path:
+    """A local model directory: config.json (`config`), and tokenizer.json of `tokens` unless
+    None (weights are not read at plan time)."""
+    import json
+
+    root.mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps({"model_type": "llama", **config}))
+    if tokens is not None:
+        spec = {"added_tokens": [], "model": {"type": "BPE", "vocab": tokens, "merges": []}}
+        (root / "tokenizer.json").write_text(json.dumps(spec))
+    return root
+
+
+def models_yaml(tmp_path: Path, **dirs: Path) -> Path:
+    entries = ", ".join(f"{name}: {{pretrained: {path}}}" for name, path in dirs.items())
+    return write(tmp_path, f"models: {{{entries}}}\n")
+
+
+def test_a_local_model_with_fewer_positions_than_max_length_stops_the_plan(tmp_path):
+    student = local_model(tmp_path / "s", vocab_size=6, max_position_embeddings=2048)
+    teacher = local_model(tmp_path / "t", vocab_size=6, max_position_embeddings=256)
+    path = models_yaml(tmp_path, student=student, teacher=teacher)
+    with pytest.raises(
+        ConfigError,
+        match=rf"config key 'models.teacher.pretrained': {teacher}/config.json has "
+        r"max_position_embeddings 256, fewer positions than training.max_length \(512\)",
+    ):
+        load_config(PAPER, path, environ={})
+    (teacher / "config.json").write_text(
+        '{"vocab_size": 6, "max_position_embeddings": 256, "rope_scaling": {"factor": 4.0}}'
+    )
+    assert load_config(PAPER, path, environ={})  # stretched positions: left to the job
+
+
+def test_a_teacher_vocabulary_smaller_than_the_students_stops_the_plan(tmp_path):
+    student = local_model(tmp_path / "s", vocab_size=16)  # padded past its 6 tokens
+    teacher = local_model(tmp_path / "t", vocab_size=8)
+    path = models_yaml(tmp_path, student=student, teacher=teacher)
+    with pytest.raises(
+        ConfigError,
+        match=rf"config key 'models.teacher.pretrained': a teacher's vocabulary of 8 "
+        rf"\({teacher}/config.json\) is smaller than the student's 16 \({student}/config.json\)",
+    ):
+        load_config(PAPER, path, environ={})
+    (teacher / "config.json").write_text('{"vocab_size": 32}')
+    assert load_config(PAPER, path, environ={})
+
+
+def test_a_teacher_with_another_tokenizer_stops_the_plan(tmp_path):
+    student = local_model(tmp_path / "s", vocab_size=6)
+    swapped = {**TOKENS, "a": 4, "b": 3}
+    teacher = local_model(tmp_path / "t", tokens=swapped, vocab_size=6)
+    path = models_yaml(tmp_path, student=student, teacher=teacher)
+    with pytest.raises(
+        ConfigError,
+        match=rf"config key 'models.teacher.pretrained': {teacher}/tokenizer.json gives 2 of the "
+        rf"workflow's tokens other ids or none \(\['a', 'b'\]...\) than {student}/tokenizer.json",
+    ):
+        load_config(PAPER, path, environ={})
+
+
+def test_a_teacher_that_only_adds_tokens_and_hub_models_pass(tmp_path):
+    student = local_model(tmp_path / "s", vocab_size=6)
+    padded = local_model(tmp_path / "t", tokens={**TOKENS, "<pad>": 6}, vocab_size=7)
+    assert load_config(PAPER, models_yaml(tmp_path, student=student, teacher=padded), environ={})
+    # a hub teacher cannot be read offline: its jobs check it
+    hub = write(
+        tmp_path,
+        f"models: {{student: {{pretrained: {student}}}, teacher: {{pretrained: org/m}}}}\n",
+    )
+    assert load_config(PAPER, hub, environ={})
+
+
+def test_an_empty_validation_set_with_a_selection_by_it_stops_the_plan(tmp_path):
+    """It used to keep the last SFT checkpoint without a word."""
+    path = write(tmp_path, "data: {valid_directions: []}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(PAPER, path, environ={})
+    message = str(info.value)
+    assert (
+        "config key 'data.valid_directions': empty, but training.sft_selection is valid_loss"
+    ) in message
+    assert f"(set in {path})" in message
+    assert (
+        "config key 'figures.fig2a.evalset': valid, but data.valid_directions is empty" in message
+    )
+    last = write(
+        tmp_path,
+        "data: {valid_directions: []}\ntraining: {sft_selection: last}\n"
+        "figures: {fig2a: {evalset: wmt22}, fig2c: {evalset: wmt22}}\n",
+        "last.yaml",
+    )
+    assert load_config(PAPER, last, environ={})["data"]["valid_directions"] == []
+
+
+@pytest.mark.parametrize(
+    "url", ["raw.githubusercontent.com/fe1ixxu/ALMA", "https//host/x", "https://", "ftp:x", "x y"]
+)
+def test_a_data_url_that_is_not_a_url_stops_the_plan(tmp_path, url):
+    path = write(tmp_path, f"data: {{url: '{url}'}}\n")
+    with pytest.raises(ConfigError, match=rf"config key 'data.url': '{url}' is not a URL") as info:
+        load_config(PAPER, path, environ={})
+    assert f"(set in {path})" in str(info.value)
+
+
+def test_a_language_pair_missing_from_a_local_mirror_stops_the_plan(tmp_path):
+    from conftest import fake_mirror
+
+    config = load_config(PAPER, environ={})
+    files = [f for f in config["data"]["sha256"] if not f.startswith("csen/")]
+    mirror = fake_mirror(tmp_path / "mirror", files)
+    with pytest.raises(ConfigError) as info:
+        load_config(PAPER, environ={"SEKD_DATA_MIRROR": str(mirror)})
+    message = str(info.value)
+    missing = mirror / "human_written_data" / "csen" / "train.cs-en.cs"
+    assert (
+        f"config key 'data.pairs': 'cs-en' needs {missing}, missing from the data mirror "
+        "(data.mirror or $SEKD_DATA_MIRROR)"
+    ) in message
+    assert "config key 'data.test_directions': 'en-cs' needs" in message
+    assert "'de-en'" not in message
+    fake_mirror(mirror, config["data"]["sha256"])
+    assert load_config(PAPER, environ={"SEKD_DATA_MIRROR": str(mirror)})
+
+
+def test_a_mirror_without_the_alma_layout_stops_the_plan(tmp_path):
+    with pytest.raises(ConfigError, match=r"has no human_written_data/ folder"):
+        load_config(PAPER, environ={"SEKD_DATA_MIRROR": str(tmp_path)})
+
+
+def test_a_file_url_is_checked_like_a_mirror(tmp_path):
+    from conftest import fake_mirror
+
+    config = load_config(PAPER, environ={})
+    root = fake_mirror(tmp_path / "alma", config["data"]["sha256"]) / "human_written_data"
+    path = write(tmp_path, f"data: {{url: '{root.as_uri()}'}}\n")
+    assert load_config(PAPER, path, environ={})
+    (root / "deen" / "test.de-en.json").unlink()
+    with pytest.raises(
+        ConfigError,
+        match=rf"config key 'data.test_directions': 'de-en' needs {root}/deen/test.de-en.json, "
+        r"missing from data.url",
+    ):
+        load_config(PAPER, path, environ={})

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import fake_mirror as _fake_mirror
 from conftest import json_file as _json
 from conftest import parallel_files as _parallel
 from conftest import write_bytes as _write
@@ -398,8 +399,9 @@ def _run_prepare(tmp_path: Path, config_text: str, target: str) -> tuple[int, st
 
 def _mirror_config(tmp_path: Path, files: dict[str, bytes]) -> str:
     """A data mirror holding ``files`` (by path below human_written_data/) and the config text
-    that fetches them from it."""
-    mirror = tmp_path / "mirror"
+    that fetches them from it; every other file the plan reads is there empty (the plan checks
+    that a local mirror holds them all)."""
+    mirror = _fake_mirror(tmp_path / "mirror", load_config(PAPER, environ={})["data"]["sha256"])
     lines = [f"data:\n  mirror: {mirror}\n  sha256:\n"]
     for rel, content in files.items():
         path = mirror / "human_written_data" / rel

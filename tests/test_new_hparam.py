@@ -85,14 +85,14 @@ FIGURE = {
 }
 
 
-def test_it_is_unknown_to_the_config_without_its_declaration(tmp_path):
+def test_it_is_unknown_to_the_config_without_its_declaration():
     """(Before the module's declaration: the key is the declaration's, nothing else's.)"""
     with pytest.raises(ConfigError, match=r"kd\.kd_tau"):
-        validate_config(_config({"kd_tau": 2.0}), environ={"SEKD_DATA_MIRROR": str(tmp_path)})
+        validate_config(_config({"kd_tau": 2.0}), environ={})
 
 
-def test_it_validates_with_its_declared_default_and_range(tempered, tmp_path):
-    environ = {"SEKD_DATA_MIRROR": str(tmp_path)}
+def test_it_validates_with_its_declared_default_and_range(tempered):
+    environ: dict = {}
     entry = load_schema()["properties"]["kd"]["properties"]["kd_tau"]
     assert entry["default"] == 1.0 and entry["exclusiveMinimum"] == 0
     assert "Read by: tempered_kd." in entry["description"]
@@ -109,8 +109,8 @@ def test_it_names_runs(tempered):
     assert make_variant("tempered_kd", {"lam": 0.5, "kd_tau": 0.5}).name != variant.name
 
 
-def test_a_figure_sweeps_it(tempered, tmp_path):
-    config = validate_config(_config(figure=FIGURE), environ={"SEKD_DATA_MIRROR": str(tmp_path)})
+def test_a_figure_sweeps_it(tempered):
+    config = validate_config(_config(figure=FIGURE), environ={})
     spec = study.figure_spec(config, "tau")
     runs = [p["run"] for p in spec["points"]]
     assert [r.rsplit("/", 1)[1] for r in runs] == [

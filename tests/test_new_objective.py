@@ -68,15 +68,13 @@ def _mini_config_with(objective: str) -> dict:
     return config
 
 
-def test_an_undeclared_objective_is_refused_by_the_config(tmp_path):
+def test_an_undeclared_objective_is_refused_by_the_config():
     with pytest.raises(ConfigError, match=r"'tables\.table1\.objectives\.\d+'"):
-        validate_config(_mini_config_with("half_kd"), environ={"SEKD_DATA_MIRROR": str(tmp_path)})
+        validate_config(_mini_config_with("half_kd"), environ={})
 
 
-def test_it_validates_in_a_config(half_kd, tmp_path):
-    config = validate_config(
-        _mini_config_with(half_kd.name), environ={"SEKD_DATA_MIRROR": str(tmp_path)}
-    )
+def test_it_validates_in_a_config(half_kd):
+    config = validate_config(_mini_config_with(half_kd.name), environ={})
     assert config["tables"]["table1"]["objectives"][-1] == half_kd.name
     assert half_kd.name in load_schema()["$defs"]["objective"]["enum"]
 
@@ -111,9 +109,7 @@ def test_it_trains_a_tiny_model(half_kd, tiny_records, tiny_model_dir, tmp_path)
 def test_it_appears_in_a_table(half_kd, tmp_path, monkeypatch):
     """Table 1's declared rows (sekd.plan.study, as the rule `table` gets them) read the new row's
     score files like any other."""
-    config = validate_config(
-        _mini_config_with(half_kd.name), environ={"SEKD_DATA_MIRROR": str(tmp_path)}
-    )
+    config = validate_config(_mini_config_with(half_kd.name), environ={})
     monkeypatch.chdir(tmp_path)
     rows = study.table_spec(config, "table1")
     for i, row in enumerate(rows):

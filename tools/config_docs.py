@@ -20,7 +20,19 @@ HEADER = """\
 into the CPU miniature (`--configfile config/mini.yaml`; files given later override earlier ones).
 The whole configuration is validated against `workflow/schemas/config.schema.yaml` when the
 Snakefile is parsed: an unknown key, a wrong type or an inconsistent value stops the run before any
-job, with a message naming the key. A key left out takes the default below.
+job, with a message naming the key and the file (or `--config`) that set it. A key left out takes
+the default below. Numbers are read as people write them: `2e-5` and `1E3` are numbers (YAML 1.2),
+in config files and in `--config` values alike.
+
+Besides each key's type and range, the plan checks what it can know before any job: every value a
+figure sweeps or fixes is in its hyper-parameter's range (`kd`'s); a validation set where an SFT
+selection or a figure reads it; `data.url` is an http(s) or file:// URL; and, where the source is a
+local directory (`data.mirror`, `$SEKD_DATA_MIRROR`, a file:// `data.url`), that it holds every
+file the study reads. For models given as local directories (and models built from `init`), it
+reads config.json and tokenizer.json: positions (`max_position_embeddings`) for
+`training.max_length`, a vocabulary at least the tokenizer's and, for a teacher, the student's, and
+the same token ids as the workflow's tokenizer (`tokenizer.from_model`). A model given as a hub id
+cannot be read offline: its jobs check it when they load it, before their first step.
 
 This file is generated from the schema (`make config-docs`); `tests/test_config_docs.py` fails when
 it is out of date. `<name>` stands for a key you choose (a model's name).

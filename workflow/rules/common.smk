@@ -8,8 +8,7 @@ from snakemake.exceptions import WorkflowError
 from sekd.data import alma
 from sekd.errors import ConfigError
 from sekd.plan import allocation, study
-from sekd.plan.config import deep_merge, typed_cli_overrides
-from sekd.plan.config import unpinned_warnings, validate_config
+from sekd.plan.config import unpinned_warnings, validate_sources, workflow_sources
 from sekd.plan.jobs import Jobs, model_dir, pinned
 from sekd.plan.objectives import kd_objectives
 from sekd.plan.run_names import SOURCE_PATTERN, as_resource, serves, split_teacher
@@ -17,9 +16,17 @@ from sekd.plan.sequences import GENERATION_PATTERN, teacher_outputs_dir
 from sekd.plan.variants import NAME_PATTERN
 
 try:
-    # --config values as YAML types (Snakemake leaves nested ones strings)
-    _cli = typed_cli_overrides(dict(workflow.config_settings.config))
-    _validated = validate_config(deep_merge(dict(config), _cli))
+    # The config as Snakemake merged it (Snakefile's configfiles, --configfile, --config), each
+    # file and value read by the workflow's YAML loader: Snakemake's leaves `2e-5` a string, and
+    # nested --config values all strings. An error names the file (or --config) that set its key.
+    _settings = workflow.config_settings
+    _sources = workflow_sources(
+        WORKFLOW_CONFIGFILES,
+        _settings.configfiles,
+        _settings.config,
+        replace=_settings.replace_workflow_config and bool(_settings.overwrite_config),
+    )
+    _validated = validate_sources(_sources)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 config.clear()

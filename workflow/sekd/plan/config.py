@@ -7,10 +7,11 @@ find it in their YAML. Torch-free: the Snakefile calls `validate_config` at pars
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from sekd.data import alma as data
 from sekd.errors import ConfigError
 from sekd.plan.objectives import HPARAMS, OBJECTIVES, RUN_OPTIONS, kd_objectives, param_symbols
 from sekd.plan.schema import raw
+from sekd.plan.study import PAPER_PATH, load_paper, table_names
 from sekd.plan.study import consistency_errors as study_errors
-from sekd.plan.study import load_paper
+from sekd.plan.yaml_loader import parse_yaml, read_yaml
 
 MIRROR_ENV = "SEKD_DATA_MIRROR"
 
@@ -90,20 +92,101 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def load_config(*paths: str | Path) -> dict:
-    """Merge YAML files left to right (later files override) and validate the result."""
+def read_config_file(path: str | Path) -> dict:
+    """The keys of config file `path`, read by the workflow's YAML loader (`sekd.plan.yaml_loader`:
+    `2e-5` is a number, a key written twice an error); ConfigError naming the file otherwise."""
+    try:
+        loaded = read_yaml(path)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    return loaded
+
+
+def load_config(*paths: str | Path, environ: dict | None = None) -> dict:
+    """Merge YAML files left to right (later files override) and validate the result; an error
+    names the file that set the key at fault (`validate_sources`)."""
+    return validate_sources(
+        [(str(path), read_config_file(path)) for path in paths], environ=environ
+    )
+
+
+def workflow_sources(
+    workflow_files: Iterable[str | Path],
+    configfiles: Iterable[str | Path],
+    cli: Mapping[str, Any],
+    replace: bool = False,
+) -> list[tuple[str, dict]]:
+    """The config sources of a Snakemake run in Snakemake's order, each read by the workflow's
+    loader (Snakemake's own reading leaves `2e-5` a string): the Snakefile's `configfile:` files
+    (none with `--replace-workflow-config`), the `--configfile` files, the `--config` values
+    (`typed_cli_overrides`)."""
+    files = [*([] if replace else workflow_files), *configfiles]
+    sources = [(str(path), read_config_file(path)) for path in files]
+    return [*sources, ("--config", typed_cli_overrides(dict(cli)))]
+
+
+def validate_sources(sources: list[tuple[str, dict]], *, environ: dict | None = None) -> dict:
+    """`validate_config` of the (name, keys) sources merged left to right; each line of an error
+    names the sources that set its key (`(set in my.yaml)`)."""
     merged: dict = {}
-    for path in paths:
-        check_config_file(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                loaded = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of keys")
-        merged = deep_merge(merged, loaded)
-    return validate_config(merged)
+    for _, keys in sources:
+        merged = deep_merge(merged, keys)
+    try:
+        return validate_config(merged, environ=environ)
+    except ConfigError as error:
+        environ = os.environ if environ is None else environ
+        named = [(str(PAPER_PATH), load_paper()), *sources]
+        if environ.get(MIRROR_ENV):
+            named.append((f"${MIRROR_ENV}", {"data": {"mirror": environ[MIRROR_ENV]}}))
+        raise ConfigError(_name_sources(str(error), named)) from None
+
+
+KEY_IN_MESSAGE = re.compile(r"config key '([^']+)'")
+_MISSING = object()
+
+
+def _name_sources(message: str, sources: list[tuple[str, dict]]) -> str:
+    """`message` with each line that names a config key followed by the sources that set it."""
+    lines = []
+    for line in message.split("\n"):
+        match = KEY_IN_MESSAGE.search(line)
+        names = ", ".join(_setters(match[1], sources)) if match else ""
+        lines.append(f"{line} (set in {names})" if names else line)
+    return "\n".join(lines)
+
+
+def _setters(dotted: str, sources: list[tuple[str, dict]]) -> list[str]:
+    """The names of the sources that set dotted key `dotted`: the last one for a value (it
+    replaced the others), every one for a section (they merge)."""
+    found = [
+        (name, value) for name, keys in sources if (value := _lookup(keys, dotted)) is not _MISSING
+    ]
+    if found and not isinstance(found[-1][1], dict):
+        found = found[-1:]
+    return list(dict.fromkeys(name for name, _ in found))
+
+
+def _lookup(node: Any, dotted: str) -> Any:
+    """The value at dotted key `dotted` of `node` (a key may itself hold dots: data.sha256's file
+    names), list items by index; _MISSING when it has none."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            key = str(key)
+            if dotted == key:
+                return value
+            if dotted.startswith(f"{key}."):
+                found = _lookup(value, dotted[len(key) + 1 :])
+                if found is not _MISSING:
+                    return found
+    elif isinstance(node, list):
+        head, _, rest = dotted.partition(".")
+        if head.isdigit() and int(head) < len(node):
+            return node[int(head)] if not rest else _lookup(node[int(head)], rest)
+    return _MISSING
 
 
 def _dotted(path: Iterable[Any]) -> str:
@@ -250,47 +333,77 @@ def unpinned_warnings(config: dict) -> list[str]:
     ]
 
 
+def _local_json(directory: Path, name: str) -> dict | None:
+    """The JSON object of file `name` of a local model directory; None without one (or when it
+    is not an object: the job reports that)."""
+    path = directory / name
+    if not path.is_file():
+        return None
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _local_tokens(directory: Path) -> dict[int, str] | None:
+    """{id: token} of a local directory's tokenizer.json (its vocabulary, then its added tokens),
+    read without transformers; None without one (or of a kind not read here)."""
+    spec = _local_json(directory, "tokenizer.json")
+    vocab = ((spec or {}).get("model") or {}).get("vocab")
+    if isinstance(vocab, dict):  # BPE, WordPiece: token -> id
+        tokens = {i: token for token, i in vocab.items()}
+    elif isinstance(vocab, list):  # Unigram: [piece, score] by id
+        tokens = {
+            i: piece[0] if isinstance(piece, list) else piece for i, piece in enumerate(vocab)
+        }
+    else:
+        return None
+    return {**tokens, **{token["id"]: token["content"] for token in spec.get("added_tokens") or []}}
+
+
 def _local_tokenizer_size(directory: Path) -> int | None:
     """Entries of a local directory's tokenizer.json (vocabulary and added tokens), read without
     transformers; None without one (or of a kind not read here)."""
-    path = directory / "tokenizer.json"
-    if not path.is_file():
+    tokens = _local_tokens(directory)
+    return None if tokens is None else len(tokens)
+
+
+def _local_dir(model: dict) -> Path | None:
+    """A model's `pretrained` when it is a local directory (what the plan can read); None for a
+    model built from `init` or a hub id (checked by its jobs, when they load it)."""
+    if model["pretrained"] is None:
         return None
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    vocab = (spec.get("model") or {}).get("vocab")
-    if isinstance(vocab, dict):  # BPE, WordPiece: token -> id
-        ids = set(vocab.values())
-    elif isinstance(vocab, list):  # Unigram: [piece, score] by id
-        ids = set(range(len(vocab)))
-    else:
-        return None
-    return len(ids | {token["id"] for token in spec.get("added_tokens") or []})
+    path = Path(model["pretrained"]).expanduser()
+    return path if path.is_dir() else None
+
+
+def _workflow_tokenizer(config: dict) -> Path | None:
+    """The local directory of the workflow's tokenizer (tokenizer.from_model's `pretrained`);
+    None when the workflow trains its own or the model is not local."""
+    name = config["tokenizer"]["from_model"]
+    model = config["models"].get(name or "")
+    return _local_dir(model) if model else None
 
 
 def _local_vocab_size(directory: Path) -> int | None:
     """vocab_size of a local model directory's config.json, None without one."""
-    path = directory / "config.json"
-    if not path.is_file():
-        return None
-    size = json.loads(path.read_text(encoding="utf-8")).get("vocab_size")
-    return size if isinstance(size, int) else None
+    size = (_local_json(directory, "config.json") or {}).get("vocab_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def _local_vocab_errors(config: dict) -> list[str]:
     """At plan time where both are on disk: a local `pretrained` model whose config.json
     vocab_size is smaller than the tokenizer that `tokenizer.from_model` names (its job would
     stop at start; built `init` models take the tokenizer's size, hub models are checked then)."""
-    models = config["models"]
-    source = models.get(config["tokenizer"]["from_model"] or "", {}).get("pretrained")
-    if source is None or not Path(source).expanduser().is_dir():
-        return []
-    entries = _local_tokenizer_size(Path(source).expanduser())
+    source = _workflow_tokenizer(config)
+    entries = _local_tokenizer_size(source) if source else None
     if entries is None:
         return []
     errors = []
-    for name, model in models.items():
-        path = Path(model["pretrained"] or "").expanduser()
-        size = _local_vocab_size(path) if model["pretrained"] and path.is_dir() else None
+    for name, model in config["models"].items():
+        path = _local_dir(model)
+        size = _local_vocab_size(path) if path else None
         if size is not None and size < entries:
             errors.append(
                 f"config key 'models.{name}.pretrained': {model['pretrained']} has vocab_size "
@@ -300,9 +413,98 @@ def _local_vocab_errors(config: dict) -> list[str]:
     return errors
 
 
+def _local_model_errors(config: dict) -> list[str]:
+    """What the plan can read of the models before any job loads them: positions for
+    training.max_length (local config.json, or `init`), and a teacher's vocabulary and tokenizer
+    against the student's and the workflow's (local directories). Hub ids are left to their jobs
+    (nothing is downloaded at plan time)."""
+    errors = _position_errors(config) + _teacher_vocab_errors(config)
+    source = _workflow_tokenizer(config)
+    mine = _local_tokens(source) if source else None
+    for name, model in config["models"].items():
+        path = _local_dir(model)
+        theirs = _local_tokens(path) if mine and path and path != source else None
+        moved = [token for i, token in mine.items() if theirs.get(i) != token] if theirs else []
+        if moved:
+            errors.append(
+                f"config key 'models.{name}.pretrained': {path}/tokenizer.json gives {len(moved)} "
+                f"of the workflow's tokens other ids or none ({sorted(moved)[:3]!r}...) than "
+                f"{source}/tokenizer.json (tokenizer.from_model): every model must share the "
+                "workflow's tokenizer (a teacher's may only add tokens after it)"
+            )
+    return errors
+
+
+def _position_errors(config: dict) -> list[str]:
+    """A model with fewer positions (max_position_embeddings) than training.max_length: built
+    from `init`, or a local directory whose config.json has no rope_scaling (which stretches
+    them)."""
+    errors, length = [], config["training"]["max_length"]
+    for name, model in config["models"].items():
+        path = _local_dir(model)
+        if model["init"]:
+            positions = model["init"]["max_position_embeddings"]
+            key, what = f"models.{name}.init.max_position_embeddings", str(positions)
+        elif path:
+            spec = _local_json(path, "config.json") or {}
+            positions = None if spec.get("rope_scaling") else spec.get("max_position_embeddings")
+            key = f"models.{name}.pretrained"
+            what = f"{path}/config.json has max_position_embeddings {positions}"
+        else:
+            continue
+        if isinstance(positions, int) and positions < length:
+            errors.append(
+                f"config key '{key}': {what}, fewer positions than training.max_length "
+                f"({length}): the model would train on sequences longer than it has positions for"
+            )
+    return errors
+
+
+def _teachers(config: dict) -> list[str]:
+    """The models the plan distils from: the tables', figures' and sensitivity study's teachers."""
+    named = [config["tables"][table]["teacher"] for table in table_names(config)]
+    named += [f.get("teacher") for f in config["figures"].values()]
+    named.append(config["sensitivity"].get("teacher"))
+    return [n for n in dict.fromkeys(named) if n in config["models"] and n != "student"]
+
+
+def _model_vocab(config: dict, name: str, entries: int | None) -> tuple[int, str] | None:
+    """(vocabulary size, where it is read) of a model, when the plan can know it: a local
+    directory's config.json, or the workflow tokenizer's `entries` for a model built from
+    `init`."""
+    model = config["models"][name]
+    path = _local_dir(model)
+    size = _local_vocab_size(path) if path else None
+    if size is not None:
+        return size, f"{path}/config.json"
+    if model["init"] and entries is not None:
+        return entries, "built from init with the workflow's tokenizer"
+    return None
+
+
+def _teacher_vocab_errors(config: dict) -> list[str]:
+    """A teacher whose vocabulary is smaller than the student's (its jobs would refuse it: the KD
+    losses compare distributions over the student's vocabulary, eqs. 3-10)."""
+    source = _workflow_tokenizer(config)
+    entries = _local_tokenizer_size(source) if source else None
+    student = _model_vocab(config, "student", entries)
+    errors = []
+    for name in _teachers(config) if student else []:
+        teacher = _model_vocab(config, name, entries)
+        if teacher is not None and teacher[0] < student[0]:
+            part = "pretrained" if config["models"][name]["pretrained"] else "init"
+            errors.append(
+                f"config key 'models.{name}.{part}': a teacher's vocabulary of {teacher[0]} "
+                f"({teacher[1]}) is smaller than the student's {student[0]} ({student[1]}); "
+                "the KD losses compare distributions over the student's vocabulary"
+            )
+    return errors
+
+
 def _consistency_errors(config: dict) -> list[str]:
     """Checks a schema cannot express: cross-references between keys, section by section."""
     errors = _model_errors(config) + _tokenizer_errors(config) + study_errors(config)
+    errors += _local_model_errors(config)
     for objective in config["teacher_store"]["fidelity"]["objectives"]:
         if OBJECTIVES[objective].needs_full_teacher:
             errors.append(
@@ -326,6 +528,7 @@ def _consistency_errors(config: dict) -> list[str]:
         errors.append(
             "config key 'training.per_device_batch_size': must divide training.batch_size"
         )
+    errors += _validation_errors(config)
     errors += _data_errors(config["data"], config["languages"])
     return list(dict.fromkeys(errors))
 
@@ -372,10 +575,34 @@ def _tokenizer_errors(config: dict) -> list[str]:
     return _local_vocab_errors(config)
 
 
+def _validation_errors(config: dict) -> list[str]:
+    """An empty data.valid_directions where something reads the validation set: an SFT selection
+    by it (it would keep the last checkpoint without a word), a figure of it."""
+    if config["data"]["valid_directions"]:
+        return []
+    errors = []
+    training = config["training"]
+    selection = training["sft_selection"] if training["select_best_sft"] else "last"
+    if selection != "last":
+        errors.append(
+            f"config key 'data.valid_directions': empty, but training.sft_selection is "
+            f"{selection} (the SFT checkpoint is chosen on the validation set); name validation "
+            "directions, or set training.sft_selection: last to keep the last checkpoint"
+        )
+    for name, f in config["figures"].items():
+        if f["kind"] != "curve" and f["evalset"] == "valid":
+            errors.append(
+                f"config key 'figures.{name}.evalset': valid, but data.valid_directions is "
+                "empty (the figure would have no scores)"
+            )
+    return errors
+
+
 def _data_errors(d: dict, languages: dict) -> list[str]:
     """`data`: English pairs in the ALMA layout, a language name and a checksum for every file
-    the study reads, and a mirror that exists."""
-    errors, needed = [], []
+    the study reads, a URL, and a mirror that exists and holds those files."""
+    errors: list[str] = []
+    needed: dict[str, tuple[str, str]] = {}  # relpath: (key, item) of the first that reads it
     path_of = {
         "pairs": data.train_files,
         "valid_directions": data.valid_file,
@@ -396,62 +623,78 @@ def _data_errors(d: dict, languages: dict) -> list[str]:
                         f"config key 'languages': no name for {code!r} (used in data.{key})"
                     )
             result = paths(item)
-            needed += list(result) if isinstance(result, tuple) else [result]
+            for relpath in result if isinstance(result, tuple) else [result]:
+                needed.setdefault(relpath, (f"data.{key}", item))
     for relpath in needed:
         if relpath not in d["sha256"]:
             errors.append(f"config key 'data.sha256': no checksum for {relpath!r}")
-    if d["mirror"] is not None and not Path(d["mirror"]).is_dir():
-        errors.append(
-            f"config key 'data.mirror' (or ${MIRROR_ENV}): {d['mirror']!r} is not a directory"
-        )
-    return errors
+    return errors + _url_errors(d["url"]) + _source_errors(d, needed)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses a key written twice in one mapping (plain YAML keeps the last
-    value without a word), naming both lines."""
+# The schemes the fetch reads (urllib): upstream over http(s), a local copy as file://.
+URL_SCHEMES = ("http", "https", "file")
 
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise ConfigError(
-                    f"{key_node.start_mark.name}:{line}: duplicate key {key!r} "
-                    f"(first on line {seen[key]}); YAML would keep only the last value"
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+
+def _url_errors(url: str) -> list[str]:
+    """data.url is an http(s) URL with a host, or a file:// URL with a path."""
+    parts = urllib.parse.urlsplit(url)
+    host_or_path = parts.path if parts.scheme == "file" else parts.netloc
+    if parts.scheme in URL_SCHEMES and host_or_path and not any(c.isspace() for c in url):
+        return []
+    return [
+        f"config key 'data.url': {url!r} is not a URL ({', '.join(URL_SCHEMES)}, e.g. "
+        "https://host/path or file:///path/human_written_data)"
+    ]
+
+
+def _source_errors(d: dict, needed: dict[str, tuple[str, str]]) -> list[str]:
+    """Where the plan can look (data.mirror or $SEKD_DATA_MIRROR, or a file:// data.url): the
+    files the study reads are there (else their fetch jobs would fail). A remote URL is left to
+    the fetch."""
+    if d["mirror"] is not None:
+        source, root = f"the data mirror (data.mirror or ${MIRROR_ENV})", Path(d["mirror"])
+        if not root.is_dir():
+            return [
+                f"config key 'data.mirror' (or ${MIRROR_ENV}): {d['mirror']!r} is not a directory"
+            ]
+        if not (root / data.DATA_SUBDIR).is_dir():
+            return [
+                f"config key 'data.mirror' (or ${MIRROR_ENV}): {d['mirror']!r} has no "
+                f"{data.DATA_SUBDIR}/ folder (ALMA's layout)"
+            ]
+        root = root / data.DATA_SUBDIR
+    elif urllib.parse.urlsplit(d["url"]).scheme == "file":
+        source = "data.url"
+        root = Path(urllib.request.url2pathname(urllib.parse.urlsplit(d["url"]).path))
+    else:
+        return []
+    return [
+        f"config key '{key}': {item!r} needs {root / relpath}, missing from {source}"
+        for relpath, (key, item) in needed.items()
+        if not (root / relpath).is_file()
+    ]
 
 
 def check_config_file(path: str | Path) -> None:
     """Raise ConfigError, naming the file and line, for invalid YAML or a duplicate key."""
-    text = Path(path).read_text(encoding="utf-8")
     try:
-        yaml.load(_named(text, str(path)), Loader=_UniqueKeyLoader)  # a SafeLoader
+        read_yaml(path)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-
-
-def _named(text: str, name: str) -> io.StringIO:
-    """A YAML stream whose marks carry `name` (the file's path) in error messages."""
-    stream = io.StringIO(text)
-    stream.name = name
-    return stream
 
 
 def typed_cli_overrides(overrides: Any) -> Any:
     """Snakemake's `--config key=value` values with YAML types: Snakemake parses a nested value
     such as `kd='{lam: 0.7}'` with YAML's BaseLoader, which leaves every scalar a string
-    (`{'lam': '0.7'}`), so the schema would refuse it; each string is read again as YAML."""
+    (`{'lam': '0.7'}`), so the schema would refuse it; each string is read again by the workflow's
+    YAML loader (`training='{learning_rate: 2e-5}'` is the number 2e-5)."""
     if isinstance(overrides, Mapping):
         return {key: typed_cli_overrides(value) for key, value in overrides.items()}
     if isinstance(overrides, list):
         return [typed_cli_overrides(value) for value in overrides]
     if isinstance(overrides, str):
         try:
-            return yaml.safe_load(overrides) if overrides.strip() else overrides
+            return parse_yaml(overrides, "--config") if overrides.strip() else overrides
         except yaml.YAMLError:
             return overrides
     return overrides

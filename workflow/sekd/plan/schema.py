@@ -10,15 +10,14 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import yaml
+from sekd.plan.yaml_loader import read_yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 
 @functools.cache
 def _file() -> dict:
-    with open(SCHEMA_PATH, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return read_yaml(SCHEMA_PATH)
 
 
 def raw() -> dict:

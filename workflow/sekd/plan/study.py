@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sekd.plan.objectives import FDISTILL, OBJECTIVES, RUN_OPTIONS, param_symbols
+from sekd.plan.objectives import FDISTILL, HPARAMS, OBJECTIVES, RUN_OPTIONS, param_symbols
 from sekd.plan.run_names import teacher_segment
 from sekd.plan.sequences import generation_job, generation_name
 from sekd.plan.variants import Variant, make_variant
+from sekd.plan.yaml_loader import read_yaml
 from sekd.report.tables import direction_label
 
 PAPER_PATH = Path(__file__).resolve().parents[3] / "config" / "paper.yaml"
@@ -29,8 +28,7 @@ OUTPUT_EXTENSIONS = {"table": ["csv", "md", "tex"], "figure": ["png", "pdf", "cs
 
 def load_paper(path: str | Path = PAPER_PATH) -> dict:
     """The declarations of config/paper.yaml (`tables`, `figures`): the defaults of those keys."""
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    return read_yaml(path) or {}
 
 
 def table_names(config: dict) -> list[str]:
@@ -633,6 +631,10 @@ def captions(config: dict) -> dict[str, str]:
 def consistency_errors(config: dict) -> list[str]:
     """Cross-key checks of the declarations that the schema cannot express."""
     errors = _same_gradient_errors() + _sensitivity_errors(config)
+    for i, alt in enumerate(config["sensitivity"]["alternatives"]):
+        for hp, value in alt.get("fixed", {}).items():
+            where = f"sensitivity.alternatives.{i}.fixed.{hp}"
+            errors += hparam_value_errors(where, hp, value) if hp in HPARAMS else []
     models, kd = config["models"], config["kd"]
     for name in table_names(config):
         teacher = config["tables"][name]["teacher"]
@@ -660,7 +662,44 @@ def consistency_errors(config: dict) -> list[str]:
                 for hp in line.get("fixed", {}):
                     if hp not in kd:
                         errors.append(f"{where}.{kind}.{i}.fixed.{hp}': not a key of kd")
+        errors += _figure_value_errors(config, name)
     return errors
+
+
+def _figure_value_errors(config: dict, name: str) -> list[str]:
+    """Each hyper-parameter value a figure plans a run with (its swept values, its lines'
+    `fixed`) is in the range the hyper-parameter declares (`HParam.check`, as `kd`'s schema
+    entry): else the plan names a run (`k150`) whose job fails."""
+    f, values = config["figures"][name], []
+    swept = {p: p for p in param_symbols() if isinstance(f.get(p), list)}
+    param, key = f["sweep"]["param"], f["sweep"]["key"]
+    if key and param in HPARAMS and isinstance(f.get(key), list):
+        swept[key] = param
+    for key, param in swept.items():
+        values += [(f"{key}.{i}", param, value) for i, value in enumerate(f[key])]
+    for kind in ("series", "references"):
+        for i, line in enumerate(f[kind]):
+            fixed = line.get("fixed", {}).items()
+            values += [(f"{kind}.{i}.fixed.{hp}", hp, v) for hp, v in fixed if hp in HPARAMS]
+    return [
+        error
+        for where, param, value in values
+        for error in hparam_value_errors(f"figures.{name}.{where}", param, value)
+    ]
+
+
+def hparam_value_errors(key: str, param: str, value: Any) -> list[str]:
+    """A value of hyper-parameter `param` at config key `key` outside its declared range (a
+    [start, end] schedule: each end in the loss's range, which includes the minimum)."""
+    try:
+        if isinstance(value, list):
+            for end in value:
+                HPARAMS[param].check(end)
+        else:
+            HPARAMS[param].check(value, config=True)
+    except ValueError as exc:
+        return [f"config key '{key}': {exc} (the range of kd.{param})"]
+    return []
 
 
 def _table_errors(config: dict, name: str) -> list[str]:
