@@ -347,11 +347,11 @@ def test_a_built_model_with_fewer_positions_than_max_length_stops_the_plan(tmp_p
     with pytest.raises(
         ConfigError,
         match=r"config key 'models.teacher.init.max_position_embeddings': 64, fewer positions "
-        r"than training.max_length \(128\)",
+        r"than training.max_length \(352\)",  # config/mini.yaml's
     ) as info:
         load_config(PAPER, MINI, path, environ={})
     assert f"(set in {path})" in str(info.value)
-    ok = write(tmp_path, "models: {teacher: {init: {max_position_embeddings: 128}}}\n", "ok.yaml")
+    ok = write(tmp_path, "models: {teacher: {init: {max_position_embeddings: 352}}}\n", "ok.yaml")
     assert load_config(PAPER, MINI, ok, environ={})
 
 
