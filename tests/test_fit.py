@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from conftest import LANGUAGES, SENTENCES
+from conftest import LANGUAGES, ROOT, SENTENCES
 
 from sekd import models
 from sekd.data import batches, prompts
@@ -128,6 +128,31 @@ def test_fit_counts_the_validation_examples_it_drops_and_truncates(tiny, tmp_pat
     assert (result["examples"], result["dropped"]) == (len(records), dropped)
     full = fit.fit(d0, d0, tiny["root"] / "tokenizer", files, LANGUAGES, 256)
     assert full["dropped"] == full["truncated"] == 0 and full["examples"] == 2 * len(records)
+
+
+def test_fit_encodes_the_prompts_as_training_does(tiny, tmp_path, monkeypatch):
+    """prompt.response_newline / training.truncation reach the fit's encoding (rule fit passes
+    them when not the defaults): its NLL is of the prompts the models were trained on."""
+    files = _valid_files(tmp_path)
+    d0 = tiny["dirs"][0]
+    seen = []
+    encode = batches.encode_records
+
+    def spy(*args, **kwargs):
+        seen.append({k: kwargs[k] for k in ("response_newline", "truncation") if k in kwargs})
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(batches, "encode_records", spy)
+    valid = {"de-en": files["de-en"]}
+    default = fit.fit(d0, d0, tiny["root"] / "tokenizer", valid, LANGUAGES, 256)
+    formatting = {"response_newline": False, "truncation": "keep_eos"}
+    other = fit.fit(
+        d0, d0, tiny["root"] / "tokenizer", valid, LANGUAGES, 256, formatting=formatting
+    )
+    assert seen == [{}, formatting]
+    assert other["tokens"] == default["tokens"] and other["nll"] != default["nll"]
+    rules = (ROOT / "workflow" / "rules" / "sensitivity.smk").read_text(encoding="utf-8")
+    assert "**JOBS.formatting()," in rules[rules.index("rule fit:") :]
 
 
 def test_fit_names_a_file_without_target_tokens(tiny, tmp_path):

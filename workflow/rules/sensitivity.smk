@@ -15,12 +15,14 @@ rule fit:
     output:
         "results/fit/{run}/seed{seed}/{reference}.json",
     params:
+        **JOBS.formatting(),
         directions=config["data"]["valid_directions"],
         languages=JOBS.languages_for(config["data"]["valid_directions"]),
         max_length=config["training"]["max_length"],
         batch_size=config["training"]["per_device_batch_size"],
         dtype=lambda wc: JOBS.run_model(wc.run)["dtype"],
         teacher_dtype=lambda wc: config["models"][wc.reference]["dtype"],
+        # the prompts' encoding as training's (only when not the defaults: sekd.plan.jobs)
     wildcard_constraints:
         reference=MODEL_NAME,
     threads: 1

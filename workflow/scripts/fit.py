@@ -22,6 +22,8 @@ with logged(snakemake.log[0]):
         p.batch_size,
         p.dtype,
         p.teacher_dtype,
+        # prompt.response_newline, training.truncation: in params only when not the defaults
+        formatting={k: v for k, v in p.items() if k in ("response_newline", "truncation")},
     )
     fit.write(result, snakemake.output[0])
     print(f"NLL {result['nll']:.4f}, KL {result['kl']:.4f} over {result['tokens']} tokens")

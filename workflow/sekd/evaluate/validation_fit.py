@@ -76,12 +76,14 @@ def fit(
     batch_size: int = 16,
     dtype: str = "float32",
     teacher_dtype: str = "float32",
+    formatting: dict | None = None,
 ) -> dict:
     """{"nll", "kl", "tokens", "examples", "dropped", "truncated", "directions": {direction:
     {the same}}} of the model in `model_dir` against the teacher in `teacher_dir` on
     `valid_files` ({direction: JSONL}); the overall means are token means over every direction,
-    the counts (COUNTS) sums: no validation example is left out silently. Both models load as
-    sekd.train.job loads them (safetensors; tokenizer and vocabulary checked against
+    the counts (COUNTS) sums: no validation example is left out silently. `formatting`: the
+    prompts' encoding (response_newline, truncation) when not the defaults, as training's. Both
+    models load as sekd.train.job loads them (safetensors; tokenizer and vocabulary checked against
     results/tokenizer), on the GPU when there is one."""
     tok = tokenizers.load(tokenizer_dir)
     same = Path(model_dir).resolve() == Path(teacher_dir).resolve()
@@ -106,7 +108,9 @@ def fit(
     for direction, path in valid_files.items():
         counts: dict = {}
         records = batches.read_records([path])
-        examples = batches.encode_records(records, tok, languages, max_length, counts=counts)
+        examples = batches.encode_records(
+            records, tok, languages, max_length, counts=counts, **(formatting or {})
+        )
         stats = token_stats(
             loaded["model"], loaded["teacher"], examples, tok.pad_token_id, batch_size
         )
