@@ -537,3 +537,14 @@ def serve(cluster: Cluster):
         yield cluster
     finally:
         cluster.stop()
+
+
+def serve_one_node(tmp_path_factory, name: str):
+    """A module fixture's body for the one-node cluster (2 fake GPUs) in a fresh `name` folder:
+    skips the module when SLURM cannot run here, else `serve`s it."""
+    import pytest
+
+    reason = ensure_installed() or etc_conf_conflict()
+    if reason:
+        pytest.skip(f"no local SLURM cluster: {reason}")
+    yield from serve(Cluster(tmp_path_factory.mktemp(name), gpus=2))

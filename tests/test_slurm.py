@@ -121,12 +121,7 @@ def run_snakemake(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = slurm_cluster.ensure_installed() or slurm_cluster.etc_conf_conflict()
-    if reason:
-        pytest.skip(f"no local SLURM cluster: {reason}")
-    yield from slurm_cluster.serve(
-        slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm-cluster"), gpus=2)
-    )
+    yield from slurm_cluster.serve_one_node(tmp_path_factory, "slurm-cluster")
 
 
 @pytest.fixture(scope="module")

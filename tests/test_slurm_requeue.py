@@ -90,12 +90,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = slurm_cluster.ensure_installed() or slurm_cluster.etc_conf_conflict()
-    if reason:
-        pytest.skip(f"no local SLURM cluster: {reason}")
-    yield from slurm_cluster.serve(
-        slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm-requeue-cluster"), gpus=2)
-    )
+    yield from slurm_cluster.serve_one_node(tmp_path_factory, "slurm-requeue-cluster")
 
 
 def _profile(directory: Path) -> Path:
