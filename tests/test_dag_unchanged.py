@@ -5,8 +5,10 @@ curves of issue 11 (rules curves, table_curves, and the hard_fraction figure); T
 (its eight KD runs, the two teacher_outputs generations, their decoding and scoring); the
 validation fit of every table row (rule fit) and, in the paper config, the sensitivity study of
 issue 11; in the miniature, Table 1's rows over seeds 2 and 3 (issue 20: tables.table1.seeds in
-config/mini.yaml; their sft, kd, decode, bleu, fit and curves jobs). No job of the recorded plan
-was removed or renamed.
+config/mini.yaml; their sft, kd, decode, bleu, fit and curves jobs) and the pretraining of its
+models (issue 20: rules prepare_pretrain and pretrain); in both, the report's reading
+(results/reading.md, a second output of rule report). No job of the recorded plan was removed or
+renamed.
 
 Regenerate a list only when a change is meant to alter the plan:
     .venv/bin/python tests/test_dag_unchanged.py

@@ -102,6 +102,8 @@ NOT_THE_KEY = {
     ("validation_fit.py", "batch_size"),  # the fit batches by training.per_device_batch_size
     ("study.py", "in_all"),  # sensitivity_outputs(in_all=): rule all's question, not the key
     ("allocation.py", "num_beams"),  # a sampled generation (no num_beams) is one sequence
+    ("teacher_store.py", "seed"),  # a store's sampling seed (teacher_store.*), not pretrain.seed
+    ("store_fidelity.py", "seed"),  # likewise
 }
 
 

@@ -244,6 +244,37 @@ def test_delta_row_is_the_system_minus_the_baseline_from_the_tables_means(tmp_pa
     )
 
 
+def test_delta_interval_is_that_of_the_paired_per_seed_differences(tmp_path):
+    scores = {"Forward KD": [20.0, 21.0, 23.0], "Self-Evolution KD": [21.0, 22.5, 23.5]}
+    rows = _rows(tmp_path, scores)
+    table = tables.results_table(rows, ["en-de"])
+    delta = tables.add_delta(table, "Self-Evolution KD", "Forward KD", rows, ["en-de"])[-1]
+    differences = [1.0, 1.5, 0.5]
+    low, high = tables.t_interval(differences)
+    assert delta["bleu_avg"] == 1.0
+    assert (delta["bleu_avg_lo"], delta["bleu_avg_hi"]) == (round(low, 4), round(high, 4))
+    # paired: narrower than the two rows' own intervals, which the seeds' spread widens
+    assert high - low < table[1]["bleu_avg_hi"] - table[1]["bleu_avg_lo"]
+    assert delta["bleu_avg_std"] == pytest.approx(0.5) and delta["chrf_en-de_lo"] == round(low, 4)
+    md = tables.to_markdown(
+        [*table, delta],
+        ["en-de"],
+        "T",
+        delta={"system": "Self-Evolution KD", "baseline": "Forward KD"},
+    )
+    assert f"| Δ | +1.00 [{low:+.2f}, +{high:.2f}] |" in md
+    assert "paired per-seed differences" in md
+    one_seed = _rows(tmp_path, {"Forward KD": [20.0], "Self-Evolution KD": [21.0]})
+    single = tables.add_delta(
+        tables.results_table(one_seed, ["en-de"]),
+        "Self-Evolution KD",
+        "Forward KD",
+        one_seed,
+        ["en-de"],
+    )[-1]
+    assert single["bleu_avg"] == 1.0 and single["bleu_avg_lo"] == ""
+
+
 def test_delta_row_with_comet(tmp_path):
     rows = _rows(tmp_path, {"Forward KD": [27.39], "Self-Evolution KD": [28.83]},
                  comet={"Forward KD": 82.20, "Self-Evolution KD": 82.48})  # fmt: skip

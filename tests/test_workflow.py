@@ -330,13 +330,32 @@ def test_every_score_comes_from_real_hypotheses(study):
             assert saved["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
 
 
+def test_the_models_are_pretrained_before_sft_and_the_reading_is_written(study):
+    """tests/micro.yaml: 4 pretraining steps on 100 pairs of each language pair, side by side."""
+    results = study / "results"
+    text = (results / "data" / "pretrain.txt").read_text(encoding="utf-8").splitlines()
+    assert len(text) == 2 * 100 * 2  # two language pairs, both sides
+    for name in ("student", "teacher", "teacher_l"):
+        summary = json.loads(
+            (results / "models/pretrained" / name / "train_summary.json").read_text()
+        )
+        assert summary["variant"] == "pretrain" and summary["global_steps"] == 4
+    for name in ("student", "teacher"):
+        log = (results / "logs/sft" / name / "seed1.log").read_text()
+        assert f"base model results/models/pretrained/{name}," in log
+    reading = (results / "reading.md").read_text(encoding="utf-8")
+    assert reading.startswith("## What the miniature shows: table1")
+    assert "- Self-Evolution KD minus Forward KD, Avg. BLEU:" in reading
+    assert "<h2>What the miniature shows: table1</h2>" in (results / "report.html").read_text()
+
+
 def test_kd_students_start_from_the_student_base_model(study):
     logs = sorted((study / "results" / "logs" / "kd").rglob("*.log"))
     assert len(logs) >= 10
     for log in logs:
         text = log.read_text()
         teacher = log.relative_to(study / "results" / "logs" / "kd").parts[0]
-        assert "base model results/models/base/student" in text
+        assert "base model results/models/pretrained/student" in text
         if "." in teacher:  # kd/<teacher>.<source>/...: the teacher store, no teacher model
             model, source = teacher.split(".")
             assert f"teacher store results/teacher_store/{model}/{source}/seed1" in text

@@ -64,3 +64,30 @@ rule prepare_eval:
         "../envs/data.yaml"
     script:
         "../scripts/prepare_eval.py"
+
+
+rule prepare_pretrain:
+    input:
+        [
+            raw_file(p)
+            for pair in config["data"]["pairs"]
+            for p in alma.train_files(pair)
+        ],
+    output:
+        "results/data/pretrain.txt",
+    params:
+        # checked again before reading, as prepare_train's
+        sha256=[
+            config["data"]["sha256"][p]
+            for pair in config["data"]["pairs"]
+            for p in alma.train_files(pair)
+        ],
+        text=JOBS.pretrain_text(),
+    log:
+        "results/logs/prepare_pretrain.log",
+    benchmark:
+        "results/benchmarks/prepare_pretrain.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/prepare_pretrain.py"

@@ -1,9 +1,12 @@
-# The shared tokenizer and, for the miniature, the tiny base models built from config.
+# The shared tokenizer and, for the miniature, the tiny base models built from config and
+# pretrained (models.<name>.init.pretrain_steps; sekd.data.pretraining).
 
 
 rule tokenizer:
     input:
-        train_files() if config["tokenizer"]["train"] else [],
+        train=train_files() if config["tokenizer"]["train"] else [],
+        # the BPE learns the pretraining text too, when a model is pretrained on it
+        text=pretrain_text() if config["tokenizer"]["train"] else [],
     output:
         directory("results/tokenizer"),
     params:
@@ -37,7 +40,7 @@ rule init_model:
     output:
         directory("results/models/base/{model}"),
     params:
-        init=lambda wc: config["models"][wc.model]["init"],
+        init=lambda wc: JOBS.init(wc.model),
     log:
         "results/logs/init_model/{model}.log",
     benchmark:
@@ -46,3 +49,25 @@ rule init_model:
         JOBS.gpu_env("../envs/train.yaml")
     script:
         "../scripts/init_model.py"
+
+
+rule pretrain:
+    input:
+        tokenizer="results/tokenizer",
+        text="results/data/pretrain.txt",
+        base="results/models/base/{model}",
+    output:
+        directory("results/models/pretrained/{model}"),
+    params:
+        job=lambda wc: JOBS.pretrain(wc.model),
+    threads: 1
+    resources:
+        save_steps=as_resource(config["training"]["save_steps"]),  # as sft
+    log:
+        "results/logs/pretrain/{model}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{model}.tsv"
+    conda:
+        JOBS.gpu_env("../envs/train.yaml")
+    script:
+        "../scripts/pretrain.py"

@@ -9,9 +9,12 @@ rule report:
         curves=study.table_curves_outputs(config),
         sensitivity=study.sensitivity_outputs(config),
     output:
-        "results/report.html",
+        html="results/report.html",
+        # the reading of each table with a Δ row (sekd.report.reading), also in the report
+        reading="results/reading.md",
     params:
         config=config,
+        readings={t: study.table_reading(config, t) for t in TABLES},
         captions=study.captions(config),
         # the compute budget per table row (sekd.report.budget), from the benchmark files
         budget_rows={t: study.table_rows(config, t) for t in TABLES},

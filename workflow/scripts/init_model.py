@@ -9,7 +9,7 @@ from sekd.logs import logged
 with logged(snakemake.log[0]):
     init = snakemake.params.init
     tok = tokenizers.load(snakemake.input.tokenizer)
-    model = models.build_tiny_llama(init, tok, seed=init.get("seed", 0))
+    model = models.build_tiny_llama(init, tok, seed=init["seed"])  # validated: the default set
     models.save(model, tok, snakemake.output[0])
     n = sum(p.numel() for p in model.parameters())
     print(f"{snakemake.wildcards.model}: {n:,} parameters")

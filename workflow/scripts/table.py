@@ -34,7 +34,7 @@ with logged(snakemake.log[0]):
     rows = snakemake.params.rows
     table = tables.results_table(rows, directions, significance, chrf_significance)
     if delta is not None:
-        table = tables.add_delta(table, delta["system"], delta["baseline"])
+        table = tables.add_delta(table, delta["system"], delta["baseline"], rows, directions)
     notes = {
         "test": tests["test"],
         "baseline": tests["baseline"],

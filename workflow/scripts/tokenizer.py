@@ -1,9 +1,12 @@
-"""Rule tokenizer: the shared tokenizer, pretrained (the paper) or BPE trained on the data."""
+"""Rule tokenizer: the shared tokenizer, pretrained (the paper) or a BPE trained on the data: the
+training prompts and targets, and the pretraining text when models are pretrained."""
+
+import itertools
 
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd.data import alma as data
-from sekd.data import prompts
+from sekd.data import pretraining, prompts
 from sekd.data import tokenizer as tokenizers
 from sekd.data.prompts import RESPONSE_NEWLINE
 from sekd.logs import logged
@@ -11,7 +14,7 @@ from sekd.logs import logged
 with logged(snakemake.log[0]):
     spec = snakemake.params.train
     if spec:
-        records = [r for path in snakemake.input for r in data.read_jsonl(path)]
+        records = [r for path in snakemake.input.train for r in data.read_jsonl(path)]
         languages = snakemake.params.languages
         texts = (
             # prompt.response_newline: in spec only when not the default (rule tokenizer)
@@ -24,6 +27,8 @@ with logged(snakemake.log[0]):
             + r["target"]
             for r in records
         )
+        # and the pretraining text when models are pretrained on it (rule prepare_pretrain)
+        texts = itertools.chain(texts, *(pretraining.read_text(p) for p in snakemake.input.text))
         tok = tokenizers.train_bpe(texts, spec["vocab_size"], spec["min_frequency"])
     else:
         tok = tokenizers.load_pretrained(

@@ -550,6 +550,15 @@ def _model_errors(config: dict) -> list[str]:
                 f"config key 'models.{name}.init.num_key_value_heads': must divide "
                 "num_attention_heads (each KV head serves a whole group of query heads)"
             )
+        if (
+            init.get("pretrain_steps")
+            and config["pretrain"]["block_size"] > init["max_position_embeddings"]
+        ):
+            errors.append(
+                f"config key 'pretrain.block_size': {config['pretrain']['block_size']} tokens is "
+                f"more than models.{name}.init.max_position_embeddings "
+                f"({init['max_position_embeddings']}), the longest sequence it can be pretrained on"
+            )
         if model["pretrained"] is not None:
             errors += _pretrained_errors(f"models.{name}.pretrained", model["pretrained"])
         errors += _revision_errors(

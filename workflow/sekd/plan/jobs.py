@@ -73,9 +73,61 @@ class Jobs:
         }
 
     def base_model(self, name: str) -> str:
-        """A model's starting weights: a built tiny model's directory, or a hub id / local path."""
+        """A model's starting weights: a built tiny model's directory (its pretrained one when it
+        sets init.pretrain_steps), or a hub id / local path."""
         model = self.config["models"][name]
-        return f"results/models/base/{name}" if model["init"] else model["pretrained"]
+        if not model["init"]:
+            return model["pretrained"]
+        stage = "pretrained" if model["init"]["pretrain_steps"] else "base"
+        return f"results/models/{stage}/{name}"
+
+    # --- the miniature's models: built, then pretrained ------------------------------------
+
+    def init(self, name: str) -> dict:
+        """Rule init_model's params: models.<name>.init without pretrain_steps (which changes
+        the pretraining, not the initial weights)."""
+        init = self.config["models"][name]["init"]
+        return {k: v for k, v in init.items() if k != "pretrain_steps"}
+
+    def pretrained_models(self) -> list[str]:
+        """The models built from `init` that are pretrained (init.pretrain_steps set)."""
+        return [
+            name
+            for name, model in self.config["models"].items()
+            if model["init"] and model["init"]["pretrain_steps"]
+        ]
+
+    def pretrain(self, name: str) -> dict:
+        """Rule pretrain's job: the `pretrain` section as a training section of sekd.train.job
+        (max_steps the model's init.pretrain_steps, block_size its max_length; one process, no
+        validation), the model's dtype, and its languages (unused: the text has no prompts)."""
+        p, model = self.config["pretrain"], self.config["models"][name]
+        steps = model["init"]["pretrain_steps"]
+        if not steps:
+            raise self.error(f"models.{name}.init.pretrain_steps is not set: nothing to pretrain")
+        training = {
+            "max_steps": steps,
+            "epochs": 1,  # max_steps decides (the Trainer cycles over the blocks)
+            "batch_size": p["batch_size"],
+            "per_device_batch_size": p["batch_size"],
+            "max_length": p["block_size"],
+            "eval_steps": None,
+            "select_best_sft": False,
+            **{k: p[k] for k in ("learning_rate", "warmup_ratio", "lr_scheduler")},
+            **{k: p[k] for k in ("weight_decay", "logging_steps")},
+        }
+        return {
+            "training": training,
+            "languages": {},
+            "dtype": model["dtype"],
+            "trust_remote_code": False,
+            "seed": p["seed"],
+        }
+
+    def pretrain_text(self) -> dict:
+        """Rule prepare_pretrain's params (the text of `pretrain`: sample, order, adjacency)."""
+        p = self.config["pretrain"]
+        return {key: p[key] for key in ("max_pairs", "adjacent", "seed")}
 
     def run_model(self, run: str) -> dict:
         """The config entry of the model a run trains: sft/<model> or kd/<teacher>/<variant>."""

@@ -259,6 +259,26 @@ def table_delta(config: dict, table: str) -> dict | None:
     }
 
 
+def table_reading(config: dict, table: str) -> dict | None:
+    """What the reading of a table with a Δ row needs (sekd.report.reading): its title ("What the
+    miniature shows" when every model is built from `init`), the paper's numbers, the Δ row, and
+    the row labels of its teacher and student; None without a Δ row or without both SFT rows."""
+    delta = table_delta(config, table)
+    labels = dict((run, label) for label, run in table_rows(config, table))
+    spec = config["tables"][table]
+    roles = (labels.get(f"sft/{spec['teacher']}"), labels.get("sft/student"))
+    if delta is None or None in roles:
+        return None
+    miniature = all(model["init"] for model in config["models"].values())
+    what = "the miniature" if miniature else "this run"
+    return {
+        "title": f"What {what} shows: {table}",
+        "paper": spec.get("paper") or {},
+        "delta": delta,
+        "roles": list(roles),
+    }
+
+
 def same_run_groups(config: dict, table: str) -> list[list[str]]:
     """The row labels of each group of KD rows that are one training run up to a constant: their
     objectives have the same gradient (`Objective.same_gradient_as`) and the table trains them with

@@ -190,6 +190,25 @@ def _budget_section(budget: dict) -> list[str]:
     return parts
 
 
+def _readings_section(readings: dict[str, str]) -> list[str]:
+    """Each table's reading (Markdown of headings, paragraphs and "- " items) as HTML."""
+    parts = []
+    for text in readings.values():
+        items: list[str] = []
+        for line in [*text.splitlines(), ""]:
+            if line.startswith("- "):
+                items.append(f"<li>{html.escape(line[2:])}</li>")
+                continue
+            if items:
+                parts.append("<ul>" + "".join(items) + "</ul>")
+                items = []
+            if line.startswith("## "):
+                parts.append(f"<h2>{html.escape(line[3:])}</h2>")
+            elif line:
+                parts.append(f"<p>{html.escape(line)}</p>")
+    return parts
+
+
 def build(
     tables: list[Path],
     figures: list[Path],
@@ -200,13 +219,15 @@ def build(
     curves: list[Path] | None = None,
     sensitivity: list[Path] | None = None,
     budget: dict | None = None,
+    readings: dict[str, str] | None = None,
 ) -> None:
     """Write the report to `out`: tables from their CSV, figures embedded as PNG, each with its
     caption (what the paper reports, by table/figure name), the teacher store's fidelity
     report (its JSON) if given, and a section of training curves: the figures of `kind: curve`
     and the per-table curve figures in `curves`; the sensitivity study's CSV and figure in
     `sensitivity`, if planned; the compute `budget` ({"tables": {name: rows}, "total"}:
-    sekd.report.budget), if given."""
+    sekd.report.budget), if given; `readings` ({table: Markdown}, sekd.report.reading) after
+    the tables."""
     captions = captions or {}
     declared = config.get("figures", {})
     curve_figures = [p for p in figures if declared.get(p.stem, {}).get("kind") == "curve"]
@@ -224,6 +245,7 @@ def build(
         parts.append(f"<h2>{html.escape(name.capitalize())}</h2>")
         parts.append(_csv_table(path))
         parts.append(f"<p class='paper'>{html.escape(captions.get(name, ''))}</p>")
+    parts += _readings_section(readings or {})
     for path in figures:
         name = path.stem
         data = base64.b64encode(path.read_bytes()).decode("ascii")

@@ -144,14 +144,11 @@ than training.max_length: not in the NLL and KL) and truncated (target cut at ma
 largest over seeds (every seed reads the same set)."""
 
 
-def _fit_columns(row: dict, record: dict, spread: dict) -> None:
-    """valid_nll and valid_kl of `row` (its "fit": [fit JSON per seed],
-    sekd.evaluate.validation_fit) into `record` (mean over seeds) and `spread`, then the counts of
-    validation examples read, dropped and truncated; empty when the row has no fit files."""
+def _count_columns(row: dict, record: dict) -> None:
+    """The counts of `row`'s validation examples read, dropped and truncated (the largest over
+    its fit files, one per seed; sekd.evaluate.validation_fit) into `record`; empty without."""
     files = row.get("fit")
     what = f"{row['system']} validation fit"
-    for column, key, _ in FIT_COLUMNS:
-        _put(record, spread, column, _read(files, key, what) if files else None)
     for column, key in COUNT_COLUMNS:
         record[column] = int(max(_read(files, key, what))) if files else ""
 
@@ -161,22 +158,24 @@ METRICS = (("bleu", "scores"), ("chrf", "scores"), ("comet", "comet"))
 COMET from its own (rule comet)."""
 
 
-def _metric_columns(
-    row: dict, metric: str, key: str, directions: list[str], record: dict, spread: dict
-) -> int | None:
-    """<metric>_<d> per direction and <metric>_avg (the mean over seeds of each seed's mean over
-    directions) of `row` into `record` and `spread`; the number of seeds (None without files)."""
-    files = row.get(key)
-    if files is None:
-        for d in [*directions, "avg"]:
-            _put(record, spread, f"{metric}_{d}", None)
-        return None
-    per_direction = {d: _read(files[d], metric, f"{row['system']} {d}") for d in directions}
-    for d, values in per_direction.items():
-        _put(record, spread, f"{metric}_{d}", values)
-    seeds = zip(*per_direction.values(), strict=True)
-    _put(record, spread, f"{metric}_avg", [statistics.fmean(v) for v in seeds])
-    return len(per_direction[directions[0]])
+def seed_values(row: dict, directions: list[str]) -> dict[str, list[float] | None]:
+    """Every mean column of `row` (see `results_table`) -> its values, one per seed in the order
+    of the row's files, or None where the row has no files: <metric>_<d> per direction,
+    <metric>_avg (each seed's mean over the directions), valid_nll and valid_kl."""
+    values: dict[str, list[float] | None] = {}
+    for metric, key in METRICS:
+        files = row.get(key)
+        if files is None:
+            values.update({f"{metric}_{d}": None for d in [*directions, "avg"]})
+            continue
+        per_direction = {d: _read(files[d], metric, f"{row['system']} {d}") for d in directions}
+        values.update({f"{metric}_{d}": v for d, v in per_direction.items()})
+        seeds = zip(*per_direction.values(), strict=True)
+        values[f"{metric}_avg"] = [statistics.fmean(v) for v in seeds]
+    files = row.get("fit")
+    for column, key, _ in FIT_COLUMNS:
+        values[column] = _read(files, key, f"{row['system']} validation fit") if files else None
+    return values
 
 
 def results_table(
@@ -200,24 +199,35 @@ def results_table(
     for row in rows:
         record: dict = {"system": row["system"], "run": row["run"]}
         spread: dict = {}
-        n_seeds = [_metric_columns(row, m, key, directions, record, spread) for m, key in METRICS]
-        _fit_columns(row, record, spread)
+        values = seed_values(row, directions)
+        for column, per_seed in values.items():
+            _put(record, spread, column, per_seed)
+        _count_columns(row, record)
+        n_seeds = [len(v) for c, v in values.items() if v is not None and not c.startswith("valid")]
         for prefix, tests in (("p_", significance), ("p_chrf_", chrf_significance)):
             for d in directions:
                 p = (tests or {}).get(row["system"], {}).get(d)
                 record[f"{prefix}{d}"] = "" if p is None else round(p, 4)
-        record["n_seeds"] = next((n for n in n_seeds if n is not None), None)
+        record["n_seeds"] = n_seeds[0] if n_seeds else None
         record.update({k: v for k, v in spread.items() if k.endswith("_std")})
         record.update({k: v for k, v in spread.items() if not k.endswith("_std")})
         table.append(record)
     return table
 
 
-def add_delta(table: list[dict], system: str, baseline: str) -> list[dict]:
+def add_delta(
+    table: list[dict],
+    system: str,
+    baseline: str,
+    rows: list[dict] | None = None,
+    directions: list[str] | None = None,
+) -> list[dict]:
     """`table` with the Δ row appended (the paper's Table 1): `system` minus `baseline` in every
     BLEU, chrF, COMET and validation-fit column, from the table's own means (4 decimals, as in
-    the CSV); empty where either is empty, and in the run, p, n_seeds, count, std and interval
-    columns. A ValueError if either is not a row of `table`."""
+    the CSV); empty where either is empty, and in the run, p, n_seeds and count columns. With the
+    table's `rows` and `directions` (`results_table`'s), each column's std and 95% interval are
+    those of the paired per-seed differences (seed i of `system` minus seed i of `baseline`),
+    when both have the same two or more seeds; else empty. A ValueError if either is not a row."""
     by_system = {rec["system"]: rec for rec in table}
     for name in (system, baseline):
         if name not in by_system:
@@ -232,7 +242,27 @@ def add_delta(table: list[dict], system: str, baseline: str) -> list[dict]:
             delta[key] = "" if empty else round(a[key] - b[key], 4)
         else:
             delta[key] = ""
+    if rows is not None and directions is not None:
+        _delta_spread(delta, rows, system, baseline, directions)
     return [*table, delta]
+
+
+def _delta_spread(
+    delta: dict, rows: list[dict], system: str, baseline: str, directions: list[str]
+) -> None:
+    """The Δ row's *_std, *_lo and *_hi: of the paired per-seed differences (`add_delta`)."""
+    found = {row["system"]: seed_values(row, directions) for row in rows}
+    if system not in found or baseline not in found:
+        return
+    for column, values in found[system].items():
+        base = found[baseline][column]
+        if values is None or base is None or len(values) != len(base) or column not in delta:
+            continue
+        differences = [x - y for x, y in zip(values, base, strict=True)]
+        interval = t_interval(differences)
+        if interval is not None and f"{column}_lo" in delta:
+            delta[f"{column}_std"] = round(statistics.stdev(differences), 4)
+            delta[f"{column}_lo"], delta[f"{column}_hi"] = (round(x, 4) for x in interval)
 
 
 def _is_mean(column: str) -> bool:
@@ -257,12 +287,16 @@ def _cell(record: dict, key: str, dagger_key: str | None = None, latex: bool = F
     if value == "":
         return "n/c" if key.startswith("comet") else ""
     digits = 3 if key.startswith("valid_") else 2  # NLL and KL in nats: small differences
-    if record["system"] == DELTA:
-        return f"{round(value, digits) + 0.0:+.{digits}f}"  # +0.0: no "-0.00"
-    text = f"{value:.{digits}f}"
+    # the Δ row signed (+0.0: no "-0.00"), its interval too
+    sign = "+" if record["system"] == DELTA else ""
+
+    def shown(x: float) -> str:
+        return format(round(x, digits) + 0.0, f"{sign}.{digits}f")
+
+    text = shown(value)
     low, high = record.get(f"{key}_lo", ""), record.get(f"{key}_hi", "")
     if low != "" and high != "":
-        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+        text += f" [{shown(low)}, {shown(high)}]"
     p = record.get(dagger_key, "") if dagger_key else ""
     if p != "" and p < ALPHA:
         text += "$^\\dagger$" if latex else "†"
@@ -386,7 +420,15 @@ def _notes(
         notes.append(f"† p < {ALPHA} {against}, in that cell's metric ({test}).")
     delta = notes_of.get("delta")
     if delta is not None:
-        notes.append(f"{DELTA}: {delta['system']} minus {delta['baseline']}.")
+        paired = any(r["system"] == DELTA and r.get("bleu_avg_lo", "") != "" for r in table)
+        notes.append(
+            f"{DELTA}: {delta['system']} minus {delta['baseline']}"
+            + (
+                " [95% interval: the same t-interval of the paired per-seed differences]."
+                if paired
+                else "."
+            )
+        )
     for mark in notes_of.get("marks") or []:
         notes.append(
             f"{mark['sign']} {' and '.join(mark['systems'])}: the same training run up to a "

@@ -7,6 +7,9 @@
   is `sekd.train.losses.distill_loss` with the run's objective (sekd.train.trainer). The final
   checkpoint is kept. The fraction of hard tokens per logging interval is logged as
   ``hard_fraction``.
+* Pretraining (the miniature's models built from `init`, before SFT): the same cross-entropy on
+  blocks of monolingual text with no prompt masked (`TrainJob.pretrain_text`,
+  sekd.data.pretraining) for `training.max_steps` steps; the last checkpoint is kept.
 * On-policy KD (objectives whose sequences end in "student"): the student samples its training
   targets in the step (sekd.train.onpolicy, sekd.train.trainer), seeded by the run's seed, each
   example's "index" and the epoch; the logs and the summary's ``onpolicy`` hold the realised
@@ -38,6 +41,7 @@ import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 
 from sekd import atomic, gpu_required, models
+from sekd.data import pretraining
 from sekd.data import tokenizer as tokenizers
 from sekd.data.batches import PadCollator, encode_files, read_records
 from sekd.data.prompts import DEFAULT_TRUNCATION, RESPONSE_NEWLINE
@@ -111,6 +115,9 @@ class TrainJob:
     # a KD run's objective, hyper-parameter values and run options, from the plan (rule kd's `run`
     # param, sekd.plan.study.planned_variant); None for SFT. Its name is `variant`.
     plan: Variant | None = None
+    # the pretraining text (rule pretrain, sekd.data.pretraining): the run trains a causal LM on
+    # its blocks of training.max_length tokens for training.max_steps steps, instead of SFT
+    pretrain_text: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.plan, dict):  # read back from job.json (sekd.train.distributed.launch)
@@ -317,7 +324,7 @@ def _training_arguments(
     deepspeed = t.get("deepspeed")
     # a job that asked for GPUs never trains on the CPU for want of CUDA (in every torchrun rank;
     # the rule's script checked its node before launching: sekd.gpu_required)
-    rule = "sft" if job.variant == "sft" else f"kd ({job.variant})"
+    rule = job.variant if job.variant in ("sft", "pretrain") else f"kd ({job.variant})"
     gpu_required.refuse_cpu(rule, job.gpus_per_node)
     use_cuda = torch.cuda.is_available()
     accumulation = _accumulation_steps(t)
@@ -330,6 +337,7 @@ def _training_arguments(
         return TrainingArguments(
             output_dir=job.checkpoint_dir,
             num_train_epochs=t["epochs"],
+            max_steps=t.get("max_steps") or -1,  # set by pretraining only (sekd.plan.jobs)
             per_device_train_batch_size=t["per_device_batch_size"],
             per_device_eval_batch_size=t["per_device_batch_size"],
             gradient_accumulation_steps=accumulation,
@@ -411,6 +419,10 @@ def _datasets(job: TrainJob, tok, select_best: bool) -> tuple[list[dict], list[d
     An objective that trains on the teacher's outputs gets the gold examples' prompts with the
     teacher's hypotheses as targets (sekd.teacher.outputs.load_examples)."""
     max_length = job.training["max_length"]
+    if job.pretrain_text:
+        return pretraining.pack_blocks(
+            pretraining.read_text(job.pretrain_text), tok, max_length
+        ), None
     formatting = _formatting(job)
     train_set = encode_files(job.train_files, tok, job.languages, max_length, **formatting)
     if not train_set:
@@ -443,7 +455,7 @@ def _variant(job: TrainJob) -> Variant:
     """The job's run: its plan (KD), or SFT; a ValueError when the plan is not the run the job
     names (`TrainJob.variant`, compared as an identifier)."""
     variant = Variant("sft") if job.plan is None else job.plan
-    if variant.name != job.variant:
+    if variant.name != job.variant and not (job.pretrain_text and job.variant == "pretrain"):
         raise ValueError(f"{job.variant}: the job's plan is the run {variant.name!r}")
     return variant
 
