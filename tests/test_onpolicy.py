@@ -382,9 +382,11 @@ def test_a_non_finite_teacher_on_the_samples_stops_training(setup, tiny_model_di
 
 def test_the_sampling_settings_come_from_the_plan_and_the_job(setup, tiny_model_dir):
     rkl = _job(setup, tiny_model_dir, FD_RKL, "settings")
-    tok = type("Tok", (), {"eos_token_id": EOS, "pad_token_id": PAD})()
+    tok = type("Tok", (), {"eos_token_id": EOS, "pad_token_id": PAD, "__len__": lambda _: 300})()
     settings = train._onpolicy(rkl, FD_RKL, tok)
-    assert settings == onpolicy.OnPolicy("student", 1.0, 1.0, 0, 1.0, MAX_NEW, 128, EOS, PAD, 1)
+    assert settings == onpolicy.OnPolicy(
+        "student", 1.0, 1.0, 0, 1.0, MAX_NEW, 128, EOS, PAD, 1, vocab_limit=300
+    )
     gkd = train._onpolicy(rkl, GKD, tok)
     assert (gkd.sequences, gkd.fraction) == ("gold+student", 0.5)
     assert train._onpolicy(rkl, make_variant("forward_kd", {"lam": 0.5}), tok) is None

@@ -5,7 +5,10 @@ where generation starts. Greedy decoding (the default) runs a lean loop over the
 one prefill, then one token a step with a preallocated KV cache and a prepared 4D attention mask
 (Hugging Face's per-step mask building and `generate` bookkeeping dominated small models); a row
 leaves the batch at its first EOS, and the batch ends when every row has. Beam search goes through
-`generate`. `engine="vllm"` hands the same prompts to vLLM instead (GPU users; optional).
+`generate`, as does a batch that a sliding-window layer (Mistral, Gemma-2/3) would see past its
+window in: the lean loop's mask is full-causal. No id at or above the tokenizer's size is ever
+generated (a vocabulary padded above the tokenizer, as Qwen2.5's, has rows no text holds).
+`engine="vllm"` hands the same prompts to vLLM instead (GPU users; optional).
 Each hypothesis is cut at the first EOS and written as one line; throughput is logged.
 """
 
@@ -18,12 +21,13 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList
 from transformers.cache_utils import Cache, DynamicLayer
 
 from sekd import models
 from sekd.data import prompts
 from sekd.plan.schema import default
+from sekd.train.sampling import WithinTokenizer, within_tokenizer
 
 log = logging.getLogger("sekd.evaluate.decode")
 
@@ -124,15 +128,23 @@ def translate(
     encoded = encode_prompts(tokenizer, sources, direction, languages, response_newline)
     batches = length_sorted_batches([len(e) for e in encoded], batch_size)
     lean = num_beams == 1 and _attention(model) in _LEAN_ATTENTION
+    window = sliding_window(model)
     hypotheses: list[str] = [""] * len(sources)
     generated_tokens = 0
     start = time.perf_counter()
     with torch.inference_mode():
         for batch in tqdm(batches, desc=f"decode {direction}", mininterval=5):
             rows = [encoded[i] for i in batch]
-            if lean:
+            # the lean loop's mask sees the whole sequence: not for a layer with a shorter window
+            within = window is None or max(len(r) for r in rows) + max_new_tokens <= window
+            if lean and within:
                 outputs = greedy_batch(
-                    model, rows, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id
+                    model,
+                    rows,
+                    max_new_tokens,
+                    tokenizer.eos_token_id,
+                    tokenizer.pad_token_id,
+                    vocab_limit=len(tokenizer),
                 )
             else:
                 outputs = _generate_batch(model, tokenizer, rows, num_beams, max_new_tokens)
@@ -144,12 +156,18 @@ def translate(
 
 
 def greedy_batch(
-    model: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, eos: int, pad: int
+    model: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    eos: int,
+    pad: int,
+    vocab_limit: int | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of one batch (EOS excluded), as one-by-one decoding would give.
 
     Rows are left-padded; padded keys are masked and positions count from each row's first
-    real token. A row is dropped from the batch (and its KV cache) at its first EOS.
+    real token. A row is dropped from the batch (and its KV cache) at its first EOS. No id at or
+    above `vocab_limit` (the tokenizer's size) is picked.
     """
     device = next(model.parameters()).device
     eager = _attention(model) == "eager"
@@ -159,23 +177,13 @@ def greedy_batch(
     input_ids, keys = _left_padded(prompt_ids, pad, capacity)
     input_ids, keys = input_ids.to(device), keys.to(device)
     positions = (keys[:, :width].long().cumsum(-1) - 1).clamp_(min=0)
-    causal = torch.ones((width, width), dtype=torch.bool, device=device).tril_()
-    # Padding queries attend to themselves only, so no softmax row is empty (no NaN).
-    allowed = (causal & keys[:, None, :width]) | torch.eye(width, dtype=torch.bool, device=device)
     cache = _preallocated_cache(model, capacity)
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=_as_mask(allowed[:, None], eager, dtype),
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    ).logits[:, -1]
+    logits = _prefill(model, input_ids, keys[:, :width], positions, cache, eager)
     outputs: list[list[int]] = [[] for _ in range(n)]
     alive = list(range(n))  # original row of each batch row still decoding
     position = positions[:, -1]
     for step in range(max_new_tokens):
-        tokens = logits.argmax(-1)
+        tokens = within_tokenizer(logits, vocab_limit).argmax(-1)
         keep = []
         for j, token in enumerate(tokens.tolist()):
             if token != eos:
@@ -199,6 +207,24 @@ def greedy_batch(
             use_cache=True,
         ).logits[:, -1]
     return outputs
+
+
+def _prefill(model: Any, input_ids: Any, keys: Any, positions: Any, cache: Any, eager: bool) -> Any:
+    """The last position's logits [B, V] of the left-padded prompts `input_ids` [B, W] (`keys`
+    [B, W]: real tokens), their keys and values written to `cache`."""
+    width, device = input_ids.shape[1], input_ids.device
+    causal = torch.ones((width, width), dtype=torch.bool, device=device).tril_()
+    # Padding queries attend to themselves only, so no softmax row is empty (no NaN).
+    allowed = (causal & keys[:, None, :]) | torch.eye(width, dtype=torch.bool, device=device)
+    dtype = model.get_input_embeddings().weight.dtype
+    return model(
+        input_ids=input_ids,
+        attention_mask=_as_mask(allowed[:, None], eager, dtype),
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1]
 
 
 def _left_padded(
@@ -275,6 +301,18 @@ def import_vllm() -> Any:
     return vllm
 
 
+def sliding_window(model: Any) -> int | None:
+    """The window of the model's sliding-window attention layers, or None when every layer sees
+    the whole sequence: `layer_types` with "sliding_attention" (Gemma-2/3, Qwen2 with
+    use_sliding_window), else a `sliding_window` the config does not switch off (Mistral)."""
+    config = model.config.get_text_config(decoder=True)
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        return window if "sliding_attention" in layer_types else None
+    return window if getattr(config, "use_sliding_window", True) else None
+
+
 def _attention(model: Any) -> str | None:
     return getattr(model.config, "_attn_implementation", None)
 
@@ -317,6 +355,7 @@ def _generate_batch(
         input_ids=input_ids.to(device),
         attention_mask=attention.to(device),
         generation_config=config,
+        logits_processor=LogitsProcessorList([WithinTokenizer(len(tokenizer))]),
     )
     eos = tokenizer.eos_token_id
     continuations = []

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from sacrebleu.metrics import BLEU
 from tqdm import tqdm
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList
 
 from sekd import atomic, models
 from sekd.data import batches
@@ -130,9 +130,11 @@ def beam_search(
     max_new_tokens: int,
     eos_token_id: int,
     pad_token_id: int,
+    vocab_limit: int | None = None,
 ) -> list[Generated]:
     """The `num_beams` hypotheses of each prompt, best first (Hugging Face beam search,
-    ``num_return_sequences = num_beams``, left-padded prompts)."""
+    ``num_return_sequences = num_beams``, left-padded prompts); no id at or above `vocab_limit`
+    (the tokenizer's size; sekd.train.sampling.within_tokenizer)."""
     input_ids, attention = sampling.left_pad(prompts, pad_token_id)
     device = next(model.parameters()).device
     config = GenerationConfig(
@@ -149,6 +151,7 @@ def beam_search(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
             generation_config=config,
+            logits_processor=LogitsProcessorList([sampling.WithinTokenizer(vocab_limit)]),
         )
     rows = [split_at_eos(row, eos_token_id) for row in output[:, input_ids.shape[1] :].tolist()]
     return [rows[b * num_beams : (b + 1) * num_beams] for b in range(len(prompts))]
@@ -161,13 +164,21 @@ def generate_batch(
     job: GenerationJob,
     eos_token_id: int,
     pad_token_id: int,
+    vocab_limit: int | None = None,
 ) -> list[Generated]:
     """The hypotheses of one batch of prompts (`indices`: their example indices, the samples'
-    seeds), with the job's generation setting."""
+    seeds), with the job's generation setting; no id at or above `vocab_limit` (the tokenizer's
+    size: suppressed, not checked after the fact)."""
     g = job.generation
     if set(g) == BEAM_KEYS:
         return beam_search(
-            model, prompts, int(g["num_beams"]), job.max_new_tokens, eos_token_id, pad_token_id
+            model,
+            prompts,
+            int(g["num_beams"]),
+            job.max_new_tokens,
+            eos_token_id,
+            pad_token_id,
+            vocab_limit,
         )
     drawn = sampling.sample(
         model,
@@ -179,6 +190,7 @@ def generate_batch(
         max_new_tokens=job.max_new_tokens,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
+        vocab_limit=vocab_limit,
     )
     return [[sample] for sample in drawn]
 
@@ -187,15 +199,15 @@ def generated_batches(
     model: Any, prompts: list[list[int]], job: GenerationJob, eos: int, pad: int, vocab: int
 ) -> Iterator[tuple[list[int], list[Generated]]]:
     """(example indices, their hypotheses) per length-sorted batch of prompts (vLLM: one batch
-    of all); a token id outside the tokenizer's `vocab` stops the job (the student could not
-    read it)."""
+    of all). No id at or above the tokenizer's size `vocab` is generated (suppressed); one that
+    vLLM, which is not told, returns stops the job (no text holds it)."""
     if job.engine == "vllm":
         yield list(range(len(prompts))), generate_vllm(job, prompts, eos)
         return
     model.eval()
     order = decode.length_sorted_batches([len(p) for p in prompts], job.batch_size)
     for batch in tqdm(order, desc="teacher outputs", mininterval=5):
-        generated = generate_batch(model, [prompts[i] for i in batch], batch, job, eos, pad)
+        generated = generate_batch(model, [prompts[i] for i in batch], batch, job, eos, pad, vocab)
         for index, hypotheses in zip(batch, generated, strict=True):
             _check_ids(hypotheses, vocab, job, index)
         yield batch, generated
@@ -217,7 +229,8 @@ def _check_ids(hypotheses: Generated, vocab: int, job: GenerationJob, index: int
         if ids and max(ids) >= vocab:
             raise ValueError(
                 f"{job.teacher_key} ({job.teacher_model}) generated token id {max(ids)} for "
-                f"training example {index}, outside the workflow's tokenizer ({vocab} entries)"
+                f"training example {index}, outside the workflow's tokenizer ({vocab} entries): "
+                "no text holds it, and the students are trained on text"
             )
 
 

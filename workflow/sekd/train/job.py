@@ -307,6 +307,7 @@ def _onpolicy(job: TrainJob, variant: Variant, tok) -> OnPolicy | None:
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         seed=job.seed,
+        vocab_limit=len(tok),
     )
 
 

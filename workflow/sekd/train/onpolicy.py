@@ -44,6 +44,7 @@ class OnPolicy:
     eos_token_id: int
     pad_token_id: int
     seed: int  # the run's seed
+    vocab_limit: int | None = None  # the tokenizer's size: no sampled id at or above it
 
     def __post_init__(self) -> None:
         if not 0 <= self.fraction <= 1:
@@ -185,6 +186,7 @@ def draw(
             eos_token_id=settings.eos_token_id,
             pad_token_id=settings.pad_token_id,
             synced_gpus=synced_gpus,
+            vocab_limit=settings.vocab_limit,
         )
     finally:
         model.train(was_training)

@@ -59,6 +59,27 @@ def gumbel(seeds: list[int], position: int, vocab_size: int) -> Tensor:
     return torch.stack(rows).float()
 
 
+def within_tokenizer(scores: Tensor, size: int | None) -> Tensor:
+    """`scores` [B, V] with -inf at every id >= `size` (the tokenizer's entries; None = all kept):
+    a model whose vocabulary is padded above its tokenizer (Qwen2.5's, rounded up for the GPU)
+    has rows no text can hold, and generation must never pick one."""
+    if size is None or scores.shape[-1] <= size:
+        return scores
+    scores = scores.clone()
+    scores[..., size:] = -torch.inf
+    return scores
+
+
+class WithinTokenizer(LogitsProcessor):
+    """`within_tokenizer` as a logits processor of `generate` (before any other of ours)."""
+
+    def __init__(self, size: int | None):
+        self.size = size
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        return within_tokenizer(scores, self.size)
+
+
 class SeededSampling(LogitsProcessor):
     """The last logits processor of a greedy `generate`: warped scores plus per-row Gumbel
     noise, so that greedy picks an exact sample of the warped distribution (module docstring).
@@ -103,11 +124,13 @@ def sample(
     eos_token_id: int,
     pad_token_id: int,
     synced_gpus: bool = False,
+    vocab_limit: int | None = None,
 ) -> list[tuple[list[int], bool]]:
     """One sample per prompt (token-id lists) from `model`: [(new tokens, finished)], the tokens
     up to and including the first EOS when `finished`, else the `max_new_tokens` drawn (cut: no
     EOS). Row b is drawn with seed `seeds[b]` (module docstring); ``synced_gpus``: every ZeRO-3
-    rank keeps stepping until all are done."""
+    rank keeps stepping until all are done; `vocab_limit`: the tokenizer's size, no id at or above
+    it is drawn (`within_tokenizer`)."""
     input_ids, attention = left_pad(prompts, pad_token_id)
     device = next(model.parameters()).device
     config = GenerationConfig(
@@ -123,7 +146,7 @@ def sample(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
             generation_config=config,
-            logits_processor=LogitsProcessorList([processor]),
+            logits_processor=LogitsProcessorList([WithinTokenizer(vocab_limit), processor]),
             synced_gpus=synced_gpus,
         )
     samples = []
