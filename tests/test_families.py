@@ -62,8 +62,8 @@ def _model(family: str, tokenizer, **overrides):
     return model
 
 
-def _reference(model, tokenizer, sources: list[str], max_new_tokens: int) -> list[str]:
-    """One prompt at a time (no padding), Hugging Face greedy `generate`."""
+def _reference(model, tokenizer, sources: list[str], max_new_tokens: int, ends=None) -> list[str]:
+    """One prompt at a time (no padding), Hugging Face greedy `generate` (ending at `ends`)."""
     hypotheses = []
     for ids in decode.encode_prompts(tokenizer, sources, "de-en", LANGUAGES):
         out = model.generate(
@@ -72,11 +72,11 @@ def _reference(model, tokenizer, sources: list[str], max_new_tokens: int) -> lis
             max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=1,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=ends or tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
             logits_processor=LogitsProcessorList([sampling.WithinTokenizer(len(tokenizer))]),
         )
-        hypotheses.append(decode.hypothesis(tokenizer, out[0, len(ids) :].tolist()))
+        hypotheses.append(decode.hypothesis(tokenizer, out[0, len(ids) :].tolist(), ends or []))
     return hypotheses
 
 
@@ -146,3 +146,27 @@ def test_no_generation_path_emits_an_id_outside_the_tokenizer(tiny_tokenizer):
     every = [*greedy, *(ids for b in beams for ids, _ in b), *(ids for ids, _ in drawn), *generated]
     assert every and all(ids for ids in every)
     assert max(max(ids) for ids in every) < size
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral"])  # the lean loop, and generate
+def test_the_generation_configs_end_ids_end_a_hypothesis(family, tiny_tokenizer):
+    """Llama-3 and Gemma list more end ids in generation_config than the tokenizer's EOS."""
+    model = _model(family, tiny_tokenizer)
+    sources = [de for de, _ in SENTENCES[:3]]
+    prompts = decode.encode_prompts(tiny_tokenizer, sources, "de-en", LANGUAGES)
+    first = decode._generate_batch(model, tiny_tokenizer, prompts[:1], 1, 10)[0]
+    k = next(k for k in range(1, len(first)) if first[k] not in first[:k])  # a new id, not first
+    eos = tiny_tokenizer.eos_token_id
+    model.generation_config.eos_token_id = [eos, first[k]]
+    assert decode.end_ids(model, tiny_tokenizer) == [eos, first[k]]
+    got = decode.translate(
+        model, tiny_tokenizer, sources, "de-en", LANGUAGES, max_new_tokens=10, batch_size=3
+    )
+    assert (
+        got[0]
+        == decode.hypothesis(tiny_tokenizer, first[:k])
+        != decode.hypothesis(tiny_tokenizer, first)
+    )
+    assert got == _reference(model, tiny_tokenizer, sources, 10, ends=[eos, first[k]])
+    model.generation_config.eos_token_id = eos  # one id, as most configs
+    assert decode.end_ids(model, tiny_tokenizer) == [eos]

@@ -53,12 +53,31 @@ def encode_prompts(
     ]
 
 
-def hypothesis(tokenizer: Any, generated: Sequence[int]) -> str:
-    """One-line hypothesis from generated ids: cut at the first EOS, special tokens dropped."""
-    ids = list(generated)
-    if tokenizer.eos_token_id in ids:
-        ids = ids[: ids.index(tokenizer.eos_token_id)]
+def hypothesis(tokenizer: Any, generated: Sequence[int], ends: Sequence[int] = ()) -> str:
+    """One-line hypothesis from generated ids: cut at the first EOS (or other of the `ends`,
+    `end_ids`), special tokens dropped."""
+    ids = cut_at_end(generated, [tokenizer.eos_token_id, *ends])
     return prompts.extract_response(tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def cut_at_end(generated: Sequence[int], ends: Sequence[int]) -> list[int]:
+    """`generated` up to (without) its first id in `ends`."""
+    ids, stops = list(generated), set(ends)
+    first = next((i for i, token in enumerate(ids) if token in stops), len(ids))
+    return ids[:first]
+
+
+def end_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids that end a generation: the tokenizer's EOS, then those of the model's
+    `generation_config.eos_token_id` (an id or a list: Llama-3's end-of-turn, Gemma's
+    <end_of_turn>), each once."""
+    ends = [tokenizer.eos_token_id]
+    config = getattr(model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None) if config is not None else None
+    for token in [extra] if isinstance(extra, int) else list(extra or []):
+        if token not in ends:
+            ends.append(token)
+    return ends
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -129,6 +148,7 @@ def translate(
     batches = length_sorted_batches([len(e) for e in encoded], batch_size)
     lean = num_beams == 1 and _attention(model) in _LEAN_ATTENTION
     window = sliding_window(model)
+    ends = end_ids(model, tokenizer)
     hypotheses: list[str] = [""] * len(sources)
     generated_tokens = 0
     start = time.perf_counter()
@@ -142,14 +162,14 @@ def translate(
                     model,
                     rows,
                     max_new_tokens,
-                    tokenizer.eos_token_id,
+                    ends,
                     tokenizer.pad_token_id,
                     vocab_limit=len(tokenizer),
                 )
             else:
-                outputs = _generate_batch(model, tokenizer, rows, num_beams, max_new_tokens)
+                outputs = _generate_batch(model, tokenizer, rows, num_beams, max_new_tokens, ends)
             for index, ids in zip(batch, outputs, strict=True):
-                hypotheses[index] = hypothesis(tokenizer, ids)
+                hypotheses[index] = hypothesis(tokenizer, ids, ends)
                 generated_tokens += len(ids)
     _log_throughput(len(sources), generated_tokens, time.perf_counter() - start, stats)
     return hypotheses
@@ -159,16 +179,17 @@ def greedy_batch(
     model: Any,
     prompt_ids: Sequence[Sequence[int]],
     max_new_tokens: int,
-    eos: int,
+    eos: int | Sequence[int],
     pad: int,
     vocab_limit: int | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of one batch (EOS excluded), as one-by-one decoding would give.
 
     Rows are left-padded; padded keys are masked and positions count from each row's first
-    real token. A row is dropped from the batch (and its KV cache) at its first EOS. No id at or
-    above `vocab_limit` (the tokenizer's size) is picked.
+    real token. A row is dropped from the batch (and its KV cache) at its first EOS (`eos`: an id
+    or the list of `end_ids`). No id at or above `vocab_limit` (the tokenizer's size) is picked.
     """
+    stops = {eos} if isinstance(eos, int) else set(eos)
     device = next(model.parameters()).device
     eager = _attention(model) == "eager"
     dtype = model.get_input_embeddings().weight.dtype
@@ -186,7 +207,7 @@ def greedy_batch(
         tokens = within_tokenizer(logits, vocab_limit).argmax(-1)
         keep = []
         for j, token in enumerate(tokens.tolist()):
-            if token != eos:
+            if token not in stops:
                 outputs[alive[j]].append(token)
                 keep.append(j)
         if not keep or step == max_new_tokens - 1:
@@ -332,9 +353,16 @@ def _preallocated_cache(model: Any, capacity: int) -> Any:
 
 
 def _generate_batch(
-    model: Any, tokenizer: Any, prompt_ids: list[list[int]], num_beams: int, max_new_tokens: int
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: list[list[int]],
+    num_beams: int,
+    max_new_tokens: int,
+    ends: Sequence[int] = (),
 ) -> list[list[int]]:
-    """Continuations from Hugging Face `generate` (beam search, or attention without 4D masks)."""
+    """Continuations from Hugging Face `generate` (beam search, sliding windows, or attention
+    without 4D masks), each up to its first EOS or other of the `ends` (`end_ids`)."""
+    ends = [tokenizer.eos_token_id, *ends]
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     width = max(len(p) for p in prompt_ids)
@@ -347,7 +375,7 @@ def _generate_batch(
         max_new_tokens=max_new_tokens,
         num_beams=num_beams,
         do_sample=False,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=list(dict.fromkeys(ends)),
         pad_token_id=pad,
         bos_token_id=tokenizer.bos_token_id,
     )
@@ -357,11 +385,7 @@ def _generate_batch(
         generation_config=config,
         logits_processor=LogitsProcessorList([WithinTokenizer(len(tokenizer))]),
     )
-    eos = tokenizer.eos_token_id
-    continuations = []
-    for row in output[:, width:].tolist():
-        continuations.append(row[: row.index(eos)] if eos in row else row)
-    return continuations
+    return [cut_at_end(row, ends) for row in output[:, width:].tolist()]
 
 
 def _log_throughput(
