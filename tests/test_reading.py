@@ -120,3 +120,14 @@ def test_the_reading_of_the_declared_tables():
     paper = validate_config(load_config(ROOT / "config" / "config.yaml"), environ={})
     assert study.table_reading(paper, "table1")["title"] == "What this run shows: table1"
     assert study.table_reading(paper, "table2") is None  # no Student row
+
+
+def test_one_seed_says_so_instead_of_comparing_intervals():
+    one = [{k: v for k, v in row.items() if not k.endswith(("_lo", "_hi"))} for row in ROWS]
+    lines = reading.teacher_and_students(one, "Teacher", "Student")
+    assert "- Teacher against Student, Avg. chrF: better (+5.00; one seed: no interval)" in lines
+    agreement = reading.paper_agreement(one, PAPER, DELTA)
+    assert agreement[0] == (
+        "- paper: Teacher above Student (+1.29 BLEU); here BLEU: agrees (one seed), "
+        "chrF: agrees (one seed)"
+    )

@@ -82,6 +82,8 @@ def _comparison(a_name: str, b_name: str, by: dict, column: str, higher: bool) -
     better = _better(a, b, higher)
     word = "better" if better else "worse" if a[0] != b[0] else "equal"
     apart = "intervals apart" if _apart(a, b) else "intervals overlapping"
+    if a[1] is None or b[1] is None:
+        apart = "one seed: no interval"
     return f"{word} ({a[0] - b[0]:+.{_digits(column)}f}; {apart})"
 
 
@@ -131,6 +133,13 @@ def delta_lines(rows: list[Mapping[str, str]], delta: Mapping[str, str]) -> list
     return lines
 
 
+def _resolution(a, b) -> str:
+    """ " (resolved)" when the intervals of two (mean, low, high) are apart; one seed says so."""
+    if a[1] is None or b[1] is None:
+        return " (one seed)"
+    return " (resolved)" if _apart(a, b) else " (not resolved)"
+
+
 def paper_agreement(
     rows: list[Mapping[str, str]], paper: Mapping[str, list], delta: Mapping
 ) -> list[str]:
@@ -152,7 +161,7 @@ def paper_agreement(
         here = [
             f"{metric}: "
             + ("agrees" if _better(by[high][c], by[low][c], True) else "disagrees")
-            + (" (resolved)" if _apart(by[high][c], by[low][c]) else " (not resolved)")
+            + _resolution(by[high][c], by[low][c])
             for c, metric in (("bleu_avg", "BLEU"), ("chrf_avg", "chrF"))
             if by[high][c] is not None and by[low][c] is not None
         ]
