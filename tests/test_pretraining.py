@@ -79,7 +79,8 @@ def test_a_pretrained_model_is_the_base_of_its_sft_and_kd_runs():
 def test_the_paper_config_pretrains_nothing():
     config = load_config(ROOT / "config" / "config.yaml")
     jobs = Jobs(validate_config(config, environ={}))
-    assert jobs.pretrained_models() == []
+    assert jobs.pretrained_models() == [] and jobs.pretrain_inputs() == []
+    assert _mini_jobs().pretrain_inputs() == ["results/data/pretrain.txt"]
 
 
 def test_a_block_size_beyond_the_models_positions_is_refused_at_plan_time():

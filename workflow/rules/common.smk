@@ -96,13 +96,8 @@ def train_files():
 
 
 def base_model_input(name):
-    """The base model as a rule input (only when the workflow builds it: built, or pretrained)."""
+    """The base model as an input of a rule, only when the workflow makes it (built or pretrained)."""
     return [JOBS.base_model(name)] if config["models"][name]["init"] else []
-
-
-def pretrain_text():
-    """The pretraining text as an input, when a model is pretrained (rule prepare_pretrain)."""
-    return ["results/data/pretrain.txt"] if JOBS.pretrained_models() else []
 
 
 def kd_values(wildcards, output):

@@ -6,7 +6,7 @@ rule tokenizer:
     input:
         train=train_files() if config["tokenizer"]["train"] else [],
         # the BPE learns the pretraining text too, when a model is pretrained on it
-        text=pretrain_text() if config["tokenizer"]["train"] else [],
+        text=JOBS.pretrain_inputs() if config["tokenizer"]["train"] else [],
     output:
         directory("results/tokenizer"),
     params:

@@ -124,6 +124,11 @@ class Jobs:
             "seed": p["seed"],
         }
 
+    def pretrain_inputs(self) -> list[str]:
+        """The pretraining text as an input (rule prepare_pretrain's output), when a model is
+        pretrained; else none."""
+        return ["results/data/pretrain.txt"] if self.pretrained_models() else []
+
     def pretrain_text(self) -> dict:
         """Rule prepare_pretrain's params (the text of `pretrain`: sample, order, adjacency)."""
         p = self.config["pretrain"]
