@@ -276,7 +276,7 @@ def test_an_sft_job_with_a_gpu_fails_on_a_cpu_node_before_loading(workdir, monke
     assert_failed_before_loading(log, "sft", "gpu=1, nodes=1")
     assert "training examples" not in log  # sekd.train.job never started
     assert not (workdir / "results/models/sft/student/seed1").exists()
-    assert not (workdir / "results/checkpoints").exists()
+    assert not (workdir / "results/checkpoints/sft").exists()  # (pretraining's is local, CPU)
     assert not (workdir / DECODE).exists()
 
 
