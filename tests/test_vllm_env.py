@@ -101,7 +101,16 @@ def test_the_vllm_lock_pins_vllm_on_the_train_envs_torch_and_transformers():
 
 
 # Every rule that runs in the train or vLLM env, and the env file each environment.cuda gives it.
-GPU_RULES = ("tokenizer", "init_model", "sft", "kd", "teacher_store", "store_fidelity_loss", "fit")
+GPU_RULES = (
+    "tokenizer",
+    "init_model",
+    "pretrain",
+    "sft",
+    "kd",
+    "teacher_store",
+    "store_fidelity_loss",
+    "fit",
+)
 CUDA = {
     "13": {"train": "train", "vllm": "vllm"},
     "12": {"train": "train-cu12", "vllm": "vllm-cu12"},
