@@ -251,7 +251,11 @@ def _delta_spread(
     delta: dict, rows: list[dict], system: str, baseline: str, directions: list[str]
 ) -> None:
     """The Δ row's *_std, *_lo and *_hi: of the paired per-seed differences (`add_delta`)."""
-    found = {row["system"]: seed_values(row, directions) for row in rows}
+    found = {
+        row["system"]: seed_values(row, directions)
+        for row in rows
+        if row["system"] in (system, baseline)  # the two rows' files only, not every row's
+    }
     if system not in found or baseline not in found:
         return
     for column, values in found[system].items():
