@@ -264,3 +264,20 @@ def fake_mirror(root: Path, relpaths) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     return root
+
+
+def stop_at(monkeypatch, step: int) -> None:
+    """Make a training run's CheckpointCallback see a SIGUSR1 at the end of optimizer step
+    `step`: it checkpoints there and the run raises PreemptedError (a rerun resumes)."""
+    import signal
+
+    from sekd.train import checkpoints
+
+    on_step_end = checkpoints.CheckpointCallback.on_step_end
+
+    def signalled_at(self, args, state, control, **kwargs):
+        if state.global_step == step:
+            self.signalled = signal.SIGUSR1
+        return on_step_end(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(checkpoints.CheckpointCallback, "on_step_end", signalled_at)

@@ -170,3 +170,24 @@ def test_the_generation_configs_end_ids_end_a_hypothesis(family, tiny_tokenizer)
     assert got == _reference(model, tiny_tokenizer, sources, 10, ends=[eos, first[k]])
     model.generation_config.eos_token_id = eos  # one id, as most configs
     assert decode.end_ids(model, tiny_tokenizer) == [eos]
+
+
+def test_sampled_and_beam_sequences_end_at_an_end_id_written_as_the_eos(tiny_tokenizer):
+    """The teacher's outputs and the on-policy samples (seeded sampling, beam search) stop at
+    any end id (generation_config's, as Llama-3's <|eot_id|>) and keep the tokenizer's EOS in
+    its place, so every training target ends as SFT's do."""
+    model = _model("llama", tiny_tokenizer)
+    eos = tiny_tokenizer.eos_token_id
+    prompts = decode.encode_prompts(tiny_tokenizer, [SENTENCES[0][0]], "de-en", LANGUAGES)
+    options = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": 12}
+    options["pad_token_id"] = tiny_tokenizer.pad_token_id
+    ((first, _),) = sampling.sample(model, prompts, [5], eos_token_id=eos, **options)
+    k = next(k for k in range(1, len(first)) if first[k] not in (*first[:k], eos))
+    ends = [eos, first[k]]
+    ((ended, finished),) = sampling.sample(model, prompts, [5], eos_token_id=ends, **options)
+    assert finished and ended == [*first[:k], eos]
+    beams = outputs.beam_search(model, prompts, 2, 12, ends, tiny_tokenizer.pad_token_id)
+    for ids, done in beams[0]:
+        assert first[k] not in ids and (not done or ids[-1] == eos)
+    assert sampling.split_at_end([3, 9, 4, 9], [7, 4]) == ([3, 9, 7], True)
+    assert sampling.split_at_end([3, 9], 7) == ([3, 9], False)

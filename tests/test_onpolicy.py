@@ -194,7 +194,7 @@ def test_fd_rkl_trains_on_the_students_samples(setup, tiny_model_dir, tiny_token
     assert seeds == onpolicy.sample_seeds(1, [index_of[tuple(p)] for p in prompts], 0)
     assert (
         kwargs["max_new_tokens"] == MAX_NEW
-        and kwargs["eos_token_id"] == tiny_tokenizer.eos_token_id
+        and kwargs["eos_token_id"] == (tiny_tokenizer.eos_token_id,)  # the model lists no other
     )
     base = models.load_causal_lm(str(tiny_model_dir), "float32", False, None).eval()
     assert sampling.sample(base, prompts, seeds, **kwargs) == samples
@@ -383,12 +383,13 @@ def test_a_non_finite_teacher_on_the_samples_stops_training(setup, tiny_model_di
 def test_the_sampling_settings_come_from_the_plan_and_the_job(setup, tiny_model_dir):
     rkl = _job(setup, tiny_model_dir, FD_RKL, "settings")
     tok = type("Tok", (), {"eos_token_id": EOS, "pad_token_id": PAD, "__len__": lambda _: 300})()
-    settings = train._onpolicy(rkl, FD_RKL, tok)
+    ends = [EOS, 7]  # the tokenizer's EOS, then the student's generation_config end id
+    settings = train._onpolicy(rkl, FD_RKL, tok, ends)
     assert settings == onpolicy.OnPolicy(
-        "student", 1.0, 1.0, 0, 1.0, MAX_NEW, 128, EOS, PAD, 1, vocab_limit=300
+        "student", 1.0, 1.0, 0, 1.0, MAX_NEW, 128, (EOS, 7), PAD, 1, vocab_limit=300
     )
-    gkd = train._onpolicy(rkl, GKD, tok)
+    gkd = train._onpolicy(rkl, GKD, tok, ends)
     assert (gkd.sequences, gkd.fraction) == ("gold+student", 0.5)
-    assert train._onpolicy(rkl, make_variant("forward_kd", {"lam": 0.5}), tok) is None
+    assert train._onpolicy(rkl, make_variant("forward_kd", {"lam": 0.5}), tok, ends) is None
     with pytest.raises(ValueError, match=r"sequences\.max_new_tokens"):
-        train._onpolicy(replace(rkl, sequences={}), FD_RKL, tok)
+        train._onpolicy(replace(rkl, sequences={}), FD_RKL, tok, ends)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TRAINING
+from conftest import TINY_TRAINING, stop_at
 from safetensors.torch import load_file
 
 from sekd.data import alma as data
@@ -290,18 +290,6 @@ def test_a_signal_while_a_checkpoint_is_hashed_stops_the_check_and_keeps_it(setu
     assert (Path(job.checkpoint_dir) / checkpoints.PREEMPTED).read_text().startswith("SIGUSR1")
 
 
-def _stop_at(monkeypatch, step: int) -> None:
-    """Make the run's CheckpointCallback see a SIGUSR1 at the end of `step`."""
-    on_step_end = checkpoints.CheckpointCallback.on_step_end
-
-    def signalled_at(self, args, state, control, **kwargs):
-        if state.global_step == step:
-            self.signalled = signal.SIGUSR1
-        return on_step_end(self, args, state, control, **kwargs)
-
-    monkeypatch.setattr(checkpoints.CheckpointCallback, "on_step_end", signalled_at)
-
-
 def test_a_bit_flip_in_the_newest_checkpoint_resumes_from_the_newest_intact_one(
     setup, tiny_model_dir, caplog, monkeypatch
 ):
@@ -311,7 +299,7 @@ def test_a_bit_flip_in_the_newest_checkpoint_resumes_from_the_newest_intact_one(
     root, _ = setup
     reference = train.run(_job(root, tiny_model_dir, "flip-reference"))
     job = _job(root, tiny_model_dir, "flip")
-    _stop_at(monkeypatch, 5)
+    stop_at(monkeypatch, 5)
     with pytest.raises(PreemptedError):
         train.run(job)
     monkeypatch.undo()
@@ -379,7 +367,7 @@ def test_a_signal_while_the_checkpoints_are_checked_stops_before_training(
     in case they do not), the rerun would resume from the same checkpoint."""
     root, _ = setup
     job = _job(root, tiny_model_dir, "early-check")
-    _stop_at(monkeypatch, 4)
+    stop_at(monkeypatch, 4)
     with pytest.raises(PreemptedError):
         train.run(job)
     monkeypatch.undo()

@@ -28,6 +28,7 @@ from sekd.plan.variants import make_variant
 from sekd.teacher import outputs as to
 from sekd.teacher.store import fingerprint
 from sekd.train import job as train
+from sekd.train import sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -149,7 +150,9 @@ def test_beams_are_those_of_the_prompt_alone(setup, tiny_model_dir, beams):
         )[0]
         assert to.prompt_ids(gold[e]) == prompt
         out = model.generate(input_ids=torch.tensor([prompt]), generation_config=config)
-        expected = [to.split_at_eos(row, tok.eos_token_id)[0] for row in out[:, len(prompt) :]]
+        expected = [
+            sampling.split_at_end(row, tok.eos_token_id)[0] for row in out[:, len(prompt) :]
+        ]
         assert [h["ids"] for h in lines[e]["hypotheses"]] == [list(map(int, r)) for r in expected]
 
 

@@ -119,17 +119,17 @@ def test_a_rule_job_takes_the_runtime_keys_from_its_resources(tmp_path, monkeypa
     config path is relative to the repository when not to the working directory."""
     from types import SimpleNamespace
 
-    from sekd.plan.run_names import RUNTIME_KEYS, as_resource, drop_runtime_keys
+    from sekd.plan.run_names import RUNTIME_KEYS, as_resource, drop_runtime_keys, runtime_resources
 
     training = {"epochs": 1, "deepspeed": "config/deepspeed/zero3_bf16.json"}
-    training |= {"nproc_per_node": None, "save_steps": 5}
+    training |= {"nproc_per_node": None, "save_steps": 5, "report_to": ["tensorboard", "wandb"]}
     job_slice = {"training": training, "languages": {}, "dtype": "float32"}
     job_slice["trust_remote_code"] = False
     params = drop_runtime_keys(job_slice)
     assert not set(params["training"]) & set(RUNTIME_KEYS)
-    resources = {key: as_resource(training[key]) for key in ("nproc_per_node", "save_steps")}
-    resources["deepspeed"] = as_resource(training["deepspeed"], str)
+    resources = runtime_resources(training)
     assert resources["nproc_per_node"] == 0 and as_resource(None, str) == ""
+    assert resources["report_to"] == "tensorboard,wandb"  # a resource is an int or a string
     monkeypatch.chdir(tmp_path)
     job = train.rule_job(
         params,

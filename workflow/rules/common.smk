@@ -11,7 +11,13 @@ from sekd.plan import allocation, study
 from sekd.plan.config import unpinned_warnings, validate_sources, workflow_sources
 from sekd.plan.jobs import Jobs, model_dir, pinned
 from sekd.plan.objectives import kd_objectives
-from sekd.plan.run_names import SOURCE_PATTERN, as_resource, serves, split_teacher
+from sekd.plan.run_names import (
+    SOURCE_PATTERN,
+    as_resource,
+    runtime_resources,
+    serves,
+    split_teacher,
+)
 from sekd.plan.sequences import GENERATION_PATTERN, teacher_outputs_dir
 from sekd.plan.variants import NAME_PATTERN
 

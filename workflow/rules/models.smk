@@ -62,7 +62,7 @@ rule pretrain:
         job=lambda wc: JOBS.pretrain(wc.model),
     threads: 1
     resources:
-        save_steps=as_resource(config["training"]["save_steps"]),  # as sft
+        **runtime_resources(config["training"], ("save_steps", "report_to")),  # as sft
     log:
         "results/logs/pretrain/{model}.log",
     benchmark:

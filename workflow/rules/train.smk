@@ -23,7 +23,7 @@ rule sft:
         base=lambda wc, input: (
             input.base[0] if input.base else JOBS.base_model(wc.model)
         ),
-        # without training.deepspeed, nproc_per_node and save_steps (resources below)
+        # without training.deepspeed, nproc_per_node, save_steps, report_to (resources below)
         # training.sft_selection (and valid_bleu's decoding) only when not valid_loss
         job=lambda wc: JOBS.sft(wc.model),
     threads: 1
@@ -31,14 +31,13 @@ rule sft:
         # On a GPU cluster (profiles/slurm) GPUs per node, nodes, memory and time are sized from
         # the job (sekd.plan.allocation.Sizer); elsewhere one node and the CPU defaults.
         **SIZER.resources("sft", tasks=2, nodes=1),
+        # How a run executes, not what it computes (training.deepspeed, nproc_per_node,
+        # save_steps, report_to): resources, which (unlike params) decide no rerun, carry them to
+        # the script (sekd.plan.run_names.runtime_resources; unset: "" or 0).
+        **runtime_resources(config["training"]),
         # mpi: under SLURM the job runs in its batch step (no nested srun) and launches its own
         # workers, one per GPU of each node; the plugin then needs more than one task.
         mpi="srun",
-        # How a run executes, not what it computes: resources, which (unlike params) decide no
-        # rerun, carry them to the script (sekd.plan.run_names.as_resource; unset: "" or 0).
-        deepspeed=as_resource(config["training"]["deepspeed"], str),
-        nproc_per_node=as_resource(config["training"]["nproc_per_node"]),
-        save_steps=as_resource(config["training"]["save_steps"]),
     log:
         "results/logs/sft/{model}/seed{seed}.log",
     benchmark:
@@ -70,10 +69,8 @@ rule kd:
     threads: 1
     resources:
         **SIZER.resources("kd", tasks=2, nodes=1),  # as sft
+        **runtime_resources(config["training"]),  # as sft
         mpi="srun",  # as sft
-        deepspeed=as_resource(config["training"]["deepspeed"], str),  # as sft
-        nproc_per_node=as_resource(config["training"]["nproc_per_node"]),
-        save_steps=as_resource(config["training"]["save_steps"]),
     log:
         "results/logs/kd/{teacher}/{variant}/seed{seed}.log",
     benchmark:

@@ -35,6 +35,8 @@ with logged(snakemake.log[0]):
             teacher_dtype=snakemake.params.teacher_dtype,
             out_dir=snakemake.output[0],
             checkpoint_dir=f"results/checkpoints/kd/{wc.teacher}/{wc.variant}/seed{wc.seed}",
+            run_name=f"kd/{wc.teacher}/{wc.variant}",
+            tracking_dir=train.tracking_dir(snakemake.log[0]),  # training.report_to's
             seed=int(wc.seed),
             threads=snakemake.threads,
         )

@@ -5,7 +5,10 @@ sekd.train.job). A rerun resumes from the run's last complete checkpoint, as SFT
 import sekd_path  # noqa: F401  (this workflow's sekd first on sys.path)
 
 from sekd.logs import logged
+from sekd.plan.run_names import runtime_values
 from sekd.train import job as train
+
+RUNTIME = ("save_steps", "report_to")  # the rule's resources (rules/models.smk)
 
 with logged(snakemake.log[0]):
     spec, model = snakemake.params.job, snakemake.wildcards.model
@@ -20,7 +23,10 @@ with logged(snakemake.log[0]):
             out_dir=snakemake.output[0],
             checkpoint_dir=f"results/checkpoints/pretrain/{model}",
             languages=spec["languages"],
-            training={**spec["training"], "save_steps": snakemake.resources.save_steps or None},
+            # save_steps and report_to: how it runs (resources, sekd.plan.run_names)
+            training={**spec["training"], **runtime_values(snakemake.resources, RUNTIME)},
+            run_name=f"pretrain/{model}",
+            tracking_dir=train.tracking_dir(snakemake.log[0]),
             seed=spec["seed"],
             dtype=spec["dtype"],
             trust_remote_code=spec["trust_remote_code"],

@@ -27,6 +27,8 @@ with logged(snakemake.log[0]):
             valid_files=list(snakemake.input.valid),
             out_dir=snakemake.output[0],
             checkpoint_dir=f"results/checkpoints/sft/{wc.model}/seed{wc.seed}",
+            run_name=f"sft/{wc.model}",
+            tracking_dir=train.tracking_dir(snakemake.log[0]),  # training.report_to's
             seed=int(wc.seed),
             threads=snakemake.threads,
         )

@@ -334,27 +334,43 @@ def _training(config: dict, cluster: Cluster, rule: str, wc) -> Request:
     training = config["training"]
     batch, length = training["per_device_batch_size"], training["max_length"]
     name = wc.model if rule == "sft" else "student"
-    online, onpolicy = None, False
+    online, onpolicy, finetune = None, False, training["finetune"]
     if rule == "kd":
         teacher, source = split_teacher(wc.teacher)
-        objective = OBJECTIVES[study.planned_variant(config, wc.variant).objective]
+        variant = study.planned_variant(config, wc.variant)
+        objective = OBJECTIVES[variant.objective]
         online = teacher if source is None and objective.reads_teacher_logits else None
         onpolicy = objective.student_sequences
+        finetune = variant.option("finetune")
     arch = _arch(config, name)
+    adapter = _lora_params(config, name, arch) if finetune == "lora" else 0
     teacher_arch = _arch(config, online) if online else None
     tokens = _train_tokens(config) * training["epochs"]
     peak = cluster.gpu_tflops
     load = _bytes(config, name) + (_bytes(config, online) if online else 0)
     parts = [f"online teacher {online}"] * bool(online) + ["on-policy"] * onpolicy
+    parts += [f"LoRA r={config['models'][name]['lora']['rank']}"] * bool(adapter)
     label = f"{name} ({', '.join(parts)})" if parts else name
     return training_request(
         rule,
         label,
-        lambda gpus: training_estimate(arch, gpus, batch, length, tokens, teacher_arch, peak),
+        lambda gpus: training_estimate(
+            arch, gpus, batch, length, tokens, teacher_arch, peak, lora_params=adapter
+        ),
         load,
         cluster,
         onpolicy,
     )
+
+
+def _lora_params(config: dict, name: str, arch: Arch) -> int:
+    """The parameters of models.<name>.lora's adapter on `arch`; SizingError naming the key when
+    a target module is not one the sizing model knows."""
+    lora = config["models"][name]["lora"]
+    try:
+        return arch.lora_params(lora["rank"], lora["target_modules"])
+    except ValueError as error:
+        raise SizingError(f"models.{name}.lora.target_modules: {error}") from None
 
 
 def _forward_only(estimate: Estimate, config: dict, second: str | None, dtype: str) -> Estimate:

@@ -157,10 +157,12 @@ class Jobs:
     def training_slice(self, model_name: str) -> dict:
         """The config a training job reads; nothing else, so unrelated edits rerun nothing.
         training.truncation and prompt.response_newline only when not their defaults;
-        training.sft_selection never (`sft` adds it, to the SFT jobs only)."""
+        training.sft_selection never (`sft` adds it, to the SFT jobs only), nor training.finetune
+        (`lora` says whether a job trains an adapter, and which)."""
         config = self.config
         model = config["models"][model_name]
-        training = {k: v for k, v in config["training"].items() if k != "sft_selection"}
+        skip = ("sft_selection", "finetune")
+        training = {k: v for k, v in config["training"].items() if k not in skip}
         if not self.not_default("training", "truncation"):
             training.pop("truncation")
         prompt = self.not_default("prompt", "response_newline")
@@ -178,6 +180,7 @@ class Jobs:
         training.sft_selection when not the default, and for valid_bleu the decoding and scoring
         it selects with (sekd.train.sft_checkpoint)."""
         job = drop_runtime_keys(self.training_slice(model_name))
+        job.update(self.lora(model_name, self.config["training"]["finetune"]))
         selection = self.not_default("training", "sft_selection")
         job["training"].update(selection)
         if selection.get("sft_selection") == "valid_bleu":
@@ -187,6 +190,12 @@ class Jobs:
                 "batch_size": self.config["decoding"]["batch_size"],
             }
         return job
+
+    def lora(self, model_name: str, finetune: str) -> dict:
+        """{"lora": models.<name>.lora} when the job trains a LoRA adapter (`finetune`: the
+        config's training.finetune for SFT, a KD run's option), else {} (full fine-tuning: the
+        params of the runs before LoRA existed stay as they were)."""
+        return {"lora": self.config["models"][model_name]["lora"]} if finetune == "lora" else {}
 
     def variant(self, name: str) -> Variant:
         """The plan's KD run `name` (sekd.plan.study.planned_variant): matched, never parsed."""
@@ -221,6 +230,7 @@ class Jobs:
         """What a KD job computes from: the student's training slice without the runtime
         keys, and the sampling length of objectives that sample from the student."""
         job = drop_runtime_keys(self.training_slice("student"))
+        job.update(self.lora("student", self.variant(variant_name).option("finetune")))
         if self.kd_init(teacher, variant_name, seed):  # this workflow's checkpoint, not the hub's
             job.pop("revision", None)
         if OBJECTIVES[self.variant(variant_name).objective].student_sequences:

@@ -370,6 +370,14 @@ RUN_OPTIONS: dict[str, RunOption] = {
             "objectives: an on-policy step's tokens are sampled in the step)",
             offpolicy_only=True,
         ),
+        RunOption(
+            "finetune",
+            "training.finetune",
+            ("full", "lora"),
+            None,
+            "what the student trains: every weight (default, §4.2), or a LoRA adapter on its "
+            "frozen base model (models.student.lora; sekd.train.lora), merged for decoding",
+        ),
     ]
 }
 

@@ -17,7 +17,7 @@ SOURCE_PATTERN = r"full|sparse[0-9]+(?:t[0-9]+(?:\.[0-9]+)?)?"
 
 # `training` keys that change how a run executes, not what it computes: the rules leave them out of
 # their params (changing them reruns nothing) and a resumed run may change save_steps.
-RUNTIME_KEYS = ("deepspeed", "nproc_per_node", "save_steps")
+RUNTIME_KEYS = ("deepspeed", "nproc_per_node", "save_steps", "report_to")
 
 
 def drop_runtime_keys(job_slice: dict) -> dict:
@@ -40,6 +40,27 @@ def as_resource(value: str | int | None, kind: type = int) -> str | int:
 def from_resources(resources, names: tuple[str, ...]) -> dict:
     """{name: the resource's value, None when unset (0 or "")} of a job's resources."""
     return {name: getattr(resources, name, None) or None for name in names}
+
+
+def runtime_resources(training: dict, names: tuple[str, ...] = RUNTIME_KEYS) -> dict:
+    """The config's `training` RUNTIME_KEYS (`names` of them) as a training rule's resources:
+    report_to's list as one comma-separated string; unset as 0 or "" (`as_resource`)."""
+    values = {
+        "deepspeed": as_resource(training["deepspeed"], str),
+        "nproc_per_node": as_resource(training["nproc_per_node"]),
+        "save_steps": as_resource(training["save_steps"]),
+        "report_to": ",".join(training["report_to"]),
+    }
+    return {name: values[name] for name in names}
+
+
+def runtime_values(resources, names: tuple[str, ...] = RUNTIME_KEYS) -> dict:
+    """`runtime_resources` read back from a job's resources: the config's values (None when
+    unset; report_to a list, [] when unset)."""
+    values = from_resources(resources, names)
+    if "report_to" in values:
+        values["report_to"] = values["report_to"].split(",") if values["report_to"] else []
+    return values
 
 
 def source_name(store: dict) -> str | None:

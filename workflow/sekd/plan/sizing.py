@@ -54,6 +54,36 @@ class Arch:
         layers = self.num_hidden_layers * self.layer_params()
         return self.embedding_params() + layers + self.hidden_size + head
 
+    def module_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each linear module of a decoder layer, by name."""
+        h, kv, i = (
+            self.hidden_size,
+            self.num_key_value_heads * self.head_dim,
+            self.intermediate_size,
+        )
+        return {
+            "q_proj": (h, h),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (h, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
+
+    def lora_params(self, rank: int, targets: list[str]) -> int:
+        """A LoRA adapter's parameters: r·(in + out) per target module per layer (A [r, in],
+        B [out, r]); ValueError for a module name a decoder layer does not have."""
+        shapes = self.module_shapes()
+        unknown = sorted(set(targets) - set(shapes))
+        if unknown:
+            raise ValueError(
+                f"no linear module {', '.join(unknown)} in a decoder layer to size (known: "
+                f"{', '.join(shapes)})"
+            )
+        per_layer = sum(rank * sum(shapes[name]) for name in targets)
+        return per_layer * self.num_hidden_layers
+
     def largest_layer_params(self) -> int:
         """The largest module ZeRO-3 gathers at once (an embedding or a decoder layer)."""
         return max(self.embedding_params(), self.layer_params())
@@ -68,6 +98,14 @@ KNOWN_ARCHS: dict[str, Arch] = {
     "huggyllama/llama-7b": _llama1(4096, 11008, 32, 32),
     "huggyllama/llama-13b": _llama1(5120, 13824, 40, 40),
     "huggyllama/llama-30b": _llama1(6656, 17920, 60, 52),
+    # The families of config/examples/ (their config.json at the revisions pinned there; Qwen2's
+    # q/k/v biases, under 0.01% of the parameters, are not counted)
+    "Qwen/Qwen2.5-1.5B": Arch(1536, 8960, 28, 12, 2, 151936, tie_word_embeddings=True),
+    "Qwen/Qwen2.5-7B": Arch(3584, 18944, 28, 28, 4, 152064),
+    "Qwen/Qwen2.5-14B": Arch(5120, 13824, 48, 40, 8, 152064),
+    "meta-llama/Llama-3.2-1B": Arch(2048, 8192, 16, 32, 8, 128256, tie_word_embeddings=True),
+    "meta-llama/Llama-3.1-8B": Arch(4096, 14336, 32, 32, 8, 128256),
+    "meta-llama/Llama-3.1-70B": Arch(8192, 28672, 80, 64, 8, 128256),
 }
 
 
@@ -188,11 +226,19 @@ def training_estimate(
     tokens: float,
     teacher: Arch | None = None,
     peak_tflops: float | None = None,
+    lora_params: int = 0,
 ) -> Estimate:
     """SFT (teacher None) or KD of `arch` on `gpus` GPUs; FLOPs ≈ 6·N·tokens (training) plus
-    2·N_teacher·tokens (the teacher's forward passes)."""
+    2·N_teacher·tokens (the teacher's forward passes). With a LoRA adapter of `lora_params`
+    parameters, only the adapter has gradients and optimizer states: the base's bf16 weights
+    (partitioned) plus the adapter's ZeRO-3 states, and 4·N·tokens (forward, and backward to the
+    activations only) plus the adapter's 6·N_lora·tokens."""
     n = arch.params()
     flops = 6 * n * tokens
+    states = zero3_model_states(n, gpus)
+    if lora_params:
+        flops = 4 * n * tokens + 6 * lora_params * tokens
+        states = 2 * n // gpus + zero3_model_states(lora_params, gpus)
     teacher_bytes = 0
     if teacher is not None:
         # ZeRO-3 inference engine: bf16 weights partitioned, one module gathered, and its logits
@@ -203,7 +249,7 @@ def training_estimate(
         )
         flops += 2 * teacher.params() * tokens
     return Estimate(
-        weights=zero3_model_states(n, gpus),
+        weights=states,
         gathered=4 * arch.largest_layer_params(),
         activations=training_activations(arch, batch, length),
         logits=loss_logits(arch, batch, length),

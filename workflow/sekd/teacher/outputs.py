@@ -56,6 +56,8 @@ BEAM_KEYS = {"num_beams"}
 SAMPLING_KEYS = {"temperature", "top_k", "top_p"}
 
 Generated = list[tuple[list[int], bool]]
+# the ids that end a hypothesis: the tokenizer's EOS, or it and generation_config's (decode.end_ids)
+Ends = int | Sequence[int]
 """The hypotheses of one prompt: (token ids, finished), best first; ids end with the EOS when
 finished, else they are the `max_new_tokens` generated (no EOS)."""
 
@@ -115,25 +117,18 @@ def prompt_ids(example: dict) -> list[int]:
     return list(example["input_ids"][:length])
 
 
-def split_at_eos(row: Sequence[int], eos: int) -> tuple[list[int], bool]:
-    """(ids up to and including the first EOS, True), or (all of `row`, False) without one."""
-    row = list(row)
-    if eos in row:
-        return row[: row.index(eos) + 1], True
-    return row, False
-
-
 def beam_search(
     model: Any,
     prompts: list[list[int]],
     num_beams: int,
     max_new_tokens: int,
-    eos_token_id: int,
+    eos_token_id: int | Sequence[int],
     pad_token_id: int,
     vocab_limit: int | None = None,
 ) -> list[Generated]:
     """The `num_beams` hypotheses of each prompt, best first (Hugging Face beam search,
-    ``num_return_sequences = num_beams``, left-padded prompts); no id at or above `vocab_limit`
+    ``num_return_sequences = num_beams``, left-padded prompts), each ending at the first of the
+    end ids `eos_token_id` (sekd.train.sampling.split_at_end); no id at or above `vocab_limit`
     (the tokenizer's size; sekd.train.sampling.within_tokenizer)."""
     input_ids, attention = sampling.left_pad(prompts, pad_token_id)
     device = next(model.parameters()).device
@@ -142,7 +137,7 @@ def beam_search(
         num_beams=num_beams,
         num_return_sequences=num_beams,
         do_sample=False,
-        eos_token_id=eos_token_id,
+        eos_token_id=sampling.end_ids(eos_token_id),
         pad_token_id=pad_token_id,
         bos_token_id=model.config.bos_token_id,
     )
@@ -153,7 +148,8 @@ def beam_search(
             generation_config=config,
             logits_processor=LogitsProcessorList([sampling.WithinTokenizer(vocab_limit)]),
         )
-    rows = [split_at_eos(row, eos_token_id) for row in output[:, input_ids.shape[1] :].tolist()]
+    new = output[:, input_ids.shape[1] :].tolist()
+    rows = [sampling.split_at_end(row, eos_token_id) for row in new]
     return [rows[b * num_beams : (b + 1) * num_beams] for b in range(len(prompts))]
 
 
@@ -162,7 +158,7 @@ def generate_batch(
     prompts: list[list[int]],
     indices: list[int],
     job: GenerationJob,
-    eos_token_id: int,
+    eos_token_id: int | Sequence[int],
     pad_token_id: int,
     vocab_limit: int | None = None,
 ) -> list[Generated]:
@@ -196,7 +192,7 @@ def generate_batch(
 
 
 def generated_batches(
-    model: Any, prompts: list[list[int]], job: GenerationJob, eos: int, pad: int, vocab: int
+    model: Any, prompts: list[list[int]], job: GenerationJob, eos: Ends, pad: int, vocab: int
 ) -> Iterator[tuple[list[int], list[Generated]]]:
     """(example indices, their hypotheses) per length-sorted batch of prompts (vLLM: one batch
     of all). No id at or above the tokenizer's size `vocab` is generated (suppressed); one that
@@ -214,7 +210,7 @@ def generated_batches(
 
 
 def generate_all(
-    model: Any, prompts: list[list[int]], job: GenerationJob, eos: int, pad: int, vocab: int
+    model: Any, prompts: list[list[int]], job: GenerationJob, eos: Ends, pad: int, vocab: int
 ) -> list[Generated]:
     """The hypotheses of every prompt, in order (`generated_batches`)."""
     out: list[Generated] = [[] for _ in prompts]
@@ -237,7 +233,7 @@ def _check_ids(hypotheses: Generated, vocab: int, job: GenerationJob, index: int
 # --- vLLM (optional) ----------------------------------------------------------------------------
 
 
-def generate_vllm(job: GenerationJob, prompts: list[list[int]], eos: int) -> list[Generated]:
+def generate_vllm(job: GenerationJob, prompts: list[list[int]], eos: Ends) -> list[Generated]:
     """The hypotheses of every prompt from vLLM (engine "vllm"; GPU machines): beam search via
     `LLM.beam_search` (all beams, best first), sampling via `SamplingParams` with the per-request
     seed ``row_seed(seed, example index)`` (vLLM's draws, not `sekd.train.sampling`'s: the same
@@ -270,7 +266,7 @@ def generate_vllm(job: GenerationJob, prompts: list[list[int]], eos: int) -> lis
                 top_k=int(g["top_k"]) or -1,  # vLLM: -1 = all tokens
                 top_p=float(g["top_p"]),
                 max_tokens=limit,
-                stop_token_ids=[eos],
+                stop_token_ids=sampling.end_ids(eos),
                 seed=vllm_seed(job.seed, index),
             )
             for index in range(len(prompts))
@@ -287,13 +283,13 @@ def vllm_seed(seed: int, index: int) -> int:
     return sampling.row_seed(seed, index) % 2**31
 
 
-def vllm_hypothesis(generated: Sequence[int], eos: int, max_new_tokens: int) -> tuple[list, bool]:
+def vllm_hypothesis(generated: Sequence[int], eos: Ends, max_new_tokens: int) -> tuple[list, bool]:
     """(ids, finished) of a vLLM continuation. vLLM stops at EOS or at `max_new_tokens`; some
     versions leave the EOS out of the tokens, so a shorter continuation without one ended at
     EOS, which is put back."""
-    ids, finished = split_at_eos(generated, eos)
+    ids, finished = sampling.split_at_end(generated, eos)
     if not finished and len(ids) < max_new_tokens:
-        return [*ids, eos], True
+        return [*ids, sampling.end_ids(eos)[0]], True
     return ids, finished
 
 
@@ -385,7 +381,8 @@ def _output_lines(
     metric = BLEU(tokenize=job.tokenize, effective_order=True)
     lines: list[str] = [""] * len(prompts)  # JSON, compact at 52k prompts x K beams
     counts = dict.fromkeys(("examples", "hypotheses", "empty", "truncated"), 0)
-    eos, pad = tok.eos_token_id, tok.pad_token_id
+    # the tokenizer's EOS and the teacher's generation_config end ids (Llama-3's, Gemma's)
+    eos, pad = decode.end_ids(teacher, tok), tok.pad_token_id
     for batch, generated in generated_batches(teacher, prompts, job, eos, pad, len(tok)):
         for index, hypotheses in zip(batch, generated, strict=True):
             reference = records[index]["target"]

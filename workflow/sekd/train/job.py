@@ -45,13 +45,14 @@ from sekd.data import pretraining
 from sekd.data import tokenizer as tokenizers
 from sekd.data.batches import PadCollator, encode_files, read_records
 from sekd.data.prompts import DEFAULT_TRUNCATION, RESPONSE_NEWLINE
+from sekd.evaluate import decode
 from sekd.plan import allocation
 from sekd.plan.objectives import OBJECTIVES, Objective, get_objective
-from sekd.plan.run_names import RUNTIME_KEYS, from_resources, serves
+from sekd.plan.run_names import RUNTIME_KEYS, runtime_values, serves
 from sekd.plan.variants import Variant
 from sekd.teacher import outputs as teacher_outputs
 from sekd.teacher.store import TeacherStore
-from sekd.train import distributed
+from sekd.train import distributed, lora
 from sekd.train import run_lock as runlock
 from sekd.train import sft_checkpoint as selection
 from sekd.train.checkpoints import (
@@ -118,6 +119,14 @@ class TrainJob:
     # the pretraining text (rule pretrain, sekd.data.pretraining): the run trains a causal LM on
     # its blocks of training.max_length tokens for training.max_steps steps, instead of SFT
     pretrain_text: str | None = None
+    # models.<name>.lora when the run trains a LoRA adapter (training.finetune, or a KD run's
+    # option finetune: lora; sekd.plan.jobs.Jobs.lora), else None: every weight trains
+    lora: dict | None = None
+    # the run (sft/<model>, kd/<teacher>/<variant>, pretrain/<model>), without the seed: the
+    # experiment's name in training.report_to's trackers
+    run_name: str = ""
+    # where those trackers write (`tracking_dir`: beside the rule's log); None: nowhere
+    tracking_dir: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.plan, dict):  # read back from job.json (sekd.train.distributed.launch)
@@ -127,7 +136,7 @@ class TrainJob:
 def rule_job(job_slice: dict, resources, **fields) -> TrainJob:
     """The TrainJob of an sft or kd rule: its params' config slice (without RUNTIME_KEYS), the
     runtime keys and GPUs from its resources (changing them reruns nothing), and `fields`."""
-    runtime = from_resources(resources, RUNTIME_KEYS)
+    runtime = runtime_values(resources, RUNTIME_KEYS)
     deepspeed = runtime["deepspeed"]
     if deepspeed and not Path(deepspeed).exists():
         # relative to the repository (as config.yaml names it) when not to the working directory
@@ -140,9 +149,16 @@ def rule_job(job_slice: dict, resources, **fields) -> TrainJob:
         dtype=job_slice["dtype"],
         trust_remote_code=job_slice["trust_remote_code"],
         revision=job_slice.get("revision"),
+        lora=job_slice.get("lora"),
         gpus_per_node=allocation.gpus_per_node(resources),
         **fields,
     )
+
+
+def tracking_dir(log_file: str) -> str:
+    """Where a run's training.report_to trackers write: beside the rule's log file, a folder of
+    the same name (results/logs/sft/student/seed1.log -> results/logs/sft/student/seed1)."""
+    return str(Path(log_file).with_suffix(""))
 
 
 def run(job: TrainJob) -> dict:
@@ -227,13 +243,15 @@ def _train_catching(job: TrainJob, signals: Signals) -> dict:
     model = models.load_causal_lm(job.base_model, "float32", job.trust_remote_code, job.revision)
     models.check_vocab(model, tok, job.base_model, job.model_key)
     sources = {"base": models.provenance(job.base_model, job.revision, model)}
+    if job.lora:  # only the adapter trains (sekd.train.lora); saved merged into the base
+        model = lora.wrap(model, job.lora, f"{job.model_key}.lora")
     teacher, store = _teacher(job, variant, train_set, model.config.vocab_size, args, tok)
     if variant.objective != "sft":
         sources["teacher"] = _teacher_source(job)
     _log_start(job, len(train_set), store)
     checkpoints = CheckpointCallback(t.get("save_steps"), job.checkpoint_dir, signals)
     timer = StepTimer()
-    sampling = _onpolicy(job, variant, tok)
+    sampling = _onpolicy(job, variant, tok, decode.end_ids(model, tok))
     callbacks = [checkpoints, timer]
     if select_best and chosen == "valid_bleu":
         callbacks.append(_valid_bleu(job, tok))
@@ -284,10 +302,11 @@ def _teacher_source(job: TrainJob) -> dict:
     return {**meta["teacher"], "outputs": job.teacher_outputs}
 
 
-def _onpolicy(job: TrainJob, variant: Variant, tok) -> OnPolicy | None:
+def _onpolicy(job: TrainJob, variant: Variant, tok, ends: list[int]) -> OnPolicy | None:
     """The student's sampling settings of an on-policy run (sekd.train.onpolicy; None for the
     others): the plan's student_* hyper-parameters and onpolicy_fraction, the config's
-    sequences.max_new_tokens and training.max_length, the tokenizer's EOS and padding."""
+    sequences.max_new_tokens and training.max_length, the end ids `ends` (the tokenizer's EOS
+    first) and the tokenizer's padding."""
     if not variant.student_sampling:
         return None
     if not job.sequences.get("max_new_tokens"):
@@ -304,7 +323,7 @@ def _onpolicy(job: TrainJob, variant: Variant, tok) -> OnPolicy | None:
         top_p=float(s["student_top_p"]),
         max_new_tokens=int(job.sequences["max_new_tokens"]),
         max_length=int(job.training["max_length"]),
-        eos_token_id=tok.eos_token_id,
+        eos_token_id=tuple(ends),
         pad_token_id=tok.pad_token_id,
         seed=job.seed,
         vocab_limit=len(tok),
@@ -351,7 +370,7 @@ def _training_arguments(
             save_only_model=False,  # optimizer, scheduler and RNG states too, to resume
             seed=job.seed,
             data_seed=job.seed,
-            report_to=[],
+            **_trackers(job),
             use_cpu=not use_cuda and not deepspeed,
             deepspeed=deepspeed or None,
             bf16=(use_cuda and job.dtype == "bfloat16") or cpu_bf16,
@@ -364,6 +383,51 @@ def _training_arguments(
             ddp_find_unused_parameters=False,
             disable_tqdm=False,
         )
+
+
+# training.report_to's trackers write under the run's tracking_dir, offline unless the environment
+# says otherwise (a W&B or MLflow server the user set up): the variables transformers reads.
+TRACKER_DIRS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlruns"}
+
+
+def _trackers(job: TrainJob) -> dict:
+    """The Trainer's report_to and run_name from training.report_to (none by default), with each
+    tracker's folder and offline mode set in the environment: TensorBoard's event files in
+    ``<tracking_dir>/tensorboard``, W&B's offline run in ``<tracking_dir>/wandb`` (project sekd,
+    the run as its group), MLflow's file store in ``<tracking_dir>/mlruns`` (the run as the
+    experiment). The run's name is ``<run>/seed<seed>``."""
+    report_to = list(job.training.get("report_to") or [])
+    if not report_to:
+        return {"report_to": []}
+    if job.tracking_dir is None:
+        raise ValueError(
+            f"{job.variant}: training.report_to={report_to} but the job has no folder "
+            "for the trackers (TrainJob.tracking_dir)"
+        )
+    root = Path(job.tracking_dir).resolve()
+    folders = {name: root / TRACKER_DIRS[name] for name in report_to}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    run = job.run_name or job.variant
+    env = os.environ
+    if "tensorboard" in folders:
+        env["TENSORBOARD_LOGGING_DIR"] = str(folders["tensorboard"])
+    if "wandb" in folders:
+        env.setdefault("WANDB_MODE", "offline")
+        env["WANDB_DIR"] = str(folders["wandb"])
+        env.setdefault("WANDB_PROJECT", "sekd")
+        env["WANDB_RUN_GROUP"] = run
+    if "mlflow" in folders:
+        env.setdefault("MLFLOW_TRACKING_URI", folders["mlflow"].as_uri())
+        env.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps it in maintenance
+        env["MLFLOW_EXPERIMENT_NAME"] = run
+    fields = TrainingArguments.__dataclass_fields__
+    logging_dir = (
+        {"logging_dir": env["TENSORBOARD_LOGGING_DIR"]}
+        if ("logging_dir" in fields and "tensorboard" in folders)
+        else {}
+    )  # transformers 4.x reads it here, 5.x from the environment
+    return {"report_to": report_to, "run_name": f"{run}/seed{job.seed}", **logging_dir}
 
 
 def _accumulation_steps(t: dict) -> int:
@@ -566,6 +630,8 @@ def _summary(
         "devices": _devices(),  # the compute budget of the report (sekd.report.budget)
         "precision": _precision(trainer),
         **({"onpolicy": totals} if totals is not None else {}),
+        # the adapter's settings and parameters against the model's (sekd.train.lora)
+        **({"lora": {**job.lora, **lora.parameter_counts(trainer.model)}} if job.lora else {}),
     }
 
 
@@ -618,7 +684,9 @@ def _save(trainer: DistillTrainer, tok, job: TrainJob, summary: dict) -> None:
     )
     kept += " and saves the model."
     with atomic.naming_full_disk(job.out_dir, note=kept), writing as tmp_dir:
-        if _world_size() == 1 and not job.training.get("deepspeed"):
+        if job.lora:
+            _save_lora(trainer, tok, job, tmp_dir)
+        elif _world_size() == 1 and not job.training.get("deepspeed"):
             models.save(trainer.model, tok, tmp_dir)
         else:
             # Collective: under ZeRO-3 the ranks gather the full weights
@@ -638,6 +706,29 @@ def _save(trainer: DistillTrainer, tok, job: TrainJob, summary: dict) -> None:
     if main_process:
         shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
         log.info("saved %s after %d steps", job.out_dir, trainer.state.global_step)
+
+
+def _save_lora(trainer: DistillTrainer, tok, job: TrainJob, tmp_dir: Path) -> None:
+    """A LoRA run's output: the adapter (every rank takes part: under ZeRO-3 its partitions are
+    gathered) in ``<tmp_dir>/adapter``, then, on rank 0, the base model with the adapter merged
+    into its weights, in the dtype the run trained them in (sekd.train.lora.save_merged)."""
+    adapter = tmp_dir / lora.ADAPTER_DIR
+    dtype = _dtype_names(p for p in trainer.model.parameters() if not p.requires_grad)
+    if _world_size() == 1 and not job.training.get("deepspeed"):
+        trainer.model.save_pretrained(adapter, safe_serialization=True)
+    else:
+        trainer.save_model(str(adapter))
+        barrier()
+    if trainer.is_world_process_zero():
+        (adapter / "training_args.bin").unlink(missing_ok=True)
+        if not (adapter / "adapter_model.safetensors").is_file():
+            raise RuntimeError(
+                f"{adapter}: no adapter saved; set zero_optimization."
+                "stage3_gather_16bit_weights_on_model_save to true in the DeepSpeed config"
+            )
+        lora.save_merged(
+            adapter, job.base_model, tok, tmp_dir, dtype, job.trust_remote_code, job.revision
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -41,7 +41,8 @@ class OnPolicy:
     top_p: float
     max_new_tokens: int  # sequences.max_new_tokens
     max_length: int  # training.max_length: prompt + sample are cut there
-    eos_token_id: int
+    # the tokenizer's EOS, or it then the student's generation_config end ids (decode.end_ids)
+    eos_token_id: int | tuple[int, ...]
     pad_token_id: int
     seed: int  # the run's seed
     vocab_limit: int | None = None  # the tokenizer's size: no sampled id at or above it

@@ -13,6 +13,7 @@ KV cache work as for any greedy decoding.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -121,13 +122,14 @@ def sample(
     top_k: int,
     top_p: float,
     max_new_tokens: int,
-    eos_token_id: int,
+    eos_token_id: int | Sequence[int],
     pad_token_id: int,
     synced_gpus: bool = False,
     vocab_limit: int | None = None,
 ) -> list[tuple[list[int], bool]]:
     """One sample per prompt (token-id lists) from `model`: [(new tokens, finished)], the tokens
-    up to and including the first EOS when `finished`, else the `max_new_tokens` drawn (cut: no
+    up to and including the first end id when `finished` (`split_at_end`: the tokenizer's EOS, or
+    another of `eos_token_id`'s, written as that EOS), else the `max_new_tokens` drawn (cut: no
     EOS). Row b is drawn with seed `seeds[b]` (module docstring); ``synced_gpus``: every ZeRO-3
     rank keeps stepping until all are done; `vocab_limit`: the tokenizer's size, no id at or above
     it is drawn (`within_tokenizer`)."""
@@ -137,7 +139,7 @@ def sample(
         max_new_tokens=max_new_tokens,
         do_sample=False,
         num_beams=1,
-        eos_token_id=eos_token_id,
+        eos_token_id=end_ids(eos_token_id),
         pad_token_id=pad_token_id,
     )
     processor = SeededSampling(seeds, temperature, top_k, top_p, input_ids.shape[1])
@@ -149,10 +151,22 @@ def sample(
             logits_processor=LogitsProcessorList([WithinTokenizer(vocab_limit), processor]),
             synced_gpus=synced_gpus,
         )
-    samples = []
-    for row in output[:, input_ids.shape[1] :].tolist():
-        if eos_token_id in row:
-            samples.append((row[: row.index(eos_token_id) + 1], True))
-        else:
-            samples.append((row, False))
-    return samples
+    return [split_at_end(row, eos_token_id) for row in output[:, input_ids.shape[1] :].tolist()]
+
+
+def end_ids(eos: int | Sequence[int]) -> list[int]:
+    """The ids that end a generated sequence: the tokenizer's EOS alone (an int), or it followed
+    by the model's other end ids (generation_config's, sekd.evaluate.decode.end_ids)."""
+    return [eos] if isinstance(eos, int) else list(eos)
+
+
+def split_at_end(row: Sequence[int], eos: int | Sequence[int]) -> tuple[list[int], bool]:
+    """(the ids up to and including the first end id, True), that id written as the tokenizer's
+    EOS (the first of `end_ids(eos)`): a sequence a model ended with its own end-of-turn id ends
+    as the workflow's training targets do; else (all of `row`, False)."""
+    ends = end_ids(eos)
+    row, stops = [int(token) for token in row], set(ends)  # ints, also from a tensor
+    first = next((i for i, token in enumerate(row) if token in stops), None)
+    if first is None:
+        return row, False
+    return [*row[:first], ends[0]], True
