@@ -36,12 +36,13 @@ def test_a_rows_hours_come_from_its_training_and_decoding_jobs(tmp_path, monkeyp
         model = tmp_path / f"results/models/{run}/seed{seed}"
         model.mkdir(parents=True)
         summary = {"devices": {"world_size": 8, "gpus": 8, "gpu_name": "NVIDIA H100"}}
+        summary["lora"] = {"rank": 2, "trainable": 5, "total": 17}  # a LoRA run: its adapter
         (model / "train_summary.json").write_text(json.dumps(summary))
         header = json.dumps({"w": {"dtype": "F32", "shape": [3, 4], "data_offsets": [0, 48]}})
         blob = len(header).to_bytes(8, "little") + header.encode() + bytes(48)
         (model / "model.safetensors").write_bytes(blob)
     row = budget.row_budget("Self-Evolution KD", run, [1, 2])
-    assert row["parameters"] == 12
+    assert row["parameters"] == 12 and row["trained_parameters"] == 5
     assert (row["gpus"], row["gpu"]) == (8, "NVIDIA H100")
     assert row["train_hours"] == 1.5 and row["train_cpu_hours"] == 0.75
     assert row["gpu_hours"] == 12.0  # (1 h + 0.5 h) x 8 GPUs
@@ -66,6 +67,7 @@ def test_the_report_shows_the_budget(tmp_path):
         "system": "Student",
         "run": "sft/student",
         "parameters": 6738415616,
+        "trained_parameters": 6738415616,
         "gpus": 4,
         "gpu": "NVIDIA A100",
         "train_hours": 10.0,

@@ -307,3 +307,32 @@ def test_report_to_travels_as_a_resource_and_changes_no_params():
         train.tracking_dir("results/logs/kd/teacher/x/seed2.log")
         == "results/logs/kd/teacher/x/seed2"
     )
+
+
+def test_an_onpolicy_lora_student_samples_through_its_adapter(
+    sft_lora, files, tiny_model_dir, tmp_path
+):
+    """GKD with finetune.lora: the student samples its sequences (PEFT's generate) and trains its
+    adapter on them."""
+    teacher, _ = sft_lora
+    variant = make_variant(
+        "gkd",
+        {"jsd_beta": 0.5, "onpolicy_fraction": 1.0, **STUDENT_SAMPLING},
+        {"finetune": "lora"},
+    )
+    job = tiny_job(
+        tmp_path / "gkd",
+        tiny_model_dir,
+        files / "train.jsonl",
+        variant=variant,
+        teacher=teacher,
+        training={**TRAINING, "epochs": 1, "select_best_sft": False},
+        lora=LORA,
+        sequences={"max_new_tokens": 8},
+    )
+    summary = train.run(job)
+    assert summary["onpolicy"]["samples"] > 0 and summary["lora"]["trainable"] > 0
+    assert (tmp_path / "gkd" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+STUDENT_SAMPLING = {"student_temperature": 1.0, "student_top_k": 0, "student_top_p": 1.0}

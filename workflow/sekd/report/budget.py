@@ -57,10 +57,11 @@ def _training_files(run: str, seed: int) -> tuple[Path, Path]:
 
 
 def row_budget(system: str, run: str, seeds: list[int]) -> dict:
-    """One table row's budget over `seeds`: parameters, GPUs and their type, training wall and
-    CPU hours, GPU hours (training wall time x GPUs), decoding wall hours."""
+    """One table row's budget over `seeds`: parameters, those trained (a LoRA run's adapter, else
+    all), GPUs and their type, training wall and CPU hours, GPU hours (training wall time x GPUs),
+    decoding wall hours."""
     train_wall = train_cpu = gpu_hours = decode_wall = 0.0
-    gpus, gpu_name, params = 0, None, None
+    gpus, gpu_name, params, trained = 0, None, None, None
     for seed in seeds:
         bench, summary_path = _training_files(run, seed)
         wall, cpu = job_seconds(bench)
@@ -71,10 +72,12 @@ def row_budget(system: str, run: str, seeds: list[int]) -> dict:
         decodes = sorted(Path(f"results/benchmarks/decode/{run}/seed{seed}").rglob("*.tsv"))
         decode_wall += sum(job_seconds(p)[0] for p in decodes)
         params = parameters(summary_path.parent)
+        trained = (summary.get("lora") or {}).get("trainable", params)
     return {
         "system": system,
         "run": run,
         "parameters": params,
+        "trained_parameters": trained,
         "gpus": gpus,
         "gpu": gpu_name or "",
         "train_hours": round(train_wall / 3600, 4),

@@ -157,6 +157,7 @@ def _budget_section(budget: dict) -> list[str]:
     columns = [
         ("system", "System"),
         ("parameters", "Parameters"),
+        ("trained_parameters", "Trained"),
         ("gpus", "GPUs"),
         ("gpu", "GPU"),
         ("train_hours", "Training h"),
@@ -167,7 +168,8 @@ def _budget_section(budget: dict) -> list[str]:
     parts = [
         "<h2>Compute budget</h2>",
         "<p>Measured by this run (Snakemake benchmark files; ACL Responsible NLP checklist C1): "
-        "per row, the trained model's parameters, the GPUs its training ran on, the wall and "
+        "per row, the trained model's parameters and those its training updated (a LoRA run's "
+        "adapter), the GPUs its training ran on, the wall and "
         "CPU hours of its training summed over seeds, GPU hours (training wall time × GPUs) and "
         "the wall hours of its decoding. Shared jobs (the teacher's SFT, teacher outputs and "
         "stores) are counted in their own rows and in the total.</p>",
