@@ -1,5 +1,5 @@
 """Model families by config alone, end to end (issue 21): for tiny local models of the Qwen2
-(Qwen2.5's conventions: no BOS, pad = EOS, a vocabulary padded above the tokenizer), Llama
+XX
 (Llama-3's: a BOS, no pad, two end ids in generation_config), Mistral and Gemma-2/3 (sliding
 windows shorter than a prompt) architectures, pointed at by models.<name>.pretrained with
 tokenizer.from_model: student, Snakemake runs Table 1 (SFT, the logit objectives, decoding) and
@@ -49,7 +49,9 @@ CONVENTIONS = {
     ),
 }
 CONVENTIONS["gemma3"] = CONVENTIONS["gemma2"]
-PADDED = {"qwen2": 24}  # embedding rows above the tokenizer (Qwen2.5's rounding up)
+# embedding rows above the tokenizer of the student and the teacher (Qwen2.5 rounds up, the 7B
+# teacher further than the 1.5B student: 152,064 and 151,936 rows for 151,665 entries)
+PADDED = {"qwen2": (24, 152)}
 TVD = "fd_tvd-ttemp1-ttopk0-ttopp1-stemp1-stopk0-stopp1"
 
 
@@ -75,12 +77,15 @@ def _tokenizer(family: str) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
 
 
-def _model_dir(family: str, tok, path: Path, hidden: int, layers: int, seed: int) -> Path:
-    """A family's model of `hidden` x `layers` with `tok`, saved as a hub checkpoint would be."""
+def _model_dir(
+    family: str, tok, path: Path, hidden: int, layers: int, seed: int, padded: int = 0
+) -> Path:
+    """A family's model of `hidden` x `layers` with `tok` and `padded` embedding rows above it,
+    saved as a hub checkpoint would be."""
     config_class, model_class, extra = FAMILIES[family]
     end = tok.convert_tokens_to_ids("<|eot_id|>") if family == "llama" else None
     config = config_class(
-        vocab_size=len(tok) + PADDED.get(family, 0),
+        vocab_size=len(tok) + padded,
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
@@ -111,8 +116,9 @@ def family_study(request, tmp_path_factory, alma_mirror, monkeypatch_module):
     monkeypatch_module.setenv("SEKD_DATA_MIRROR", str(alma_mirror))
     root = tmp_path_factory.mktemp(f"family-{family}")
     tok = _tokenizer(family)
-    student = _model_dir(family, tok, root / "student", 32, 1, seed=1)
-    teacher = _model_dir(family, tok, root / "teacher", 48, 2, seed=2)
+    student_rows, teacher_rows = PADDED.get(family, (0, 0))
+    student = _model_dir(family, tok, root / "student", 32, 1, seed=1, padded=student_rows)
+    teacher = _model_dir(family, tok, root / "teacher", 48, 2, seed=2, padded=teacher_rows)
     config = {
         "tokenizer": {"from_model": "student", "train": None},
         "models": {
