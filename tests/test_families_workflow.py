@@ -1,9 +1,10 @@
 """Model families by config alone, end to end (issue 21): for tiny local models of the Qwen2
 (Qwen2.5's conventions: no BOS, pad = EOS, vocabularies padded above the tokenizer, the teacher's
 further than the student's), Llama (Llama-3's: a BOS, no pad, two end ids in generation_config),
-Mistral and Gemma-2/3 (sliding windows shorter than a prompt) architectures, pointed at by models.<name>.pretrained with
-tokenizer.from_model: student, Snakemake runs Table 1 (SFT, the logit objectives, decoding) and
-f-DISTILL TVD (sequences sampled from the teacher and from the student) on the micro config."""
+Mistral and Gemma-2/3 (sliding windows shorter than a prompt) architectures, pointed at by
+models.<name>.pretrained with tokenizer.from_model: student, Snakemake runs Table 1 (SFT, the
+logit objectives, decoding) and f-DISTILL TVD (sequences sampled from the teacher and from the
+student) on the micro config."""
 
 from __future__ import annotations
 
