@@ -150,6 +150,7 @@ class Hyper:
     want_grad: bool
     difficulty: str  # d of sekd/sekd_topk: "kl" or "cross_entropy" (sekd.train.losses)
     all_hard: bool  # hard_tokens="all": every token of sekd/sekd_topk is hard
+    on_policy: bool = False  # the tokens are the student's samples (fd_js's student half)
 
     def __getattr__(self, name: str) -> float:
         hparams = self.__dict__.get("hparams", {})
@@ -236,20 +237,24 @@ def _skew_teacher_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
 
 @register_kernel("reverse_kd", "p")
 def _reverse_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
-    """(1-λ)·SFT + λ·KL(q||p); ∂/∂s = q·(λ(ℓ + 1) - Σg) - (1-λ)·e_y, ℓ = log q - log p, with
-    Σg = λ(KL + Σq) - (1-λ)."""
-    lam = h.lam
+    return _reverse(ch, h, h.lam)
+
+
+def _reverse(ch: Chunk, h: Hyper, lam: float) -> KernelOut:
+    """(1-λ)·SFT + λ·KL(q||p); ∂/∂s = q·(λ(ℓ + 1) - Σg) - (1-λ)·e_y, ℓ = ln q - ln p, with
+    Σg = λ(KL + Σq) - (1-λ), computed as q·(λ(ℓ - KL) + λ(1 - Σq) + 1 - λ): ℓ in nats before the
+    sum that gives KL, so that ℓ - KL is exactly 0 where q is one-hot (saturated logits), as the
+    reference's is."""
     if lam == 0:
         return _sft(ch, h)
     nll, q = ch.nll(), ch.q
-    ell = torch.sub(ch.lq, ch.lt, out=ch.b)  # base 2; q = 0 terms: 0·finite
-    kl = _rowdot(q, ell, ch.a).mul_(LN2)
+    ell = torch.sub(ch.lq, ch.lt, out=ch.b).mul_(LN2)  # nats; q = 0 terms: 0·finite
+    kl = _rowdot(q, ell, ch.a)
     loss = kl if lam == 1 else nll.mul_(1 - lam).add_(kl, alpha=lam)
     ds = None
     if h.want_grad:
-        sum_g = (kl + q.sum(-1)).mul_(lam).sub_(1 - lam)
-        ds = ell.mul_(lam * LN2 * h.scale).add_(sum_g.neg_().add_(lam).mul_(h.scale)[:, None])
-        ds = ds.mul_(q)
+        rest = q.sum(-1).neg_().add_(1).mul_(lam).add_(1 - lam)  # λ(1 - Σq) + 1 - λ
+        ds = ell.sub_(kl[:, None]).mul_(lam).add_(rest[:, None]).mul_(q).mul_(h.scale)
         if lam != 1:
             c = (1 - lam) * h.scale
             ds.scatter_add_(-1, ch.y, torch.full(ch.y.shape, -c, dtype=ds.dtype, device=ds.device))
@@ -349,6 +354,96 @@ def _sekd_topk(
     return _self_evolution(ch, h, "given", hard, d, form=h.difficulty)
 
 
+# --- the seeds' baselines (Table 3; sekd.train.losses) ---------------------------------------
+
+register_kernel("seq_kd", None)(_sft)  # -log q[y] on the teacher's best beam
+register_kernel("seq_inter", None)(_sft)  # and on its beam closest to the reference
+
+
+@register_kernel("word_kd", "p")
+def _word_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    """(1-λ)·SFT + λ·CE(p, q): forward KD's loss and gradient, its value + λ·H(p)."""
+    loss, ds, _, _ = _teacher_mix(ch, h, 1.0)
+    if h.lam != 0:  # H(p) = -Σ p log p; p and log p are untouched by forward KD's kernel
+        loss = loss.add_(_rowdot(ch.t, ch.lt, ch.a), alpha=-h.lam * LN2)
+    return loss, ds, None, None
+
+
+def _forward(ch: Chunk, h: Hyper) -> KernelOut:
+    """KL(p||q): g = -p, ∂/∂s = q·Σp - p."""
+    loss = _kl(ch.t, ch.lt, ch.lq, ch.a)
+    ds = _grad(ch, ch.t.sum(-1).mul_(h.scale), ch.t, h.scale, 0.0) if h.want_grad else None
+    return loss, ds, None, None
+
+
+@register_kernel("fd_kl", "p")
+def _fd_kl(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    return _forward(ch, h)
+
+
+@register_kernel("fd_rkl", "p")
+def _fd_rkl(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    return _reverse(ch, h, 1.0)
+
+
+@register_kernel("fd_tvd", "p")
+def _fd_tvd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    """½·Σ|p - q|: with σ = ½·sign(q - p) (0 where equal, as torch.abs's subgradient),
+    ∂/∂s = q·(σ - Σ q·σ)."""
+    diff = torch.sub(ch.q, ch.t, out=ch.b)
+    loss = torch.abs(diff, out=ch.a).sum(-1).mul_(0.5)
+    ds = None
+    if h.want_grad:
+        sigma = diff.sign_().mul_(0.5)
+        mean = _rowdot(ch.q, sigma, ch.a)
+        ds = ch.q.mul_(sigma.sub_(mean[:, None])).mul_(h.scale)
+    return loss, ds, None, None
+
+
+@register_kernel("gkd", "p")
+def _gkd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    """β·KL(p||m) + (1-β)·KL(q||m), m = βp + (1-β)q (β = jsd_beta; KL(p||q) at 0, KL(q||p) at
+    1, as the reference): ∂L/∂q = (1-β)·ln(q/m), so ∂/∂s = (1-β)·q·(ln(q/m) - KL(q||m))."""
+    beta = h.jsd_beta
+    if beta == 0:
+        return _forward(ch, h)
+    if beta == 1:
+        return _reverse(ch, h, 1.0)
+    m = torch.lerp(ch.q, ch.t, beta, out=ch.a).clamp_min_(_TINY).log2_()  # log2 m
+    kl_p = _rowdot(ch.t, torch.sub(ch.lt, m, out=ch.b), ch.b).mul_(LN2)
+    ell = torch.sub(ch.lq, m, out=ch.a).mul_(LN2)  # ln q - ln m; q = 0 terms: 0·finite
+    kl_q = _rowdot(ch.q, ell, ch.b)
+    loss = kl_p.mul_(beta).add_(kl_q, alpha=1 - beta)
+    ds = None
+    if h.want_grad:
+        w = (1 - beta) * h.scale
+        ds = ch.q.mul_(ell.sub_(kl_q[:, None])).mul_(w)
+    return loss, ds, None, None
+
+
+@register_kernel("fd_js", "p")
+def _fd_js(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
+    """One half of JS per call, m = (p+q)/2. The teacher's sequences: KL(p||m), skew_teacher_kd's
+    KL(p||βq + (1-β)p) at β = ½ (g = -½·p·q/m). The student's samples (on_policy): KL(q||m),
+    ∂L/∂q = ln(q/m) + 1 - ½·q/m =: G, ∂/∂s = q·(G - Σ q·G)."""
+    if not h.on_policy:
+        kl, tw = _skew(ch, 0.5, h.want_grad)
+        ds = None
+        if h.want_grad:
+            ds = _grad(ch, tw.sum(-1).mul_(0.5 * h.scale), tw, 0.5 * h.scale, 0.0)
+        return kl, ds, None, None
+    m = torch.lerp(ch.q, ch.t, 0.5, out=ch.a).clamp_min_(_TINY)
+    g = torch.div(ch.q, m, out=ch.b).mul_(-0.5).add_(1.0)  # 1 - ½·q/m
+    ell = torch.sub(ch.lq, m.log2_(), out=ch.a).mul_(LN2)  # ln q - ln m
+    kl = _rowdot(ch.q, ell, ch.t)  # p is no longer needed
+    ds = None
+    if h.want_grad:
+        g.add_(ell)  # G
+        mean = _rowdot(ch.q, g, ch.a)
+        ds = ch.q.mul_(g.sub_(mean[:, None])).mul_(h.scale)
+    return kl, ds, None, None
+
+
 # --- reading rows -------------------------------------------------------------------------------
 
 
@@ -444,6 +539,7 @@ def chunked_distill(
     hard: Tensor | None,
     difficulty: str,
     hard_tokens: str,
+    on_policy: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(mean loss, loss sum, hard [N] | None, d [N] | None) of the objective of kernel `obj` on
     the tokens where `mask` [B,T] is True (row-major order), `targets` [N] their labels, with
@@ -456,7 +552,7 @@ def chunked_distill(
     then skipped and `num_hard` unused."""
     n = targets.numel()
     want_grad = torch.is_grad_enabled() and student.requires_grad
-    h = Hyper(hparams, 1.0 / max(n, 1), want_grad, difficulty, all_hard=hard_tokens == "all")
+    h = Hyper(hparams, 1.0 / max(n, 1), want_grad, difficulty, hard_tokens == "all", on_policy)
     aux: dict[str, Tensor | None] = {}
 
     def compute() -> tuple[Tensor, Tensor, Tensor | None, int]:

@@ -655,6 +655,7 @@ def _chunked(
         hard=context["hard"],
         difficulty=context["difficulty"],
         hard_tokens=context["hard_tokens"],
+        on_policy=context["on_policy"],
     )
 
 
