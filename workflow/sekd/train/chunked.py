@@ -302,6 +302,8 @@ def _self_evolution(
         kl = _target_kl(ch)
         if d is None:
             d = _difficulty(ch, form)
+    if mode == "given" and hard is not None:  # one kind only: skip the other's work
+        mode = "hard" if bool(hard.all()) else "easy" if not bool(hard.any()) else mode
     if mode == "easy":
         hard = torch.zeros_like(d, dtype=torch.bool)
     elif mode == "hard":
@@ -559,7 +561,10 @@ def chunked_distill(
         reader = _Reader(obj, student, teacher, mask, targets, h, chunk_size, d_offset)
         selection = _select_hard(reader, hard, num_hard)
         grad = _grad_buffer(student, mask) if want_grad else None
-        per_token = _loss_pass(reader, selection, grad)
+        if selection.first_pass:
+            per_token = _topk_passes(reader, selection, grad, num_hard)
+        else:
+            per_token = _loss_pass(reader, selection, grad)
         aux["hard"], aux["d"] = selection.hard, selection.d
         loss_sum = per_token.sum()
         return loss_sum / max(n, 1), loss_sum, grad, n
@@ -605,17 +610,23 @@ class _Reader:
 
     def load(self, i: int, j: int, b: int, t: int) -> Chunk:
         """The chunk of tokens i..j (at [b, t] on the grid when contiguous)."""
-        c, obj = j - i, self.obj
+        if not self.contiguous:
+            return self.load_rows(slice(i, j))
+        return self._fill(j - i, lambda rows: rows.span(b, t, j - i), slice(i, j))
+
+    def load_rows(self, tokens: Tensor | slice) -> Chunk:
+        """The chunk of `tokens` (indices in the row-major order, or a slice), gathered."""
+        bi, ti = self.pos[tokens, 0], self.pos[tokens, 1]
+        return self._fill(bi.numel(), lambda rows: rows.gather(bi, ti), tokens)
+
+    def _fill(self, c: int, read: Callable[[_Rows], Tensor], tokens: Tensor | slice) -> Chunk:
+        """The work buffers' first `c` rows filled from `read` (log q, q; log p, p or ỹ)."""
+        obj = self.obj
         w = {k: v[:c] for k, v in self.work.items()}
-        if self.contiguous:
-            read = lambda rows: rows.span(b, t, c)  # noqa: E731
-        else:
-            bi, ti = self.pos[i:j, 0], self.pos[i:j, 1]
-            read = lambda rows: rows.gather(bi, ti)  # noqa: E731
         _softmax2(read(self.s_rows), w["lq"], w["q"])
-        ch = Chunk(w["lq"], w["q"], w.get("lt"), w.get("t"), self.y_all[i:j], w["a"], w["b"])
+        ch = Chunk(w["lq"], w["q"], w.get("lt"), w.get("t"), self.y_all[tokens], w["a"], w["b"])
         if self.d_offset is not None and obj.teacher == "target":
-            ch.d_offset = self.d_offset[i:j]
+            ch.d_offset = self.d_offset[tokens]
         if self.t_rows is not None:
             _softmax2(read(self.t_rows), ch.lt, ch.t, self.lam_t)
             if obj.teacher == "target":
@@ -638,8 +649,9 @@ class _Selection:
 def _select_hard(
     reader: _Reader, hard: Tensor | None, num_hard: Callable[[int], int] | None
 ) -> _Selection:
-    """sekd_topk: the hard tokens given (a larger pool, sekd.train.pool), or a first pass computing
-    d of every token, then its top-k; neither when every token is hard (or for other kernels)."""
+    """sekd_topk: the hard tokens given (a larger pool, sekd.train.pool), or none yet when they are
+    the top-k d of the batch (`_topk_passes` finds them); neither when every token is hard (or for
+    other kernels)."""
     obj, h, n = reader.obj, reader.h, reader.n
     given = obj.topk and hard is not None and not h.all_hard
     first_pass = obj.topk and not h.all_hard and not given
@@ -654,11 +666,31 @@ def _select_hard(
     )
     if given:  # chosen beforehand: d comes with the loss pass
         selection.hard.copy_(hard)
-    elif first_pass:  # d of every token, then the top-k of the batch
-        for span in reader.spans:
-            selection.d[span[0] : span[1]] = _difficulty(reader.load(*span), h.difficulty)
-        selection.hard[torch.topk(selection.d, num_hard(n)).indices] = True
     return selection
+
+
+def _topk_passes(
+    reader: _Reader, selection: _Selection, grad: Tensor | None, num_hard: Callable[[int], int]
+) -> Tensor:
+    """sekd_topk's hard tokens are the top-k d of the whole batch, known only once every token's
+    d is: a first pass runs every token as easy (its loss KL(ỹ||q), its gradient row and d), then
+    the k hard tokens alone are read again (gathered, in order) and their losses and gradient rows
+    replaced by the hard ones (eq. 7). About 1 + K% passes over the logits, where a d-only pass
+    followed by the loss pass took 2."""
+    easy = _Selection(selection.hard, selection.d, given=True)  # all False: every token easy
+    per_token = _loss_pass(reader, easy, grad)
+    hard = torch.topk(selection.d, num_hard(reader.n)).indices.sort().values
+    selection.hard[hard] = True
+    g_rows = _Rows(grad, grad.shape[-1]) if grad is not None else None
+    width, pos = reader.work["lq"].shape[0], reader.pos
+    for a in range(0, hard.numel(), max(width, 1)):
+        rows = hard[a : a + width]
+        ch = reader.load_rows(rows)
+        loss, ds, _, _ = reader.obj.kernel(ch, reader.h, selection.hard[rows], selection.d[rows])
+        per_token[rows] = loss
+        if g_rows is not None:
+            g_rows.view.index_copy_(0, pos[rows, 0] * g_rows.k + pos[rows, 1], ds.to(grad))
+    return per_token
 
 
 def _grad_buffer(student: Tensor, mask: Tensor) -> Tensor:
