@@ -260,7 +260,7 @@ def test_bad_chunk_size(chunk_size):
 def test_every_objective_has_a_kernel():
     """Every objective: the paper's and the seeds' baselines (issue 22)."""
     assert all(kernel_of(name) is not None for name in PAPER)
-    assert ALL == list(OBJECTIVES)
+    assert list(OBJECTIVES) == ALL
 
 
 # --- analytic gradients against float64 autograd ------------------------------------------------
