@@ -248,6 +248,21 @@ def test_vllm_greedy_maps_onto_sampling_params(fake_vllm, model, tiny_tokenizer)
     assert out == hf  # same hypothesis extraction
 
 
+def test_vllm_stops_at_the_generation_configs_end_ids_too(
+    fake_vllm, model, tiny_tokenizer, tmp_path
+):
+    """A model directory whose generation_config lists another end id (Llama-3's <|eot_id|>):
+    vLLM's greedy decoding stops there too, and a beam that runs past it is cut there."""
+    from transformers import GenerationConfig
+
+    eos = tiny_tokenizer.eos_token_id
+    GenerationConfig(eos_token_id=[eos, 7]).save_pretrained(tmp_path)
+    decode.translate_vllm(str(tmp_path), tiny_tokenizer, SOURCES[:1], "de-en", LANGUAGES)
+    ((_, _, params),) = _FakeLLM.instances[0].calls
+    assert params.stop_token_ids == [eos, 7]
+    assert decode._saved_generation(str(tmp_path / "none")).generation_config is None
+
+
 def test_vllm_beams_map_onto_beam_search(fake_vllm, model, tiny_tokenizer):
     out = decode.translate_vllm(
         "m", tiny_tokenizer, SOURCES[:3], "de-en", LANGUAGES, num_beams=4, max_new_tokens=7

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -78,6 +80,15 @@ def end_ids(model: Any, tokenizer: Any) -> list[int]:
         if token not in ends:
             ends.append(token)
     return ends
+
+
+def _saved_generation(model_dir: str) -> Any:
+    """An object with the `generation_config` a model directory saved (the trained models
+    decoded here are local directories; nothing is fetched), for `end_ids`; None inside when it
+    has none."""
+    path = Path(model_dir) / "generation_config.json"
+    config = GenerationConfig.from_pretrained(str(model_dir)) if path.is_file() else None
+    return SimpleNamespace(generation_config=config)
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -281,6 +292,7 @@ def translate_vllm(
     vllm = import_vllm()
     encoded = encode_prompts(tokenizer, sources, direction, languages, response_newline)
     requests = [{"prompt_token_ids": ids} for ids in encoded]
+    ends = end_ids(_saved_generation(model_dir), tokenizer)  # generation_config's too
     llm = vllm.LLM(model=str(model_dir), tokenizer=str(model_dir), dtype=dtype, seed=0)
     start = time.perf_counter()
     if num_beams == 1:
@@ -288,7 +300,7 @@ def translate_vllm(
             n=1,
             temperature=0.0,
             max_tokens=max_new_tokens,
-            stop_token_ids=[tokenizer.eos_token_id],
+            stop_token_ids=ends,
         )
         results = llm.generate(requests, params)
         generated = [list(r.outputs[0].token_ids) for r in results]
@@ -304,7 +316,8 @@ def translate_vllm(
         ]
     if len(generated) != len(sources):
         raise RuntimeError(f"vLLM returned {len(generated)} outputs for {len(sources)} prompts")
-    hypotheses = [hypothesis(tokenizer, ids) for ids in generated]
+    # a beam's end id other than EOS (vLLM's beam search stops at EOS only) ends it here
+    hypotheses = [hypothesis(tokenizer, ids, ends) for ids in generated]
     tokens = sum(len(ids) for ids in generated)
     _log_throughput(len(sources), tokens, time.perf_counter() - start, None)
     return hypotheses
