@@ -54,6 +54,7 @@ CONVENTIONS["gemma3"] = CONVENTIONS["gemma2"]
 # teacher further than the 1.5B student: 152,064 and 151,936 rows for 151,665 entries)
 PADDED = {"qwen2": (24, 152)}
 TVD = "fd_tvd-ttemp1-ttopk0-ttopp1-stemp1-stopk0-stopp1"
+LORA = {"llama"}  # the families whose study trains LoRA adapters (training.finetune: lora)
 
 
 def _tokenizer(family: str) -> PreTrainedTokenizerFast:
@@ -129,11 +130,16 @@ def family_study(request, tmp_path_factory, alma_mirror, monkeypatch_module):
         # one language pair and direction: the families, not the data, are under test
         "data": {"pairs": ["de-en"], "valid_directions": ["de-en"], "test_directions": ["de-en"]},
     }
+    if family in LORA:  # every SFT and KD run trains a LoRA adapter, through the rules
+        config["training"] = {"finetune": "lora"}
+        for model in config["models"].values():
+            model["lora"] = {"rank": 4, "alpha": 8}
     extra = root / "family.yaml"
     extra.write_text(yaml.safe_dump(config))
     workdir = root / "study"
     workdir.mkdir()
-    targets = ["results/table1.csv", f"results/scores/kd/teacher/{TVD}/seed1/wmt22/de-en.json"]
+    tvd = TVD + ("-finetune.lora" if family in LORA else "")
+    targets = ["results/table1.csv", f"results/scores/kd/teacher/{tvd}/seed1/wmt22/de-en.json"]
     snakemake(workdir, *targets, extra_configs=(str(extra),))
     return family, tok, workdir
 
@@ -145,14 +151,15 @@ def monkeypatch_module():
 
 
 def test_table1_and_a_sampled_objective_run_for_each_family(family_study):
-    _, tok, workdir = family_study
+    family, tok, workdir = family_study
     with open(workdir / "results" / "table1.csv", newline="") as f:
         rows = {r["system"]: r for r in csv.DictReader(f)}
     systems = ["Teacher", "Student", "Forward KD", "Reverse KD", "NoEvo KD", "SKEW KD"]
     assert {*systems, "Self-Evolution KD"} <= set(rows)
     assert all(math.isfinite(float(rows[s]["chrf_avg"])) for s in systems)
+    run = TVD + ("-finetune.lora" if family in LORA else "")
     tvd = json.loads(
-        (workdir / f"results/scores/kd/teacher/{TVD}/seed1/wmt22/de-en.json").read_text()
+        (workdir / f"results/scores/kd/teacher/{run}/seed1/wmt22/de-en.json").read_text()
     )
     hypotheses = (workdir / tvd["hypotheses"]).read_text().splitlines()
     assert tvd["n_sentences"] == len(hypotheses) == 5  # tests/micro.yaml's test sentences
@@ -162,6 +169,10 @@ def test_table1_and_a_sampled_objective_run_for_each_family(family_study):
     assert shared.bos_token == tok.bos_token and shared.eos_token == tok.eos_token
     assert len(shared) == len(tok)
     summary = json.loads(
-        (workdir / "results/models/kd/teacher" / TVD / "seed1/train_summary.json").read_text()
+        (workdir / "results/models/kd/teacher" / run / "seed1/train_summary.json").read_text()
     )
     assert summary["onpolicy"]["samples"] > 0  # the student sampled its own sequences
+    if family in LORA:  # the adapters, and the merged weights the decoding read
+        assert summary["lora"]["rank"] == 4 and summary["lora"]["trainable"] > 0
+        for model in ("sft/teacher", "sft/student", f"kd/teacher/{run}"):
+            assert (workdir / "results/models" / model / "seed1/adapter").is_dir()
