@@ -11,7 +11,6 @@ run's teacher read a LoRA-trained model as any other.
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,17 +72,14 @@ def save_merged(
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> None:
-    """Merge the adapter saved in `adapter_dir` into `base_model` (the weights the run started
-    from, loaded again on the CPU in float32) and save the merged model in `out_dir` (safetensors,
-    in `dtype`, with `tokenizer`); the adapter moves to ``<out_dir>/adapter``."""
+    """Merge the adapter saved in `adapter_dir` (``<out_dir>/adapter``, where it stays) into
+    `base_model` (the weights the run started from, loaded again on the CPU in float32) and save
+    the merged model in `out_dir` (safetensors, in `dtype`, with `tokenizer`)."""
     with _whole_weights():
         base = models.load_causal_lm(base_model, "float32", trust_remote_code, revision)
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.to(models.torch_dtype(dtype))
     models.save(merged, tokenizer, out_dir)
-    target = out_dir / ADAPTER_DIR
-    if adapter_dir.resolve() != target.resolve():
-        shutil.move(str(adapter_dir), target)
 
 
 @contextlib.contextmanager
