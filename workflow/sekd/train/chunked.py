@@ -203,9 +203,10 @@ def _sft(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     return loss, ds, None, None
 
 
-def _teacher_mix(ch: Chunk, h: Hyper, beta: float) -> KernelOut:
-    """(1-λ)·SFT + λ·KL(p || βq + (1-β)p): forward KD (β = 1, eq. 3) and eq. 10."""
-    lam = h.lam
+def _teacher_mix(ch: Chunk, h: Hyper, beta: float, lam: float | None = None) -> KernelOut:
+    """(1-λ)·SFT + λ·KL(p || βq + (1-β)p): forward KD (β = 1, eq. 3) and eq. 10; λ = h.lam
+    unless given (λ = 1: f-DISTILL's KL(p||q), and JS's teacher half at β = ½)."""
+    lam = h.lam if lam is None else lam
     if lam == 0:
         return _sft(ch, h)
     nll = ch.nll()
@@ -371,16 +372,9 @@ def _word_kd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     return loss, ds, None, None
 
 
-def _forward(ch: Chunk, h: Hyper) -> KernelOut:
-    """KL(p||q): g = -p, ∂/∂s = q·Σp - p."""
-    loss = _kl(ch.t, ch.lt, ch.lq, ch.a)
-    ds = _grad(ch, ch.t.sum(-1).mul_(h.scale), ch.t, h.scale, 0.0) if h.want_grad else None
-    return loss, ds, None, None
-
-
 @register_kernel("fd_kl", "p")
 def _fd_kl(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
-    return _forward(ch, h)
+    return _teacher_mix(ch, h, 1.0, lam=1.0)  # KL(p||q)
 
 
 @register_kernel("fd_rkl", "p")
@@ -408,7 +402,7 @@ def _gkd(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     1, as the reference): ∂L/∂q = (1-β)·ln(q/m), so ∂/∂s = (1-β)·q·(ln(q/m) - KL(q||m))."""
     beta = h.jsd_beta
     if beta == 0:
-        return _forward(ch, h)
+        return _teacher_mix(ch, h, 1.0, lam=1.0)  # KL(p||q)
     if beta == 1:
         return _reverse(ch, h, 1.0)
     m = torch.lerp(ch.q, ch.t, beta, out=ch.a).clamp_min_(_TINY).log2_()  # log2 m
@@ -429,11 +423,7 @@ def _fd_js(ch: Chunk, h: Hyper, *_: Tensor | None) -> KernelOut:
     KL(p||βq + (1-β)p) at β = ½ (g = -½·p·q/m). The student's samples (on_policy): KL(q||m),
     ∂L/∂q = ln(q/m) + 1 - ½·q/m =: G, ∂/∂s = q·(G - Σ q·G)."""
     if not h.on_policy:
-        kl, tw = _skew(ch, 0.5, h.want_grad)
-        ds = None
-        if h.want_grad:
-            ds = _grad(ch, tw.sum(-1).mul_(0.5 * h.scale), tw, 0.5 * h.scale, 0.0)
-        return kl, ds, None, None
+        return _teacher_mix(ch, h, 0.5, lam=1.0)
     m = torch.lerp(ch.q, ch.t, 0.5, out=ch.a).clamp_min_(_TINY)
     g = torch.div(ch.q, m, out=ch.b).mul_(-0.5).add_(1.0)  # 1 - ½·q/m
     ell = torch.sub(ch.lq, m.log2_(), out=ch.a).mul_(LN2)  # ln q - ln m

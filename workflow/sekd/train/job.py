@@ -726,9 +726,7 @@ def _save_lora(trainer: DistillTrainer, tok, job: TrainJob, tmp_dir: Path) -> No
                 f"{adapter}: no adapter saved; set zero_optimization."
                 "stage3_gather_16bit_weights_on_model_save to true in the DeepSpeed config"
             )
-        lora.save_merged(
-            adapter, job.base_model, tok, tmp_dir, dtype, job.trust_remote_code, job.revision
-        )
+        lora.save_merged(tmp_dir, job.base_model, tok, dtype, job.trust_remote_code, job.revision)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,20 +64,19 @@ def parameter_counts(model: torch.nn.Module) -> dict:
 
 
 def save_merged(
-    adapter_dir: Path,
+    out_dir: Path,
     base_model: str,
     tokenizer,
-    out_dir: Path,
     dtype: str,
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> None:
-    """Merge the adapter saved in `adapter_dir` (``<out_dir>/adapter``, where it stays) into
-    `base_model` (the weights the run started from, loaded again on the CPU in float32) and save
-    the merged model in `out_dir` (safetensors, in `dtype`, with `tokenizer`)."""
+    """Merge the adapter saved in ``<out_dir>/adapter`` (where it stays) into `base_model` (the
+    weights the run started from, loaded again on the CPU in float32) and save the merged model
+    in `out_dir` (safetensors, in `dtype`, with `tokenizer`)."""
     with _whole_weights():
         base = models.load_causal_lm(base_model, "float32", trust_remote_code, revision)
-        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+        merged = PeftModel.from_pretrained(base, str(out_dir / ADAPTER_DIR)).merge_and_unload()
     merged.to(models.torch_dtype(dtype))
     models.save(merged, tokenizer, out_dir)
 
